@@ -1,7 +1,7 @@
 //! xmpp-component-router: a XEP-0114 component router and gateway in front of Prosody.
 //!
 //! Module map (one concept each):
-//! - [`cli`]: command line (clap) and exit codes.
+//! - [`cli`]: command line (clap), exit codes, `--check` output.
 //! - [`config`]: the TOML config: parse, validate, diff.
 //! - [`prosody_config`]: the declarative subset of prosody.cfg.lua that declares components.
 //! - [`jid`]: just enough JID parsing for routing (domain extraction, validity).
@@ -9,7 +9,22 @@
 //! - [`stanza`]: stream-error and stanza-error (bounce) serialisation.
 //! - [`router`]: routing table, registrations, sessions and their bounded outboxes.
 //! - [`component`]: one component connection's state machine (XEP-0114 server side).
-//! - [`server`]: listeners, accept loop, signals, shutdown.
+//! - [`upstream`]: one XEP-0114 client link per component to the upstream server.
+//! - [`server`]: listeners, accept loops, signals, shutdown.
+//! - [`reload`]: SIGHUP: re-read the config, apply the difference, report it.
+//! - [`systemd`]: the sd_notify protocol.
 //! - [`logging`]: tracing setup.
 
+pub mod cli;
+pub mod component;
+pub mod config;
+pub mod jid;
+pub mod logging;
 pub mod prosody_config;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod stanza;
+pub mod systemd;
+pub mod upstream;
+pub mod xml;

@@ -1,3 +1,40 @@
-fn main() {
-    println!("Hello, world!");
+//! Entry point: parse the command line, load the config, run the daemon.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use xmpp_component_router::{cli, config, logging, server};
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xmpp-component-router: invalid config: {e}");
+            return ExitCode::from(cli::EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        print!("{}", cli::summary(&config));
+        return ExitCode::SUCCESS;
+    }
+    logging::init(&config.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xmpp-component-router: cannot start the runtime: {e}");
+            return ExitCode::from(cli::EXIT_FATAL);
+        }
+    };
+    match rt.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("xmpp-component-router: {e}");
+            ExitCode::from(cli::EXIT_FATAL)
+        }
+    }
 }

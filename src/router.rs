@@ -1,0 +1,417 @@
+//! The routing table and everything a stanza is delivered into.
+//!
+//! - [`Router`] holds the table from canonical domain to [`Registration`] as an
+//!   `ArcSwap` snapshot: every stanza reads it without a lock; a reload builds a
+//!   new table and swaps it in.
+//! - A [`Registration`] is one served (attached) component domain: its current
+//!   settings, its live [`Session`] if any, and whether a reload detached it.
+//! - A [`Session`] is an authenticated connection as seen by others: its bounded
+//!   [`Outbox`] and its [`Control`] (how to end it with a stream error).
+//! - Every connection, authenticated or not, has a [`Control`] registered with
+//!   the router so shutdown reaches all of them.
+//!
+//! Delivery never waits: a full outbox is reported to the sender, which bounces
+//! `resource-constraint`, so one slow reader cannot stall anyone else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::{ComponentConfig, Config, OnConflict, UpstreamConfig};
+use crate::stanza::StreamError;
+use crate::upstream::Link;
+use crate::xml::Limits;
+
+/// Bounds of one outgoing queue.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    pub max_stanzas: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_stanzas: 4096,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Settings that apply to connections as a whole (not per component).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub handshake_timeout: std::time::Duration,
+    pub limits: Limits,
+    pub queue: QueueLimits,
+    pub upstream: Option<UpstreamConfig>,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            handshake_timeout: c.handshake_timeout,
+            limits: Limits::new(c.max_stanza_size),
+            queue: QueueLimits::default(),
+            upstream: c.upstream.clone(),
+        }
+    }
+}
+
+/// Why a push into an outbox failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue is at its stanza or byte bound (a slow reader).
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+/// The sending side of a connection's bounded outgoing queue.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Bytes>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// The writer's side of an [`Outbox`].
+pub struct OutboxReceiver {
+    pub rx: mpsc::Receiver<Bytes>,
+    pub queued_bytes: Arc<AtomicUsize>,
+}
+
+pub fn outbox(limits: QueueLimits) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::channel(limits.max_stanzas.max(1));
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued_bytes: queued_bytes.clone(),
+            max_bytes: limits.max_bytes,
+        },
+        OutboxReceiver { rx, queued_bytes },
+    )
+}
+
+impl Outbox {
+    /// Queue without waiting; fails when the queue is full or closed.
+    pub fn try_push(&self, b: Bytes) -> Result<(), PushError> {
+        let len = b.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(PushError::Full);
+        }
+        match self.tx.try_send(b) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => PushError::Full,
+                    mpsc::error::TrySendError::Closed(_) => PushError::Closed,
+                })
+            }
+        }
+    }
+
+    /// Queue, waiting for room. Only a connection's own reader waits on its own
+    /// outbox (its bounces and replies), so this back-pressures only that peer.
+    pub async fn push(&self, b: Bytes) -> Result<(), PushError> {
+        let len = b.len();
+        self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        self.tx.send(b).await.map_err(|_| {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            PushError::Closed
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// How to end one connection from elsewhere (conflict, shutdown).
+#[derive(Default)]
+pub struct Control {
+    notify: Notify,
+    reason: Mutex<Option<StreamError>>,
+}
+
+impl Control {
+    /// Ask the connection to end with this stream error (the first request wins).
+    pub fn kill(&self, err: StreamError) {
+        if let Ok(mut r) = self.reason.lock() {
+            if r.is_none() {
+                *r = Some(err);
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Resolves when [`Control::kill`] was called; returns its stream error.
+    pub async fn killed(&self) -> StreamError {
+        loop {
+            if let Some(e) = self.reason.lock().ok().and_then(|r| r.clone()) {
+                return e;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// An authenticated connection, as the rest of the router sees it.
+pub struct Session {
+    pub id: u64,
+    pub domain: Arc<str>,
+    pub peer: SocketAddr,
+    pub outbox: Outbox,
+    pub control: Arc<Control>,
+    /// The session's link to the upstream server, when one is configured.
+    pub upstream: ArcSwapOption<Link>,
+}
+
+impl Session {
+    /// Close the upstream link, if any (session ended or detached).
+    pub fn close_upstream(&self) {
+        if let Some(link) = self.upstream.swap(None) {
+            link.close();
+        }
+    }
+}
+
+/// One served component domain.
+pub struct Registration {
+    pub domain: Arc<str>,
+    settings: ArcSwap<ComponentConfig>,
+    session: ArcSwapOption<Session>,
+    detached: AtomicBool,
+    /// Serialises attach/detach decisions (never held across an await).
+    attach_lock: Mutex<()>,
+}
+
+impl Registration {
+    fn new(cfg: &ComponentConfig) -> Arc<Self> {
+        Arc::new(Registration {
+            domain: Arc::from(cfg.domain.as_str()),
+            settings: ArcSwap::from_pointee(cfg.clone()),
+            session: ArcSwapOption::empty(),
+            detached: AtomicBool::new(false),
+            attach_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn settings(&self) -> Arc<ComponentConfig> {
+        self.settings.load_full()
+    }
+
+    pub fn session(&self) -> Option<Arc<Session>> {
+        self.session.load_full()
+    }
+
+    /// Removed from the config by a reload: nothing is routed from or to it.
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Relaxed)
+    }
+}
+
+/// Outcome of [`Router::attach`].
+pub enum Attach {
+    /// Attached; the replaced session (if any) must be sent `conflict`.
+    Attached { replaced: Option<Arc<Session>> },
+    /// `on_conflict = "reject"` and a session is live.
+    Conflict,
+    /// The registration was detached meanwhile (the domain is no longer served).
+    Detached,
+}
+
+/// Where a stanza for a domain goes.
+pub enum Destination {
+    Local(Arc<Session>),
+    /// An attached component with no live session.
+    Offline,
+    /// Not a domain the router serves.
+    Unknown,
+}
+
+/// What a reload changed, for the report (SPEC §6).
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    /// Domain and number of connections left open but detached.
+    pub removed: Vec<(String, usize)>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+type Table = HashMap<Arc<str>, Arc<Registration>>;
+
+pub struct Router {
+    table: ArcSwap<Table>,
+    settings: ArcSwap<Settings>,
+    next_id: AtomicU64,
+    controls: Mutex<HashMap<u64, Arc<Control>>>,
+    /// Stanzas read from detached sessions and discarded.
+    pub discarded_from_detached: AtomicU64,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Arc<Self> {
+        let table: Table = config
+            .enabled_components()
+            .map(|c| (Arc::from(c.domain.as_str()), Registration::new(c)))
+            .collect();
+        Arc::new(Router {
+            table: ArcSwap::from_pointee(table),
+            settings: ArcSwap::from_pointee(Settings::from_config(config)),
+            next_id: AtomicU64::new(1),
+            controls: Mutex::new(HashMap::new()),
+            discarded_from_detached: AtomicU64::new(0),
+        })
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The registration of an attached domain (`key` in canonical form).
+    pub fn registration(&self, key: &str) -> Option<Arc<Registration>> {
+        self.table.load().get(key).cloned()
+    }
+
+    /// Where a stanza for the domain `key` (canonical form) goes.
+    pub fn destination(&self, key: &str) -> Destination {
+        match self.table.load().get(key) {
+            None => Destination::Unknown,
+            Some(reg) => match reg.session.load_full() {
+                Some(s) => Destination::Local(s),
+                None => Destination::Offline,
+            },
+        }
+    }
+
+    /// Make `session` the live session of `reg`, applying its conflict policy.
+    pub fn attach(&self, reg: &Registration, session: Arc<Session>) -> Attach {
+        let Ok(_guard) = reg.attach_lock.lock() else {
+            return Attach::Detached;
+        };
+        if reg.is_detached() {
+            return Attach::Detached;
+        }
+        let current = reg.session.load_full();
+        if current.is_some() && reg.settings.load().on_conflict == OnConflict::Reject {
+            return Attach::Conflict;
+        }
+        reg.session.store(Some(session));
+        Attach::Attached { replaced: current }
+    }
+
+    /// Remove `session_id` as the live session of `reg`, if it still is.
+    pub fn release(&self, reg: &Registration, session_id: u64) {
+        if let Ok(_guard) = reg.attach_lock.lock() {
+            if reg.session.load().as_ref().map(|s| s.id) == Some(session_id) {
+                reg.session.store(None);
+            }
+        }
+    }
+
+    /// Register a connection's control so shutdown can reach it.
+    pub fn register_control(&self, id: u64, c: Arc<Control>) {
+        if let Ok(mut m) = self.controls.lock() {
+            m.insert(id, c);
+        }
+    }
+
+    pub fn unregister_control(&self, id: u64) {
+        if let Ok(mut m) = self.controls.lock() {
+            m.remove(&id);
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.controls.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// End every connection with this stream error (shutdown).
+    pub fn kill_all(&self, err: &StreamError) {
+        let all: Vec<Arc<Control>> = match self.controls.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for c in all {
+            c.kill(err.clone());
+        }
+    }
+
+    /// All live sessions of attached components.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.table
+            .load()
+            .values()
+            .filter_map(|r| r.session.load_full())
+            .collect()
+    }
+
+    /// Apply a validated new config (SPEC §6): attach added components, detach
+    /// removed ones (their connections stay open but inert), update changed
+    /// settings in place, and leave everything else untouched.
+    pub fn apply(&self, old: &Config, new: &Config) -> ReloadReport {
+        let d = crate::config::diff(old, new);
+        let mut report = ReloadReport {
+            unchanged: d.unchanged,
+            ..Default::default()
+        };
+        let current = self.table.load_full();
+        let mut table: Table = (*current).clone();
+        for c in &d.added {
+            table.insert(Arc::from(c.domain.as_str()), Registration::new(c));
+            report.added.push(c.domain.clone());
+        }
+        for c in &d.changed {
+            if let Some(reg) = table.get(c.domain.as_str()) {
+                reg.settings.store(Arc::new(c.clone()));
+            }
+            report.changed.push(c.domain.clone());
+        }
+        let mut detached = Vec::new();
+        for domain in &d.removed {
+            if let Some(reg) = table.remove(domain.as_str()) {
+                detached.push(reg);
+            }
+        }
+        let old_upstream = self.settings.load().upstream.clone();
+        self.settings.store(Arc::new(Settings::from_config(new)));
+        self.table.store(Arc::new(table));
+        // Detach after the new table is visible: from here on no stanza is routed to them.
+        for reg in detached {
+            let live = {
+                let _guard = reg.attach_lock.lock();
+                reg.detached.store(true, Ordering::Relaxed);
+                reg.session.load_full()
+            };
+            if let Some(s) = &live {
+                s.close_upstream();
+            }
+            report
+                .removed
+                .push((reg.domain.to_string(), usize::from(live.is_some())));
+        }
+        if old_upstream != new.upstream {
+            for s in self.sessions() {
+                if let Some(link) = s.upstream.load_full() {
+                    link.reconfigure();
+                }
+            }
+        }
+        report
+    }
+}
