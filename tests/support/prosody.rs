@@ -1,0 +1,668 @@
+#![allow(dead_code)]
+//! Test harness that runs a real Prosody (Debian's 0.12 package) on loopback.
+//!
+//! Every instance gets its own temporary directory holding the generated
+//! config, data store (internal storage, so `prosodyctl register` works),
+//! pidfile, certificate directory (empty) and logs, and its own pair of
+//! loopback ports (c2s and XEP-0114 component). Instances never share
+//! anything, so tests may run in parallel.
+//!
+//! Gotchas found while writing this (Prosody 0.12.3, run as root in CI):
+//! * Prosody refuses to run as root (mod_posix) and prosodyctl switches to the
+//!   `prosody` user unless the config says `run_as_root = true`.
+//! * Without `certificates = "<dir>"` pointing at an existing directory,
+//!   certmanager logs an error about indexing the default `certs` directory.
+//!   No certificate is needed: mod_tls is not loaded and
+//!   `c2s_require_encryption = false` + `allow_unencrypted_plain_auth = true`
+//!   allow SASL PLAIN over plain TCP.
+//! * s2s is autoloaded; it is disabled (with `s2s_ports = {}`) so nothing binds
+//!   port 5269. `offline` is disabled so nothing is stored for offline users.
+//! * Signal handlers are installed by a timer once the event loop runs; a
+//!   SIGHUP before that would kill Prosody, so readiness is checked with a
+//!   real stream exchange, not only a TCP connect.
+//! * `pgrep -a prosody` does not see it: the process name is `lua5.4`; use
+//!   `pgrep -af /usr/bin/prosody`.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub const PROSODY_BIN: &str = "/usr/bin/prosody";
+pub const PROSODYCTL_BIN: &str = "/usr/bin/prosodyctl";
+/// How long `start`/`restart` wait for both ports to serve XMPP.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `stop` waits after SIGTERM before sending SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+const LOG_FILE: &str = "prosody.log";
+const WARN_LOG_FILE: &str = "warnings.log";
+const CONSOLE_FILE: &str = "console.log";
+const CONFIG_FILE: &str = "prosody.cfg.lua";
+const PID_FILE: &str = "prosody.pid";
+
+/// What the generated Prosody config contains.
+#[derive(Clone, Debug)]
+pub struct ProsodyOptions {
+    /// The single `VirtualHost`, e.g. `"localhost"`.
+    pub virtual_host: String,
+    /// `Component` sections: `(domain, component_secret)`.
+    pub components: Vec<(String, String)>,
+    /// Accounts on `virtual_host`: `(user, password)`.
+    pub users: Vec<(String, String)>,
+}
+
+impl Default for ProsodyOptions {
+    fn default() -> Self {
+        ProsodyOptions::new("localhost")
+    }
+}
+
+impl ProsodyOptions {
+    pub fn new(virtual_host: &str) -> Self {
+        ProsodyOptions {
+            virtual_host: virtual_host.to_string(),
+            components: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+
+    pub fn component(mut self, domain: &str, secret: &str) -> Self {
+        self.components
+            .push((domain.to_string(), secret.to_string()));
+        self
+    }
+
+    pub fn user(mut self, user: &str, password: &str) -> Self {
+        self.users.push((user.to_string(), password.to_string()));
+        self
+    }
+}
+
+/// Is Prosody installed?
+pub fn available() -> bool {
+    Path::new(PROSODY_BIN).is_file() && Path::new(PROSODYCTL_BIN).is_file()
+}
+
+fn running_in_ci() -> bool {
+    match std::env::var("CI") {
+        Ok(v) => !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"),
+        Err(_) => false,
+    }
+}
+
+/// Call first in every test that needs Prosody. Returns `true` when Prosody
+/// is installed. When it is missing: panics under CI (`CI=true`), since CI
+/// must never silently skip; otherwise prints a skip notice and returns
+/// `false` (the test should then return early).
+pub fn require() -> bool {
+    if available() {
+        return true;
+    }
+    if running_in_ci() {
+        panic!(
+            "Prosody is required for this test but {PROSODY_BIN} / {PROSODYCTL_BIN} is missing \
+             (CI=true, so this is a failure, not a skip). Install it: apt-get install -y prosody"
+        );
+    }
+    eprintln!(
+        "SKIPPED: {PROSODY_BIN} not found; install Debian's `prosody` package to run this test"
+    );
+    false
+}
+
+/// A running Prosody instance. Dropping it stops the process.
+pub struct Prosody {
+    pub c2s_port: u16,
+    pub component_port: u16,
+    pub dir: tempfile::TempDir,
+    /// How long the last (re)start took until both ports served XMPP.
+    pub last_start_duration: Duration,
+    opts: ProsodyOptions,
+    child: Option<Child>,
+    /// Keeps the thread that spawned the child alive: the child has
+    /// PR_SET_PDEATHSIG=SIGKILL, which fires when that *thread* exits, so
+    /// Prosody dies with the test process even if Drop never runs (SIGKILL,
+    /// abort), but not when an arbitrary spawning thread ends.
+    spawner_keepalive: Option<mpsc::Sender<()>>,
+}
+
+impl Prosody {
+    /// Write a private config, register users, start Prosody in the
+    /// foreground and wait until its c2s and component ports serve XMPP.
+    pub fn start(opts: &ProsodyOptions) -> io::Result<Prosody> {
+        if !available() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{PROSODY_BIN} is not installed"),
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("prosody-harness-")
+            .tempdir()?;
+        fs::create_dir_all(dir.path().join("data"))?;
+        fs::create_dir_all(dir.path().join("certs"))?;
+        let c2s_port = pick_port()?;
+        let component_port = pick_port()?;
+        let mut prosody = Prosody {
+            c2s_port,
+            component_port,
+            dir,
+            last_start_duration: Duration::ZERO,
+            opts: opts.clone(),
+            child: None,
+            spawner_keepalive: None,
+        };
+        prosody.write_config()?;
+        prosody.register_users()?;
+        prosody.spawn_and_wait()?;
+        Ok(prosody)
+    }
+
+    pub fn options(&self) -> &ProsodyOptions {
+        &self.opts
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join(CONFIG_FILE)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(LOG_FILE)
+    }
+
+    pub fn c2s_addr(&self) -> SocketAddr {
+        SocketAddr::from((LOOPBACK, self.c2s_port))
+    }
+
+    pub fn component_addr(&self) -> SocketAddr {
+        SocketAddr::from((LOOPBACK, self.component_port))
+    }
+
+    /// PID of the running Prosody process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Is the process still alive?
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Register (or re-register, which overwrites the password) an account on
+    /// the virtual host with prosodyctl. Works while Prosody runs, too:
+    /// internal storage is read from disk on each login.
+    pub fn register_user(&mut self, user: &str, password: &str) -> io::Result<()> {
+        let host = self.opts.virtual_host.clone();
+        self.prosodyctl(&["register", user, &host, password])?;
+        if !self.opts.users.iter().any(|(u, _)| u == user) {
+            self.opts
+                .users
+                .push((user.to_string(), password.to_string()));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, wait up to 5 s, then SIGKILL. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                let pid = Pid::from_raw(child.id() as i32);
+                let _ = kill(pid, Signal::SIGTERM);
+                let deadline = Instant::now() + STOP_GRACE;
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(_)) | Err(_) => break,
+                        Ok(None) if Instant::now() >= deadline => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            break;
+                        }
+                        Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            }
+            // Reap in every case (no-op if already reaped).
+            let _ = child.wait();
+        }
+        // Only now let the spawner thread exit (its exit would SIGKILL the child).
+        self.spawner_keepalive = None;
+    }
+
+    /// Stop and start again with the same config on the same ports.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.spawn_and_wait()
+    }
+
+    /// Stop, rewrite the config from `opts` (keeping ports, data and dir),
+    /// register `opts.users`, start again. This is how a test makes Prosody
+    /// learn a new component domain: Prosody 0.12 does not activate hosts
+    /// added to the config on SIGHUP.
+    pub fn restart_with(&mut self, opts: &ProsodyOptions) -> io::Result<()> {
+        self.stop();
+        self.opts = opts.clone();
+        self.write_config()?;
+        self.register_users()?;
+        self.spawn_and_wait()
+    }
+
+    /// Rewrite the config with a new component list and send SIGHUP; returns
+    /// once Prosody has reloaded it. Prosody 0.12 applies changed options of
+    /// existing hosts (e.g. `component_secret`) but does NOT activate added
+    /// or deactivate removed hosts: use `restart_with` for that.
+    pub fn reload_config(&mut self, components: Vec<(String, String)>) -> io::Result<()> {
+        self.opts.components = components;
+        self.write_config()?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| io::Error::other("reload_config: Prosody is not running"))?;
+        let marker = "Reloading configuration file";
+        let before = self.read_log().matches(marker).count();
+        kill(Pid::from_raw(pid as i32), Signal::SIGHUP).map_err(io::Error::other)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.read_log().matches(marker).count() <= before {
+            if !self.is_running() {
+                return Err(self.failure("Prosody exited after SIGHUP"));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure("Prosody did not log a config reload after SIGHUP"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The reload runs synchronously in one loop step; a stream exchange
+        // afterwards proves it has completed.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match probe_stream(self.c2s_port, "jabber:client", &self.opts.virtual_host) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(self.failure(&format!("Prosody unresponsive after SIGHUP: {e}")))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Last 60 lines of Prosody's (debug level) log, plus anything it printed
+    /// on stdout/stderr.
+    pub fn log_tail(&self) -> String {
+        let mut out = String::new();
+        let log = self.read_log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(60);
+        out.push_str(&format!(
+            "--- {} (last {} lines) ---\n",
+            self.log_path().display(),
+            lines.len() - from
+        ));
+        for l in &lines[from..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        let console = fs::read_to_string(self.dir.path().join(CONSOLE_FILE)).unwrap_or_default();
+        if !console.trim().is_empty() {
+            let lines: Vec<&str> = console.lines().collect();
+            let from = lines.len().saturating_sub(20);
+            out.push_str("--- prosody stdout/stderr ---\n");
+            for l in &lines[from..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Full debug log (all starts of this instance).
+    pub fn read_log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Lines logged at level warn or error (all starts of this instance).
+    pub fn warnings(&self) -> String {
+        fs::read_to_string(self.dir.path().join(WARN_LOG_FILE)).unwrap_or_default()
+    }
+
+    // ---- internals ----
+
+    fn failure(&self, what: &str) -> io::Error {
+        io::Error::other(format!(
+            "{what} (c2s port {}, component port {}, dir {})\n{}",
+            self.c2s_port,
+            self.component_port,
+            self.dir.path().display(),
+            self.log_tail()
+        ))
+    }
+
+    fn render_config(&self) -> String {
+        let d = self.dir.path();
+        let p = |name: &str| lua_str(&d.join(name).to_string_lossy());
+        let mut c = String::new();
+        c.push_str("-- Generated by tests/support/prosody.rs; private to one test instance.\n");
+        c.push_str(
+            "run_as_root = true -- CI runs as root; without this Prosody refuses to start\n",
+        );
+        c.push_str("daemonize = false\n");
+        c.push_str(&format!("pidfile = {}\n", p(PID_FILE)));
+        c.push_str(&format!("data_path = {}\n", p("data")));
+        c.push_str(&format!("certificates = {}\n", p("certs")));
+        c.push_str("log = {\n");
+        c.push_str(&format!(
+            "\t{{ levels = {{ min = \"debug\" }}, to = \"file\", filename = {} }};\n",
+            p(LOG_FILE)
+        ));
+        c.push_str(&format!(
+            "\t{{ levels = {{ min = \"warn\" }}, to = \"file\", filename = {} }};\n",
+            p(WARN_LOG_FILE)
+        ));
+        c.push_str("}\n");
+        for key in [
+            "interfaces",
+            "local_interfaces",
+            "c2s_interfaces",
+            "component_interfaces",
+        ] {
+            c.push_str(&format!("{key} = {{ \"127.0.0.1\" }}\n"));
+        }
+        c.push_str(&format!("c2s_ports = {{ {} }}\n", self.c2s_port));
+        c.push_str(&format!(
+            "component_ports = {{ {} }}\n",
+            self.component_port
+        ));
+        for key in [
+            "c2s_direct_tls_ports",
+            "legacy_ssl_ports",
+            "s2s_ports",
+            "s2s_direct_tls_ports",
+        ] {
+            c.push_str(&format!("{key} = {{ }}\n"));
+        }
+        c.push_str(
+            "modules_enabled = { \"roster\"; \"saslauth\"; \"disco\"; \"ping\"; \"version\"; }\n",
+        );
+        c.push_str("modules_disabled = { \"s2s\"; \"s2s_auth_certs\"; \"offline\"; }\n");
+        c.push_str("storage = \"internal\"\n");
+        c.push_str("authentication = \"internal_plain\"\n");
+        c.push_str("c2s_require_encryption = false\n");
+        c.push_str("allow_unencrypted_plain_auth = true\n");
+        c.push_str("s2s_require_encryption = false\n");
+        c.push('\n');
+        c.push_str(&format!(
+            "VirtualHost {}\n",
+            lua_str(&self.opts.virtual_host)
+        ));
+        for (domain, secret) in &self.opts.components {
+            c.push('\n');
+            c.push_str(&format!("Component {}\n", lua_str(domain)));
+            c.push_str(&format!("\tcomponent_secret = {}\n", lua_str(secret)));
+            c.push_str("\tcomponent_conflict_resolve = \"kick_old\"\n");
+        }
+        c
+    }
+
+    fn write_config(&self) -> io::Result<()> {
+        // Write-then-rename so a concurrent reload never sees half a file.
+        let tmp = self.dir.path().join(format!("{CONFIG_FILE}.tmp"));
+        fs::write(&tmp, self.render_config())?;
+        fs::rename(&tmp, self.config_path())
+    }
+
+    fn prosodyctl(&self, args: &[&str]) -> io::Result<()> {
+        let out = Command::new(PROSODYCTL_BIN)
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "prosodyctl {} failed ({}): {}{}",
+                args.first().copied().unwrap_or(""),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    fn register_users(&mut self) -> io::Result<()> {
+        let host = self.opts.virtual_host.clone();
+        for (user, password) in self.opts.users.clone() {
+            self.prosodyctl(&["register", &user, &host, &password])?;
+        }
+        Ok(())
+    }
+
+    fn spawn_and_wait(&mut self) -> io::Result<()> {
+        let started = Instant::now();
+        let log_offset = fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
+        // Stale pidfile from a killed run would not stop Prosody, but remove it anyway.
+        let _ = fs::remove_file(self.dir.path().join(PID_FILE));
+        let mut console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(CONSOLE_FILE))?;
+        writeln!(console, "--- starting prosody ---")?;
+        let mut cmd = Command::new(PROSODY_BIN);
+        cmd.arg("-F")
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(console.try_clone()?))
+            .stderr(Stdio::from(console));
+        // SAFETY: only an async-signal-safe syscall (prctl) runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
+        }
+        let (child, keepalive) = spawn_on_keeper_thread(cmd)?;
+        self.child = Some(child);
+        self.spawner_keepalive = Some(keepalive);
+
+        let deadline = started + START_TIMEOUT;
+        let c2s_marker = format!("Activated service 'c2s' on [127.0.0.1]:{}", self.c2s_port);
+        let comp_marker = format!(
+            "Activated service 'component' on [127.0.0.1]:{}",
+            self.component_port
+        );
+        let need_component = !self.opts.components.is_empty();
+        loop {
+            if !self.is_running() {
+                let status = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
+                let err = self.failure(&format!("Prosody exited during startup ({status:?})"));
+                self.stop();
+                return Err(err);
+            }
+            let log = read_from(&self.log_path(), log_offset);
+            let activated =
+                log.contains(&c2s_marker) && (!need_component || log.contains(&comp_marker));
+            if activated
+                && probe_stream(self.c2s_port, "jabber:client", &self.opts.virtual_host).is_ok()
+                && (!need_component || probe_tcp(self.component_port))
+            {
+                self.last_start_duration = started.elapsed();
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let err = self.failure(&format!(
+                    "Prosody did not serve its ports within {START_TIMEOUT:?}"
+                ));
+                self.stop();
+                return Err(err);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Spawn `cmd` from a dedicated thread that stays alive until the returned
+/// sender is dropped (see `Prosody::spawner_keepalive`).
+fn spawn_on_keeper_thread(mut cmd: Command) -> io::Result<(Child, mpsc::Sender<()>)> {
+    let (result_tx, result_rx) = mpsc::channel::<io::Result<Child>>();
+    let (keep_tx, keep_rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("prosody-spawner".into())
+        .spawn(move || {
+            let spawned = cmd.spawn();
+            let ok = spawned.is_ok();
+            let _ = result_tx.send(spawned);
+            if ok {
+                // Blocks until the Prosody handle drops the sender.
+                let _ = keep_rx.recv();
+            }
+        })?;
+    let child = result_rx
+        .recv()
+        .map_err(|_| io::Error::other("prosody spawner thread died"))??;
+    Ok((child, keep_tx))
+}
+
+fn read_from(path: &Path, offset: u64) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = fs::File::open(path) {
+        if f.seek(SeekFrom::Start(offset)).is_ok() {
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes);
+            s = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    s
+}
+
+fn probe_tcp(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from((LOOPBACK, port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
+}
+
+/// Open a stream and wait for the server's stream header: proves the event
+/// loop is running (not only that the socket is listening).
+fn probe_stream(port: u16, ns: &str, to: &str) -> io::Result<()> {
+    let mut s = TcpStream::connect_timeout(
+        &SocketAddr::from((LOOPBACK, port)),
+        Duration::from_millis(500),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "<?xml version='1.0'?><stream:stream xmlns='{ns}' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>"
+    )?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&got).contains("stream:stream") {
+            let _ = s.write_all(b"</stream:stream>");
+            return Ok(());
+        }
+    }
+    Err(io::Error::other("no stream header from Prosody"))
+}
+
+/// Lua string literal.
+fn lua_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Ports handed out by this process, never handed out twice.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let s = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<u16>());
+    Some((it.next()?.ok()?, it.next()?.ok()?))
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// A free loopback port. Verified free by binding it and releasing it.
+/// Prefers ports below the kernel's ephemeral range: a port given by binding
+/// port 0 comes from that range, and while Prosody restarts on the same port
+/// an outgoing connection (or another test binding port 0) could grab it.
+/// Falls back to binding port 0. A process-wide registry makes sure parallel
+/// tests in one test binary never get the same port.
+pub fn pick_port() -> io::Result<u16> {
+    let mut used = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((lo, _)) = ephemeral_range() {
+        const BASE: u16 = 10000;
+        if lo > BASE + 1000 {
+            for _ in 0..200 {
+                let port = BASE + (random_u64() % u64::from(lo - BASE)) as u16;
+                if used.contains(&port) {
+                    continue;
+                }
+                if TcpListener::bind((LOOPBACK, port)).is_ok() {
+                    used.insert(port);
+                    return Ok(port);
+                }
+            }
+        }
+    }
+    for _ in 0..100 {
+        let l = TcpListener::bind((LOOPBACK, 0))?;
+        let port = l.local_addr()?.port();
+        if used.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::other("could not find a free loopback port"))
+}
