@@ -36,7 +36,7 @@
 //! stream_errors malformed misrouted unexpected_to_sender timed_out elapsed_s
 //! send_s recv_s rate send_rate mb_per_s loaded_p50_ms loaded_p99_ms
 //! loaded_max_ms server_pid server_cpu_s server_cpu_us_per_stanza
-//! server_cpu_cores loadgen_cpu_s cpu_error error_messages ok`, where
+//! server_cpu_cores loadgen_cpu_s cpu_error error_messages bounce_samples ok`, where
 //! `rate = received / recv_s` and `recv_s` = last receive − first send;
 //! `errors = bounces + stream_errors + malformed + unexpected_to_sender`;
 //! `lost = sent − unique`; `reordered` counts stanzas whose sequence number is

@@ -155,6 +155,7 @@ struct RecvOut {
     hist: Hist,
     timed_out: bool,
     errors: Vec<String>,
+    bounce_samples: Vec<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,6 +187,12 @@ fn receiver(
                 let info = proto::analyze(m);
                 if info.is_error {
                     out.bounces += 1;
+                    if out.bounce_samples.len() < 2 {
+                        out.bounce_samples.push(format!(
+                            "receiver {pair} got a bounce: {}",
+                            proto::snippet(m)
+                        ));
+                    }
                     return;
                 }
                 out.received += 1;
@@ -276,6 +283,7 @@ struct SideOut {
     bounces: u64,
     unexpected: u64,
     errors: Vec<String>,
+    bounce_samples: Vec<String>,
 }
 
 /// Reads the sender's own socket: bounces (`type='error'`) come back here.
@@ -288,6 +296,10 @@ fn sender_reader(mut s: TcpStream, leftover: Vec<u8>, pair: u64, sh: Arc<Shared>
             Event::Message(m) => {
                 if proto::analyze(m).is_error {
                     out.bounces += 1;
+                    if out.bounce_samples.len() < 2 {
+                        out.bounce_samples
+                            .push(format!("sender {pair} got a bounce: {}", proto::snippet(m)));
+                    }
                 } else {
                     out.unexpected += 1;
                 }
@@ -754,6 +766,14 @@ pub fn run(cfg: &PairCfg) -> (Obj, i32) {
         errors.append(&mut s.errors);
     }
     let stream_errors = errors.len() as u64;
+    let mut bounce_samples: Vec<String> = Vec::new();
+    for r in &mut recvs {
+        bounce_samples.append(&mut r.bounce_samples);
+    }
+    for s in &mut sides {
+        bounce_samples.append(&mut s.bounce_samples);
+    }
+    bounce_samples.truncate(4);
     let mut hist = Hist::new();
     for r in &recvs {
         hist.merge(&r.hist);
@@ -862,7 +882,9 @@ pub fn run(cfg: &PairCfg) -> (Obj, i32) {
         .set("cpu_error", cpu.error.clone());
     let ok = lost == 0 && dup == 0 && reordered == 0 && total_errors == 0 && !timed_out && sent > 0;
     errors.truncate(20);
-    o.set("error_messages", errors).set("ok", ok);
+    o.set("error_messages", errors)
+        .set("bounce_samples", bounce_samples)
+        .set("ok", ok);
     (o, 0)
 }
 

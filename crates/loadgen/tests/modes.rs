@@ -113,13 +113,15 @@ fn latency_1000_per_s_for_2_s() {
     assert_eq!(u(&v, "lost"), 0);
     assert_eq!(u(&v, "errors"), 0);
     let recorded = u(&v, "recorded");
-    assert!((990..=1001).contains(&recorded), "recorded {recorded}");
+    // Stanzas scheduled before the end of the warm-up but written late (a
+    // busy CI machine) are recorded too: allow some slack.
+    assert!((990..=1100).contains(&recorded), "recorded {recorded}");
     let p50 = v["p50_ms"].as_f64().unwrap();
     let p99 = v["p99_ms"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 <= p99, "p50 {p50} p99 {p99}");
     assert!(v["p999_ms"].as_f64().unwrap() <= v["max_ms"].as_f64().unwrap());
     let achieved = v["achieved_rate"].as_f64().unwrap();
-    assert!((900.0..1100.0).contains(&achieved), "achieved {achieved}");
+    assert!((800.0..1200.0).contains(&achieved), "achieved {achieved}");
     assert_eq!(v["ok"], true);
 }
 
@@ -231,6 +233,8 @@ fn bounces_are_counted() {
     assert_eq!(u(&v, "lost"), 100);
     assert_eq!(u(&v, "bounces"), 100);
     assert_eq!(u(&v, "errors"), 100);
+    let sample = v["bounce_samples"][0].as_str().unwrap();
+    assert!(sample.contains("service-unavailable"), "{sample}");
     assert_eq!(v["ok"], false);
 }
 
