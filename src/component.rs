@@ -235,16 +235,15 @@ impl Connection {
             control: self.control.clone(),
             upstream: ArcSwapOption::empty(),
         });
-        // `<handshake/>` is queued before the session becomes routable, so it
-        // precedes every stanza routed to the component.
-        if self
-            .send(Bytes::from_static(b"<handshake/>"))
-            .await
-            .is_err()
-        {
-            return Err(End::Gone);
-        }
-        match self.router.attach(reg, session.clone()) {
+        // `<handshake/>` is queued only once the conflict policy accepted the
+        // session (a connection refused with `conflict` must not be told it
+        // authenticated; Prosody sends only the conflict too), and before the
+        // session becomes routable, so it precedes every stanza routed to the
+        // component. Our outbox holds at most our header here, so `try_push`
+        // fails only when the connection is gone.
+        let out = &self.out;
+        let confirm = || out.try_push(Bytes::from_static(b"<handshake/>")).is_ok();
+        match self.router.attach(reg, session.clone(), confirm) {
             Attach::Attached { replaced } => {
                 if let Some(old) = replaced {
                     info!(domain = %reg.domain, old_peer = %old.peer, new_peer = %self.peer, "conflict: replacing the existing session");
@@ -268,6 +267,7 @@ impl Connection {
                     format!("{} is no longer served", reg.domain),
                 )));
             }
+            Attach::Gone => return Err(End::Gone),
         }
         info!(peer = %self.peer, domain = %reg.domain, "component authenticated");
         crate::upstream::start(&self.router, reg, &session);
@@ -385,6 +385,9 @@ impl Connection {
     async fn next(&mut self, deadline: Option<Instant>) -> Input {
         loop {
             match self.framer.next_frame() {
+                // `</stream:stream>` ends the connection in every phase: answer
+                // with ours and close (SPEC §4 "Anywhere").
+                Ok(Some(Frame::End)) => return Input::End(End::PeerClosed),
                 Ok(Some(f)) => return Input::Frame(f),
                 Ok(None) => {}
                 Err(e) => return Input::End(self.xml_error(e)),
@@ -549,7 +552,11 @@ async fn write_loop(
             biased;
             n = q.rx.recv_many(&mut batch, WRITE_BATCH) => {
                 if n == 0 {
-                    break None;
+                    // Every sender is gone: the connection has ended, and it hands
+                    // over its final bytes (stream error, `</stream:stream>`) on
+                    // `close` before dropping its outbox. This arm is polled first
+                    // (`biased`), so wait for them here instead of losing them.
+                    break (&mut close).await.ok();
                 }
                 let len: usize = batch.iter().map(|b| b.len()).sum();
                 let closing = {

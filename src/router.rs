@@ -228,6 +228,8 @@ pub enum Attach {
     Conflict,
     /// The registration was detached meanwhile (the domain is no longer served).
     Detached,
+    /// `accepted` returned false: the connection is gone.
+    Gone,
 }
 
 /// Where a stanza for a domain goes.
@@ -300,7 +302,16 @@ impl Router {
     }
 
     /// Make `session` the live session of `reg`, applying its conflict policy.
-    pub fn attach(&self, reg: &Registration, session: Arc<Session>) -> Attach {
+    ///
+    /// `accepted` runs under the registration's lock once the policy accepted the
+    /// session and before it becomes routable (the caller queues `<handshake/>`
+    /// there). If it returns false (the connection is gone), nothing changes.
+    pub fn attach(
+        &self,
+        reg: &Registration,
+        session: Arc<Session>,
+        accepted: impl FnOnce() -> bool,
+    ) -> Attach {
         let Ok(_guard) = reg.attach_lock.lock() else {
             return Attach::Detached;
         };
@@ -310,6 +321,9 @@ impl Router {
         let current = reg.session.load_full();
         if current.is_some() && reg.settings.load().on_conflict == OnConflict::Reject {
             return Attach::Conflict;
+        }
+        if !accepted() {
+            return Attach::Gone;
         }
         reg.session.store(Some(session));
         Attach::Attached { replaced: current }
