@@ -392,6 +392,14 @@ impl Connection {
                 Ok(None) => {}
                 Err(e) => return Input::End(self.xml_error(e)),
             }
+            if self.read_size > MIN_READ {
+                // The last read filled the buffer, so the peer is sending fast and
+                // the socket is likely readable again at once. Let the writers we
+                // just queued stanzas for run first (they sit in this worker's
+                // LIFO slot); otherwise a flood fills their bounded queues before
+                // they get a turn and healthy receivers see resource-constraint.
+                tokio::task::yield_now().await;
+            }
             let shrink_after = !self.framer.is_idle() || self.framer.buf_mut().capacity() > 0;
             tokio::select! {
                 biased;
