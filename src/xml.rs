@@ -245,8 +245,25 @@ impl Framer {
                 }
                 Err(rxml::error::EndOrError::Error(e)) => return Err(map_xml_error(e)),
             };
-            let ev_start = self.pos;
-            self.pos += ev.metrics().len();
+            // rxml's metrics do not account for every byte: an empty CDATA
+            // section (`<![CDATA[]]>`) makes no event and its 12 bytes are in no
+            // event's length, so summed lengths drift behind the input and the
+            // spans cut from them would be shifted (forwarding bytes that were
+            // never validated as a stanza). The parser stops consuming right
+            // after the `>` of a tag, so for element events the end is exactly
+            // `fed`; text events read one byte ahead and are placed by length.
+            let len = ev.metrics().len();
+            let ev_start = match ev {
+                Event::StartElement(..) | Event::EndElement(..) => {
+                    self.pos = self.fed;
+                    self.fed.saturating_sub(len)
+                }
+                _ => {
+                    let start = self.pos;
+                    self.pos += len;
+                    start
+                }
+            };
             if let Some(frame) = self.on_event(ev, ev_start)? {
                 return Ok(Some(frame));
             }
@@ -418,7 +435,12 @@ impl Framer {
                 "first element is not <stream:stream/> in http://etherx.jabber.org/streams",
             ));
         }
-        let decls = namespace_declarations(&self.buf[start..self.pos])?;
+        // The header's bytes include any whitespace between the XML declaration
+        // and `<stream:stream` (`<?xml version='1.0'?>\n<stream:stream ...>`, as
+        // tokio-xmpp sends it), which the raw parser would take for text
+        // before the root element.
+        let header = &self.buf[start..self.pos];
+        let decls = namespace_declarations(&header[leading_whitespace(header)..])?;
         if decls.default.as_deref() != Some(NS_COMPONENT) {
             return Err(FrameError::new(
                 StreamCondition::InvalidNamespace,
@@ -481,6 +503,13 @@ fn namespace_declarations(header: &[u8]) -> Result<Decls, FrameError> {
             Err(rxml::error::EndOrError::Error(e)) => return Err(map_xml_error(e)),
         }
     }
+}
+
+/// Number of XML whitespace bytes at the start of `b`.
+fn leading_whitespace(b: &[u8]) -> usize {
+    b.iter()
+        .take_while(|&&c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        .count()
 }
 
 fn classify_name(name: &str) -> Name {
