@@ -190,9 +190,12 @@ struct RawUpstream {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawComponent {
-    secret: Option<Spanned<String>>,
+    // Secrets are read as any TOML value and checked to be strings here: serde's
+    // "invalid type" error would quote the value (`integer `12345``), and a
+    // config error must not print a secret, whatever its type.
+    secret: Option<Spanned<toml::Value>>,
     secret_file: Option<Spanned<String>>,
-    upstream_secret: Option<Spanned<String>>,
+    upstream_secret: Option<Spanned<toml::Value>>,
     #[serde(default)]
     on_conflict: OnConflict,
     #[serde(default = "yes")]
@@ -355,7 +358,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
         let c = comp.get_ref();
         let comp_line = line_of(text, offset);
-        let secret = match (&c.secret, &c.secret_file) {
+        let secret_str = |v: &Option<Spanned<toml::Value>>, key: &str| match v {
+            None => Ok(None),
+            Some(v) => match v.get_ref() {
+                toml::Value::String(s) => Ok(Some(Spanned::new(v.span(), s.clone()))),
+                other => Err(ConfigError::at(
+                    path,
+                    text,
+                    v.span().start,
+                    format!(
+                        "components.{domain}: {key} must be a string, not {} (value not shown)",
+                        other.type_str()
+                    ),
+                )),
+            },
+        };
+        let c_secret = secret_str(&c.secret, "secret")?;
+        let c_upstream_secret = secret_str(&c.upstream_secret, "upstream_secret")?;
+        let secret = match (&c_secret, &c.secret_file) {
             (Some(_), Some(f)) => {
                 return Err(ConfigError::at(
                     path,
@@ -385,7 +405,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 ))
             }
         };
-        let upstream_secret = match &c.upstream_secret {
+        let upstream_secret = match &c_upstream_secret {
             None => secret.clone(),
             Some(s) if s.get_ref().is_empty() => {
                 return Err(ConfigError::at(
@@ -648,6 +668,23 @@ mod tests {
         assert!(err_line("[components.\"a.x\"]\nsecret=\"a\"\non_conflict=\"x\"\n").0 == 3);
         assert!(err_line("[upstream]\naddress = \"nope\"\n").0 == 2);
         assert!(err_line("[components.\"a.x\"]\nsecret=\"a\"\nfoo=1\n").0 == 3);
+    }
+
+    #[test]
+    fn non_string_secret_is_an_error_that_does_not_echo_it() {
+        for body in [
+            "[components.\"a.x\"]\nsecret = 60219457\n",
+            "[components.\"a.x\"]\nsecret = \"a\"\nupstream_secret = [\"60219457\"]\n",
+        ] {
+            let (line, reason) = err_line(body);
+            assert_eq!(
+                line,
+                2 + body.matches("upstream_secret").count(),
+                "{reason}"
+            );
+            assert!(reason.contains("must be a string"), "{reason}");
+            assert!(!reason.contains("60219457"), "{reason}");
+        }
     }
 
     #[test]
