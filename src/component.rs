@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::jid;
 use crate::router::{
-    outbox, Attach, Control, Destination, Outbox, OutboxReceiver, PushError, Registration, Router,
+    outbox, Attach, Control, Delivery, Outbox, OutboxReceiver, PushError, Registration, Router,
     Session,
 };
 use crate::stanza::{accept_header, error_header, Bounce, StreamCondition, StreamError};
@@ -301,14 +301,16 @@ impl Connection {
                 self.log_peer_error(&st);
                 return End::PeerClosed;
             }
-            if live.reg.is_detached() {
+            // Held until the stanza is delivered: a reload's detach waits for
+            // it, so nothing is routed from here once that reload is done.
+            let Some(routing) = live.reg.routing() else {
                 let n = self
                     .router
                     .discarded_from_detached
                     .fetch_add(1, Ordering::Relaxed);
                 debug!(peer = %self.peer, domain, discarded = n + 1, "stanza from detached component discarded");
                 continue;
-            }
+            };
             // `from` must be at the component's domain (XEP-0114 §3).
             let from_ok = st
                 .attrs
@@ -327,6 +329,7 @@ impl Connection {
                 ));
             }
             let bounce = self.route(live, &st);
+            drop(routing);
             if let Some(b) = bounce.and_then(|b| b.reply(st.head.name, &st.attrs)) {
                 if self.out.push(b).await.is_err() {
                     return End::Gone;
@@ -343,14 +346,11 @@ impl Connection {
         let Some(j) = jid::parse(to) else {
             return Some(Bounce::JID_MALFORMED);
         };
-        match self.router.destination(&jid::routing_key(j.domain)) {
-            Destination::Local(dest) => match dest.outbox.try_push(st.bytes.clone()) {
-                Ok(()) => None,
-                Err(PushError::Full) => Some(Bounce::QUEUE_FULL),
-                Err(PushError::Closed) => Some(Bounce::COMPONENT_UNAVAILABLE),
-            },
-            Destination::Offline => Some(Bounce::COMPONENT_UNAVAILABLE),
-            Destination::Unknown => {
+        match self.router.deliver(&jid::routing_key(j.domain), &st.bytes) {
+            Delivery::Delivered => None,
+            Delivery::Full => Some(Bounce::QUEUE_FULL),
+            Delivery::Offline => Some(Bounce::COMPONENT_UNAVAILABLE),
+            Delivery::Unknown => {
                 if self.router.settings().upstream.is_none() {
                     return Some(Bounce::NOT_FOUND);
                 }

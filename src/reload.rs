@@ -14,7 +14,7 @@ use crate::server::Listeners;
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
-pub fn reload(current: Config, router: &Router, listeners: &mut Listeners) -> Config {
+pub async fn reload(current: Config, router: &Router, listeners: &mut Listeners) -> Config {
     systemd::reloading();
     info!(file = %current.path.display(), "SIGHUP: reloading config");
     let new = match config::load(&current.path) {
@@ -39,7 +39,7 @@ pub fn reload(current: Config, router: &Router, listeners: &mut Listeners) -> Co
         info!(domain = %d, "reload: component changed; the next handshake uses the new settings");
     }
     let detached: usize = report.removed.iter().map(|(_, n)| n).sum();
-    let bind_errors = listeners.reconcile(&new.listen);
+    let bind_errors = listeners.reconcile(&new.listen).await;
     let summary = format!(
         "reload: {} added, {} removed ({} connection{} detached), {} changed, {} unchanged{}",
         report.added.len(),
@@ -60,4 +60,59 @@ pub fn reload(current: Config, router: &Router, listeners: &mut Listeners) -> Co
     }
     systemd::ready(&summary);
     new
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::config;
+    use crate::router::{Delivery, Router};
+
+    fn cfg(text: &str) -> config::Config {
+        config::parse(text, Path::new("/tmp/reload-test.toml")).unwrap()
+    }
+
+    /// The race the black-box tests cannot pin down: a stanza from (or to) a
+    /// component is being routed while a reload detaches it. The detach waits
+    /// for that delivery, so none happens after the reload returns.
+    #[test]
+    fn detach_waits_for_routing_in_progress() {
+        let old = cfg("[components.a]\nsecret = \"a\"\n[components.b]\nsecret = \"b\"\n");
+        let new = cfg("[components.a]\nsecret = \"a\"\n");
+        let router = Router::new(&old);
+        let b = router.registration("b").unwrap();
+        let routing = b.routing().expect("attached");
+        // Entering again while inside (a component sending to itself) never blocks.
+        assert!(b.routing().is_some());
+
+        std::thread::scope(|s| {
+            let (done_tx, done_rx) = mpsc::channel();
+            let r = &router;
+            let (old, new) = (&old, &new);
+            s.spawn(move || {
+                let report = r.apply(old, new);
+                done_tx.send(report).unwrap();
+            });
+            // The table swap is visible at once: new lookups miss b.
+            let t0 = std::time::Instant::now();
+            while router.registration("b").is_some() {
+                assert!(t0.elapsed() < Duration::from_secs(5));
+                std::thread::yield_now();
+            }
+            assert_eq!(router.deliver("b", &Bytes::new()), Delivery::Unknown);
+            // But the reload is not done while a routing decision is in flight.
+            assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
+            drop(routing);
+            let report = done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(report.removed, vec![("b".to_string(), 0)]);
+        });
+        assert!(b.is_detached());
+        assert!(b.routing().is_none());
+        assert_eq!(router.deliver("a", &Bytes::new()), Delivery::Offline);
+    }
 }

@@ -14,6 +14,7 @@
 //! `resource-constraint`, so one slow reader cannot stall anyone else.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,12 +186,68 @@ impl Session {
     }
 }
 
+/// Lets stanza routing and a reload's detach exclude each other without ever
+/// making routing wait: routing enters (a counter) and then checks the closed
+/// flag; detaching sets the flag and then waits until nobody is inside. So once
+/// [`Gate::close`] returns, every delivery decided while the registration was
+/// attached has been made, and every later attempt sees it detached. Entering
+/// never blocks, so a guard may be held while entering another gate (or the
+/// same one: a component sending to itself).
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    inside: AtomicUsize,
+}
+
+/// Proof that a registration was attached when routing started; a detach waits
+/// until it is dropped. Not `Send`: it must not be held across an `.await`.
+pub struct Routing<'a> {
+    gate: &'a Gate,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Routing<'_> {
+    fn drop(&mut self) {
+        self.gate.inside.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Gate {
+    fn enter(&self) -> Option<Routing<'_>> {
+        // SeqCst on both sides (store flag / load counter in `close`, add to
+        // counter / load flag here): at least one side sees the other.
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.inside.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(Routing {
+            gate: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Close for good and wait for everyone inside (each holds it only for a
+    /// non-blocking push, so this is short).
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        while self.inside.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
 /// One served component domain.
 pub struct Registration {
     pub domain: Arc<str>,
     settings: ArcSwap<ComponentConfig>,
     session: ArcSwapOption<Session>,
-    detached: AtomicBool,
+    /// Closed when a reload detaches the registration.
+    gate: Gate,
     /// Serialises attach/detach decisions (never held across an await).
     attach_lock: Mutex<()>,
 }
@@ -201,7 +258,7 @@ impl Registration {
             domain: Arc::from(cfg.domain.as_str()),
             settings: ArcSwap::from_pointee(cfg.clone()),
             session: ArcSwapOption::empty(),
-            detached: AtomicBool::new(false),
+            gate: Gate::default(),
             attach_lock: Mutex::new(()),
         })
     }
@@ -216,7 +273,14 @@ impl Registration {
 
     /// Removed from the config by a reload: nothing is routed from or to it.
     pub fn is_detached(&self) -> bool {
-        self.detached.load(Ordering::Relaxed)
+        self.gate.is_closed()
+    }
+
+    /// `None` once detached. Hold the guard while delivering a stanza from this
+    /// registration's session: a reload's detach waits for it, so nothing is
+    /// routed from a detached connection once the reload is done.
+    pub fn routing(&self) -> Option<Routing<'_>> {
+        self.gate.enter()
     }
 }
 
@@ -232,12 +296,17 @@ pub enum Attach {
     Gone,
 }
 
-/// Where a stanza for a domain goes.
-pub enum Destination {
-    Local(Arc<Session>),
+/// What [`Router::deliver`] did with a stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the destination's live session.
+    Delivered,
+    /// The destination's queue is full (a slow reader).
+    Full,
     /// An attached component with no live session.
     Offline,
-    /// Not a domain the router serves.
+    /// Not a domain the router serves (never was, removed, or detached
+    /// meanwhile): route it like any unknown domain.
     Unknown,
 }
 
@@ -290,13 +359,23 @@ impl Router {
         self.table.load().get(key).cloned()
     }
 
-    /// Where a stanza for the domain `key` (canonical form) goes.
-    pub fn destination(&self, key: &str) -> Destination {
-        match self.table.load().get(key) {
-            None => Destination::Unknown,
-            Some(reg) => match reg.session.load_full() {
-                Some(s) => Destination::Local(s),
-                None => Destination::Offline,
+    /// Deliver a stanza to the live session of the attached domain `key`
+    /// (canonical form). The registration's gate is held from the lookup to the
+    /// push, so a stanza can never reach a connection after a reload that
+    /// detached it has returned.
+    pub fn deliver(&self, key: &str, stanza: &Bytes) -> Delivery {
+        let Some(reg) = self.registration(key) else {
+            return Delivery::Unknown;
+        };
+        let Some(_routing) = reg.routing() else {
+            return Delivery::Unknown;
+        };
+        match reg.session.load_full() {
+            None => Delivery::Offline,
+            Some(s) => match s.outbox.try_push(stanza.clone()) {
+                Ok(()) => Delivery::Delivered,
+                Err(PushError::Full) => Delivery::Full,
+                Err(PushError::Closed) => Delivery::Offline,
             },
         }
     }
@@ -405,11 +484,13 @@ impl Router {
         let old_upstream = self.settings.load().upstream.clone();
         self.settings.store(Arc::new(Settings::from_config(new)));
         self.table.store(Arc::new(table));
-        // Detach after the new table is visible: from here on no stanza is routed to them.
+        // Detach after the new table is visible: new lookups miss them, and
+        // closing each gate waits for deliveries decided before the swap.
         for reg in detached {
             let live = {
                 let _guard = reg.attach_lock.lock();
-                reg.detached.store(true, Ordering::Relaxed);
+                // Waits for stanzas being routed from or to it right now.
+                reg.gate.close();
                 reg.session.load_full()
             };
             if let Some(s) = &live {

@@ -63,7 +63,9 @@ impl Listeners {
 
     /// Bind what is new, stop what was removed; keep the rest (and all sessions).
     /// A bind failure is logged and does not stop the rest of the reload.
-    pub fn reconcile(&mut self, wanted: &[SocketAddr]) -> Vec<ServerError> {
+    /// A removed address is closed when this returns (new connections to it
+    /// are refused), not merely scheduled to close.
+    pub async fn reconcile(&mut self, wanted: &[SocketAddr]) -> Vec<ServerError> {
         let mut errors = Vec::new();
         let gone: Vec<SocketAddr> = self
             .tasks
@@ -74,6 +76,9 @@ impl Listeners {
         for a in gone {
             if let Some(t) = self.tasks.remove(&a) {
                 t.abort();
+                // `abort` only schedules the cancellation; the listening socket
+                // closes when the task's future is dropped, which this awaits.
+                let _ = t.await;
                 info!(addr = %a, "stopped listening");
             }
         }
@@ -161,7 +166,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                current = crate::reload::reload(current, &router, &mut listeners);
+                current = crate::reload::reload(current, &router, &mut listeners).await;
             }
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
