@@ -117,6 +117,9 @@ pub struct Config {
     pub components: BTreeMap<String, ComponentConfig>,
     /// Warnings found while loading (e.g. from the Prosody config file).
     pub warnings: Vec<String>,
+    /// The Prosody config file as parsed, when `prosody_config` is set (a reload
+    /// compares the old and new one, see [`prosody_config::reload_warnings`]).
+    pub prosody: Option<prosody_config::ProsodyConfig>,
 }
 
 impl Config {
@@ -434,6 +437,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 
     let mut warnings = Vec::new();
+    let mut prosody = None;
     let prosody_config = match raw.prosody_config {
         None => None,
         Some(p) => {
@@ -447,8 +451,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     line_of(text, p.span().start)
                 ),
             })?;
-            warnings.extend(pc.warnings);
-            for pcomp in pc.components {
+            warnings.extend(pc.warnings.iter().cloned());
+            for pcomp in &pc.components {
                 let origin = Origin {
                     file: pcomp.file.clone(),
                     line: pcomp.line,
@@ -492,6 +496,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     },
                 );
             }
+            prosody = Some(pc);
             Some(pc_path)
         }
     };
@@ -506,6 +511,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         upstream,
         components,
         warnings,
+        prosody,
     })
 }
 

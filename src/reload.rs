@@ -28,6 +28,14 @@ pub async fn reload(current: Config, router: &Router, listeners: &mut Listeners)
     for w in &new.warnings {
         warn!("{w}");
     }
+    if let (Some(before), Some(after)) = (&current.prosody, &new.prosody) {
+        // mod_reload_components' example 2: Prosody's own reload loads new
+        // components but not new VirtualHosts; say so instead of letting
+        // "bad things happen" silently.
+        for w in crate::prosody_config::reload_warnings(before, after) {
+            warn!("{w}");
+        }
+    }
     let report = router.apply(&current, &new);
     for d in &report.added {
         info!(domain = %d, "reload: component added, awaiting authentication");

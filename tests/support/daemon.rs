@@ -33,7 +33,20 @@ impl Daemon {
     }
 
     pub fn start_env(body: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(body, env, &[])
+    }
+
+    /// Start with extra files written next to the config first (e.g. a
+    /// `prosody_config` file or a `secret_file`), as (name, content).
+    pub fn start_with_files(body: &str, files: &[(&str, &str)]) -> Daemon {
+        Self::start_full(body, &[], files)
+    }
+
+    pub fn start_full(body: &str, env: &[(&str, &str)], files: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write file");
+        }
         let port = free_port();
         let config_path = dir.path().join("config.toml");
         let text = if body.contains("listen") {
