@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -323,6 +323,8 @@ pub struct ReloadReport {
 type Table = HashMap<Arc<str>, Arc<Registration>>;
 
 pub struct Router {
+    /// This router itself, for tasks started from `&self` (upstream links on reload).
+    me: Weak<Router>,
     table: ArcSwap<Table>,
     settings: ArcSwap<Settings>,
     next_id: AtomicU64,
@@ -337,7 +339,8 @@ impl Router {
             .enabled_components()
             .map(|c| (Arc::from(c.domain.as_str()), Registration::new(c)))
             .collect();
-        Arc::new(Router {
+        Arc::new_cyclic(|me| Router {
+            me: me.clone(),
             table: ArcSwap::from_pointee(table),
             settings: ArcSwap::from_pointee(Settings::from_config(config)),
             next_id: AtomicU64::new(1),
@@ -348,6 +351,11 @@ impl Router {
 
     pub fn settings(&self) -> Arc<Settings> {
         self.settings.load_full()
+    }
+
+    /// A counted reference to this router (`None` only while it is being dropped).
+    pub fn handle(&self) -> Option<Arc<Router>> {
+        self.me.upgrade()
     }
 
     pub fn next_id(&self) -> u64 {
@@ -500,13 +508,7 @@ impl Router {
                 .removed
                 .push((reg.domain.to_string(), usize::from(live.is_some())));
         }
-        if old_upstream != new.upstream {
-            for s in self.sessions() {
-                if let Some(link) = s.upstream.load_full() {
-                    link.reconfigure();
-                }
-            }
-        }
+        crate::upstream::apply_reload(self, old_upstream.as_ref(), new.upstream.as_ref());
         report
     }
 }

@@ -1,8 +1,120 @@
 //! Upstream links: one XEP-0114 client stream per authenticated component to the
-//! XMPP server behind the router (SPEC §5). Placeholder until the gateway work lands:
-//! no link is ever up, so stanzas for unknown domains bounce as "upstream unavailable".
+//! XMPP server behind the router (SPEC §5).
+//!
+//! Each link is one task that owns the link's bounded queue and loops:
+//! connect (TCP, with a timeout), send our header `to=DOMAIN`, read the server's
+//! header with the router's own [`Framer`], authenticate with
+//! `<handshake>hex(SHA-1(id + upstream_secret))</handshake>` and wait for
+//! `<handshake/>`. The address and the secret are read again at every attempt,
+//! so a reload applies at the next (re)connect.
+//!
+//! While the link is up, a reader delivers everything the server sends to the
+//! component unchanged (also what arrives together with `<handshake/>`, such as
+//! XEP-0356 `<privilege/>` messages) and a writer drains the queue in batched
+//! `writev`s. [`Link::try_send`] never waits: it fails with
+//! [`LinkSendError::Down`] while the link is not authenticated and with
+//! [`LinkSendError::Full`] when the queue is at its bound.
+//!
+//! A failure (refused, timeout, `host-unknown`, `not-authorized`, `conflict`,
+//! dropped TCP, dead link) never touches the component's own connection. It is
+//! logged once per state change (the same reason again is logged at debug only),
+//! and the link retries after 1 s, doubling up to 30 s, each delay randomised
+//! by ±25 % (never above 30 s); a link that stayed up for [`STABLE_UP`] starts
+//! again at 1 s. Stanzas that were queued but not completely written when the
+//! link failed are bounced to the component with `wait`/`remote-server-timeout`
+//! "Upstream server unavailable" (re-framed to recover name and addresses; never
+//! for `type='error'`/`'result'`).
+//!
+//! Liveness (see [`Liveness`]): a whitespace keepalive after an idle period
+//! without writes; after the same period without reads, a ping that loops
+//! through the server (an `iq` from DOMAIN to DOMAIN, which the server routes
+//! back over this same link; the echo and any reply with its id are swallowed);
+//! if nothing at all arrives within the ping timeout, the link is declared dead
+//! and replaced. TCP keepalive and `TCP_USER_TIMEOUT` back this up.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tracing::{debug, info, warn};
+
+use crate::config::UpstreamConfig;
+use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
+use crate::stanza::{connect_header, Bounce, Escaped};
+use crate::xml::{Attrs, Frame, Framer, Limits, Name, Ns, Stanza};
+
+/// First retry delay; it doubles with every failed attempt up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Each delay is multiplied by a random factor in `[1 - JITTER, 1 + JITTER]`.
+const JITTER: f64 = 0.25;
+/// A link that stayed up this long starts the backoff again at [`BACKOFF_MIN`];
+/// one that keeps failing sooner (e.g. kicked by a `conflict`) keeps backing off.
+const STABLE_UP: Duration = Duration::from_secs(30);
+/// TCP connect to the upstream address.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// From TCP connect to the server's `<handshake/>`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing link may take to flush its queue and `</stream:stream>`.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most stanzas the writer takes from the queue for one `writev`.
+const WRITE_BATCH: usize = 64;
+const MIN_READ: usize = 4096;
+const MAX_READ: usize = 64 * 1024;
+/// Default idle interval of [`Liveness`].
+const IDLE: Duration = Duration::from_secs(30);
+/// Environment variable overriding [`IDLE`] in milliseconds (read once; meant
+/// for tests, so a dead link is detected in seconds rather than a minute).
+pub const IDLE_ENV: &str = "XCR_UPSTREAM_IDLE_MS";
+
+/// Liveness timers of every link, all derived from one idle interval `idle`
+/// (30 s, or [`IDLE_ENV`] in milliseconds when set to at least 100):
+/// - a whitespace keepalive after `idle` without writes;
+/// - a ping (`iq` DOMAIN → DOMAIN, routed back by the server) after `idle`
+///   without reads;
+/// - the link is dead when nothing at all is read within `idle / 2` of that
+///   ping (so after at most 45 s of silence), or when a write makes no progress
+///   for `1.5 × idle`;
+/// - `TCP_USER_TIMEOUT` is `1.5 × idle` too: unacknowledged data ends the link.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub idle: Duration,
+    pub ping_timeout: Duration,
+    pub write_stall: Duration,
+}
+
+impl Liveness {
+    fn from_idle(idle: Duration) -> Self {
+        Liveness {
+            idle,
+            ping_timeout: idle / 2,
+            write_stall: idle + idle / 2,
+        }
+    }
+
+    /// The timers in force (the environment is read on first use).
+    pub fn get() -> Liveness {
+        static L: OnceLock<Liveness> = OnceLock::new();
+        *L.get_or_init(|| {
+            let idle = std::env::var(IDLE_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&ms| ms >= 100)
+                .map(Duration::from_millis)
+                .unwrap_or(IDLE);
+            Liveness::from_idle(idle)
+        })
+    }
+}
 
 /// Why a stanza could not be handed to an upstream link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,22 +125,1058 @@ pub enum LinkSendError {
     Full,
 }
 
-/// One component's link to the upstream server.
-pub struct Link {}
-
-impl Link {
-    pub fn try_send(&self, _stanza: Bytes) -> Result<(), LinkSendError> {
-        Err(LinkSendError::Down)
-    }
-    pub fn close(&self) {}
-    pub fn reconfigure(&self) {}
+/// A request from outside the link task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Close,
+    Reconfigure,
 }
 
-/// Start the upstream link of a freshly authenticated session, when an
-/// upstream is configured. Placeholder: no link yet.
-pub fn start(
-    _router: &std::sync::Arc<crate::router::Router>,
-    _reg: &std::sync::Arc<crate::router::Registration>,
-    _session: &std::sync::Arc<crate::router::Session>,
+/// One component's link to the upstream server.
+pub struct Link {
+    domain: Arc<str>,
+    /// Authenticated and serving: [`Link::try_send`] queues.
+    up: AtomicBool,
+    closing: AtomicBool,
+    reconfig: AtomicBool,
+    wake: Notify,
+    queue: Outbox,
+}
+
+impl Link {
+    /// Queue a stanza for the server, without waiting.
+    pub fn try_send(&self, stanza: Bytes) -> Result<(), LinkSendError> {
+        if !self.up.load(Ordering::Acquire) {
+            return Err(LinkSendError::Down);
+        }
+        match self.queue.try_push(stanza) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full) => Err(LinkSendError::Full),
+            Err(PushError::Closed) => Err(LinkSendError::Down),
+        }
+    }
+
+    /// Whether the link is authenticated right now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Close the link with `</stream:stream>` (after flushing what is queued)
+    /// and stop retrying: the component's session ended, was replaced or
+    /// detached, or `[upstream]` was removed.
+    pub fn close(&self) {
+        self.up.store(false, Ordering::Release);
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// The upstream address changed: close the current connection (if any)
+    /// and connect to the new address now.
+    pub fn reconfigure(&self) {
+        self.reconfig.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`Link::close`] or [`Link::reconfigure`] was called
+    /// (close wins). The reconfigure flag is cleared by the next attempt.
+    async fn event(&self) -> Event {
+        loop {
+            if self.closing.load(Ordering::Acquire) {
+                return Event::Close;
+            }
+            if self.reconfig.load(Ordering::Acquire) {
+                return Event::Reconfigure;
+            }
+            // `notify_one` leaves a permit when nobody waits, so a request made
+            // between the checks above and this await is not missed.
+            self.wake.notified().await;
+        }
+    }
+}
+
+/// Start the upstream link of a freshly authenticated session when an upstream
+/// is configured. Does nothing if the session already has a link.
+pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Session>) {
+    let settings = router.settings();
+    if settings.upstream.is_none() {
+        return;
+    }
+    let (queue, rx) = outbox(settings.queue);
+    let link = Arc::new(Link {
+        domain: session.domain.clone(),
+        up: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
+        reconfig: AtomicBool::new(false),
+        wake: Notify::new(),
+        queue,
+    });
+    let prev = session
+        .upstream
+        .compare_and_swap(&None::<Arc<Link>>, Some(link.clone()));
+    if prev.is_some() {
+        return;
+    }
+    let task = LinkTask {
+        router: router.clone(),
+        reg: reg.clone(),
+        session: session.clone(),
+        link,
+        rx,
+        logged: None,
+        ping_prefix: format!("xcr-ping-{}-", crate::component::new_stream_id()),
+        ping_seq: 0,
+    };
+    tokio::spawn(task.run());
+}
+
+/// Apply a change of `[upstream]` from a reload (SPEC §6): when it appears,
+/// every live session gets a link; when it disappears, every link is closed;
+/// when the address changes, every link reconnects to the new one now.
+pub fn apply_reload(router: &Router, old: Option<&UpstreamConfig>, new: Option<&UpstreamConfig>) {
+    match (old, new) {
+        (Some(_), None) => {
+            let sessions = router.sessions();
+            info!(
+                links = sessions.len(),
+                "reload: [upstream] removed, closing the upstream links"
+            );
+            for s in sessions {
+                s.close_upstream();
+            }
+        }
+        (None, Some(u)) => {
+            let Some(router_arc) = router.handle() else {
+                return;
+            };
+            let sessions = router.sessions();
+            info!(address = %u.address, links = sessions.len(), "reload: [upstream] added, starting the upstream links");
+            for s in sessions {
+                if let Some(reg) = router.registration(&s.domain) {
+                    start(&router_arc, &reg, &s);
+                }
+            }
+        }
+        (Some(a), Some(b)) if a != b => {
+            info!(old = %a.address, new = %b.address, "reload: upstream address changed, reconnecting the upstream links");
+            for s in router.sessions() {
+                if let Some(link) = s.upstream.load_full() {
+                    link.reconfigure();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What was last logged about a link (so a state is logged once, not per retry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Logged {
+    Up,
+    Down(String),
+}
+
+/// Why a connection of the link ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reason {
+    /// [`Link::close`], or the component's session is gone.
+    Close,
+    /// The upstream address changed.
+    Reconfigure,
+    /// The link failed; the text says why (for the log).
+    Failed(String),
+}
+
+impl Reason {
+    fn graceful(&self) -> bool {
+        matches!(self, Reason::Close | Reason::Reconfigure)
+    }
+}
+
+struct LinkTask {
+    router: Arc<Router>,
+    reg: Arc<Registration>,
+    session: Arc<Session>,
+    link: Arc<Link>,
+    rx: OutboxReceiver,
+    logged: Option<Logged>,
+    ping_prefix: String,
+    ping_seq: u64,
+}
+
+/// A connection that completed the handshake; the framer may already hold
+/// what the server sent right after `<handshake/>`.
+struct Conn {
+    stream: TcpStream,
+    framer: Framer,
+}
+
+impl LinkTask {
+    async fn run(mut self) {
+        let mut backoff = Backoff::new();
+        let domain = self.link.domain.clone();
+        loop {
+            if self.link.closing.load(Ordering::Acquire) || !self.is_current() {
+                break;
+            }
+            self.link.reconfig.store(false, Ordering::Release);
+            let Some(upstream) = self.router.settings().upstream.clone() else {
+                break;
+            };
+            let address = upstream.address;
+            let secret = self.reg.settings().upstream_secret.clone();
+            let limits = self.router.settings().limits;
+            let attempt = tokio::select! {
+                biased;
+                ev = self.link.event() => Err(ev),
+                r = connect(&address, &domain, secret.expose(), limits) => Ok(r),
+            };
+            let mut unsent = Vec::new();
+            let failure = match attempt {
+                Err(Event::Close) => break,
+                Err(Event::Reconfigure) => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(Err(reason)) => reason,
+                Ok(Ok(conn)) => {
+                    // Leftovers of a race with the previous failure (queued after
+                    // it was drained): bounce them rather than send them late.
+                    self.bounce_queued().await;
+                    self.link.up.store(true, Ordering::Release);
+                    if self.link.closing.load(Ordering::Acquire) {
+                        self.link.up.store(false, Ordering::Release);
+                    }
+                    if self.logged != Some(Logged::Up) {
+                        info!(domain = %domain, address = %address, "upstream link for {domain} up");
+                        self.logged = Some(Logged::Up);
+                    }
+                    let since = Instant::now();
+                    let (reason, left) = self.serve(conn).await;
+                    self.link.up.store(false, Ordering::Release);
+                    unsent = left;
+                    match reason {
+                        Reason::Close => {
+                            self.bounce(unsent).await;
+                            break;
+                        }
+                        Reason::Reconfigure => {
+                            info!(domain = %domain, "upstream link for {domain}: address changed, reconnecting");
+                            self.bounce(unsent).await;
+                            self.logged = None;
+                            backoff.reset();
+                            continue;
+                        }
+                        Reason::Failed(why) => {
+                            if since.elapsed() >= STABLE_UP {
+                                backoff.reset();
+                            }
+                            why
+                        }
+                    }
+                }
+            };
+            let delay = backoff.next_delay();
+            // The state change first, then its consequences.
+            self.log_down(&address, &failure, delay);
+            self.bounce(unsent).await;
+            tokio::select! {
+                biased;
+                ev = self.link.event() => match ev {
+                    Event::Close => break,
+                    Event::Reconfigure => backoff.reset(),
+                },
+                _ = sleep(delay) => {}
+            }
+        }
+        self.link.up.store(false, Ordering::Release);
+        self.bounce_queued().await;
+        info!(domain = %domain, "upstream link for {domain} closed");
+    }
+
+    /// Our session is still the live one of a registration that is still served.
+    fn is_current(&self) -> bool {
+        !self.session.outbox.is_closed()
+            && !self.reg.is_detached()
+            && self.reg.session().map(|s| s.id) == Some(self.session.id)
+    }
+
+    fn log_down(&mut self, address: &str, reason: &str, delay: Duration) {
+        let domain = &self.link.domain;
+        let secs = delay.as_secs_f64();
+        let state = Logged::Down(reason.to_string());
+        if self.logged.as_ref() == Some(&state) {
+            debug!(domain = %domain, address, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
+        } else {
+            warn!(domain = %domain, address, "upstream link for {domain} down: {reason}; retrying in {secs:.1} s");
+            self.logged = Some(state);
+        }
+    }
+
+    /// Run an authenticated connection until it ends; returns why, and the
+    /// stanzas taken from the queue but not completely written.
+    async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Bytes>) {
+        let live = Liveness::get();
+        let Conn { stream, framer } = conn;
+        let (rd, wr) = stream.into_split();
+        let stop = Stop::default();
+        let (ctl_tx, ctl_rx) = mpsc::channel::<Bytes>(4);
+        let mut pending = Pending::default();
+        let reader = Reader {
+            rd,
+            framer,
+            session: &self.session,
+            reg: &self.reg,
+            stop: &stop,
+            ctl: ctl_tx,
+            domain: &self.link.domain,
+            ping_prefix: &self.ping_prefix,
+            ping_seq: &mut self.ping_seq,
+            live,
+            read_size: MIN_READ,
+        };
+        let writer = write_loop(wr, &mut self.rx, &mut pending, ctl_rx, &stop, live);
+        let link = &self.link;
+        let watcher = async {
+            tokio::select! {
+                ev = link.event() => stop.fire(match ev {
+                    Event::Close => Reason::Close,
+                    Event::Reconfigure => Reason::Reconfigure,
+                }),
+                _ = stop.wait() => {}
+            }
+        };
+        tokio::join!(reader.run(), writer, watcher);
+        (stop.reason(), pending.unsent_stanzas())
+    }
+
+    /// Bounce what is still in the queue.
+    async fn bounce_queued(&mut self) {
+        self.bounce(Vec::new()).await;
+    }
+
+    /// Take everything still in the queue.
+    fn drain_queue(&mut self, into: &mut Vec<Bytes>) {
+        while let Ok(b) = self.rx.rx.try_recv() {
+            self.rx.queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+            into.push(b);
+        }
+    }
+
+    /// Send "Upstream server unavailable" back for `stanzas` (taken from the
+    /// writer) and what is still queued: they never reached the server. Never
+    /// for `type='error'`/`'result'`.
+    async fn bounce(&mut self, mut stanzas: Vec<Bytes>) {
+        self.drain_queue(&mut stanzas);
+        if stanzas.is_empty() {
+            return;
+        }
+        let mut n = 0usize;
+        for b in &stanzas {
+            let Some((name, attrs)) = reframe(b) else {
+                continue;
+            };
+            if let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs) {
+                if self.session.outbox.push(reply).await.is_err() {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        let domain = &self.link.domain;
+        info!(domain = %domain, unsent = stanzas.len(), bounced = n, "upstream link for {domain}: {} stanza(s) not sent upstream, {n} bounced", stanzas.len());
+    }
+}
+
+/// The first reason to end a connection wins; everyone waiting is woken.
+#[derive(Default)]
+struct Stop {
+    reason: Mutex<Option<Reason>>,
+    notify: Notify,
+}
+
+impl Stop {
+    fn fire(&self, r: Reason) {
+        if let Ok(mut g) = self.reason.lock() {
+            if g.is_none() {
+                *g = Some(r);
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    fn fired(&self) -> bool {
+        self.reason.lock().map(|g| g.is_some()).unwrap_or(true)
+    }
+
+    fn reason(&self) -> Reason {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .unwrap_or_else(|| Reason::Failed("link ended".into()))
+    }
+
+    async fn wait(&self) {
+        loop {
+            let n = self.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.fired() {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// Connect and authenticate; `Err` carries the reason for the log.
+async fn connect(
+    address: &str,
+    domain: &str,
+    secret: &str,
+    limits: Limits,
+) -> Result<Conn, String> {
+    let mut stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+        Err(_) => {
+            return Err(format!(
+                "no TCP connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    crate::server::set_keepalive(&stream);
+    let live = Liveness::get();
+    let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(live.write_stall));
+    let mut framer = Framer::new(limits);
+    match timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut stream, &mut framer, domain, secret),
+    )
+    .await
+    {
+        Err(_) => Err(format!(
+            "no handshake reply within {} s",
+            HANDSHAKE_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(Conn { stream, framer }),
+    }
+}
+
+/// XEP-0114 §3 from the component's side.
+async fn handshake(
+    stream: &mut TcpStream,
+    framer: &mut Framer,
+    domain: &str,
+    secret: &str,
+) -> Result<(), String> {
+    stream
+        .write_all(&connect_header(domain))
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    let mut sent = false;
+    loop {
+        match framer.next_frame() {
+            Err(e) => return Err(format!("invalid XML from the server: {e}")),
+            Ok(Some(Frame::Header(h))) => {
+                let Some(id) = h.id else {
+                    return Err("the server's stream header has no id".into());
+                };
+                // Prosody's header before a stream error has `id=''`: wait for the error.
+                if !id.is_empty() {
+                    let token = hex::encode(Sha1::digest(format!("{id}{secret}").as_bytes()));
+                    stream
+                        .write_all(format!("<handshake>{token}</handshake>").as_bytes())
+                        .await
+                        .map_err(|e| format!("write failed: {e}"))?;
+                    sent = true;
+                }
+            }
+            Ok(Some(Frame::Start(_))) => {}
+            Ok(Some(Frame::Stanza(st))) => {
+                if is_stream_error(&st) {
+                    return Err(stream_error_reason(&st));
+                }
+                if st.head.name == Name::Handshake && sent {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "unexpected <{}/> before the handshake reply",
+                    st.head.name.as_str()
+                ));
+            }
+            Ok(Some(Frame::End)) => return Err("the server closed the stream".into()),
+            Ok(None) => {
+                let buf = framer.buf_mut();
+                buf.reserve(MIN_READ);
+                match stream.read_buf(buf).await {
+                    Ok(0) => {
+                        return Err(if sent {
+                            "connection closed by the server during the handshake".into()
+                        } else {
+                            "connection closed by the server before its stream header".into()
+                        })
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("read failed: {e}")),
+                }
+            }
+        }
+    }
+}
+
+fn is_stream_error(st: &Stanza) -> bool {
+    st.head.name == Name::Error && st.head.ns == Ns::Streams
+}
+
+/// `condition (text)` of a `<stream:error/>`, for the log.
+fn stream_error_reason(st: &Stanza) -> String {
+    let cond = st
+        .first_child
+        .as_deref()
+        .unwrap_or("undefined-condition")
+        .to_string();
+    match stream_error_text(&st.bytes) {
+        Some(t) => format!("{cond} ({t})"),
+        None => cond,
+    }
+}
+
+/// The `<text/>` of a stream error (unescaped, sanitised, at most 200 chars).
+fn stream_error_text(b: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(b).ok()?;
+    let mut from = 0;
+    let start = loop {
+        let i = from + s.get(from..)?.find("<text")?;
+        let next = s.as_bytes().get(i + 5).copied()?;
+        if next == b'>' || next.is_ascii_whitespace() {
+            break i;
+        }
+        from = i + 5;
+    };
+    let gt = start + s[start..].find('>')?;
+    if s.as_bytes().get(gt.checked_sub(1)?) == Some(&b'/') {
+        return None;
+    }
+    let end = gt + 1 + s[gt + 1..].find("</text>")?;
+    let text = s[gt + 1..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let clean = clean.trim().to_string();
+    (!clean.is_empty()).then_some(clean)
+}
+
+/// Name and routing attributes of a queued stanza, by framing its start tag
+/// again (as an empty element) in a stream like the one it came from.
+fn reframe(b: &[u8]) -> Option<(Name, Attrs)> {
+    const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
+    let tag = start_tag_only(b)?;
+    let mut f = Framer::new(Limits::new(tag.len().max(10_000) + 64));
+    f.buf_mut().extend_from_slice(HEADER);
+    f.buf_mut().extend_from_slice(&tag);
+    loop {
+        match f.next_frame() {
+            Ok(Some(Frame::Stanza(st))) => return Some((st.head.name, st.attrs)),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// The start tag of a serialised element, made an empty element (`<x a='1'/>`).
+fn start_tag_only(b: &[u8]) -> Option<Vec<u8>> {
+    let mut quote = None;
+    for (i, &c) in b.iter().enumerate() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b'>' => {
+                let mut v = b[..i].to_vec();
+                if v.last() != Some(&b'/') {
+                    v.push(b'/');
+                }
+                v.push(b'>');
+                return Some(v);
+            }
+            None => {}
+        }
+    }
+    None
+}
+
+/// The reading half of an authenticated connection.
+struct Reader<'a> {
+    rd: OwnedReadHalf,
+    framer: Framer,
+    session: &'a Session,
+    reg: &'a Registration,
+    stop: &'a Stop,
+    /// Control bytes (pings) for the writer.
+    ctl: mpsc::Sender<Bytes>,
+    domain: &'a str,
+    ping_prefix: &'a str,
+    ping_seq: &'a mut u64,
+    live: Liveness,
+    read_size: usize,
+}
+
+/// What the reader does after a frame.
+enum Next {
+    Continue,
+    /// The connection is over (the reason has been fired).
+    Done,
+}
+
+impl Reader<'_> {
+    async fn run(mut self) {
+        let mut last_rx = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        loop {
+            if let Next::Done = self.drain_frames(false).await {
+                return;
+            }
+            let deadline = match ping_sent {
+                Some(t) => t + self.live.ping_timeout,
+                None => last_rx + self.live.idle,
+            };
+            tokio::select! {
+                biased;
+                _ = self.stop.wait() => {
+                    if self.stop.reason().graceful() {
+                        self.linger().await;
+                    }
+                    return;
+                }
+                r = read_some(&mut self.rd, &mut self.framer, &mut self.read_size) => match r {
+                    Ok(()) => {
+                        last_rx = Instant::now();
+                        ping_sent = None;
+                    }
+                    Err(why) => {
+                        self.stop.fire(Reason::Failed(why));
+                        return;
+                    }
+                },
+                _ = sleep_until(deadline) => {
+                    if ping_sent.is_some() {
+                        let silent = self.live.idle + self.live.ping_timeout;
+                        self.stop.fire(Reason::Failed(format!(
+                            "nothing received for {:.1} s, not even the answer to a ping (dead link)",
+                            silent.as_secs_f64()
+                        )));
+                        return;
+                    }
+                    self.framer.shrink();
+                    *self.ping_seq += 1;
+                    let ping = format!(
+                        "<iq type='get' from='{d}' to='{d}' id='{p}{n}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                        d = Escaped(self.domain),
+                        p = self.ping_prefix,
+                        n = self.ping_seq
+                    );
+                    let _ = self.ctl.try_send(Bytes::from(ping));
+                    ping_sent = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// After a graceful stop (our `</stream:stream>` is being sent): keep
+    /// delivering what the server still sends until it closes, for a moment.
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + CLOSE_GRACE + CLOSE_GRACE;
+        loop {
+            if let Next::Done = self.drain_frames(true).await {
+                return;
+            }
+            tokio::select! {
+                r = read_some(&mut self.rd, &mut self.framer, &mut self.read_size) => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                _ = sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// Handle every complete frame buffered so far.
+    async fn drain_frames(&mut self, closing: bool) -> Next {
+        loop {
+            let frame = match self.framer.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Next::Continue,
+                Err(e) => {
+                    self.stop
+                        .fire(Reason::Failed(format!("invalid XML from the server: {e}")));
+                    return Next::Done;
+                }
+            };
+            let st = match frame {
+                Frame::Stanza(st) => st,
+                Frame::End => {
+                    self.stop
+                        .fire(Reason::Failed("the server closed the stream".into()));
+                    return Next::Done;
+                }
+                Frame::Header(_) | Frame::Start(_) => continue,
+            };
+            if is_stream_error(&st) {
+                self.stop.fire(Reason::Failed(format!(
+                    "{} from the server",
+                    stream_error_reason(&st)
+                )));
+                return Next::Done;
+            }
+            if !st.head.name.is_stanza() {
+                debug!(domain = %self.domain, element = st.head.name.as_str(), "ignoring a non-stanza element from the upstream server");
+                continue;
+            }
+            if st.head.name == Name::Iq
+                && st
+                    .attrs
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with(self.ping_prefix))
+            {
+                continue; // our ping (or its answer): proof of life, nothing more
+            }
+            if closing && self.reg.is_detached() {
+                continue; // nothing is routed to a detached component
+            }
+            if self.session.outbox.push(st.bytes).await.is_err() {
+                // The component's connection is gone; its session end closes us.
+                self.stop.fire(Reason::Close);
+                return Next::Done;
+            }
+        }
+    }
+}
+
+/// One read into the framer; `Err` says why the connection is over.
+async fn read_some(
+    rd: &mut OwnedReadHalf,
+    framer: &mut Framer,
+    read_size: &mut usize,
+) -> Result<(), String> {
+    let want = *read_size;
+    let buf = framer.buf_mut();
+    buf.reserve(want);
+    match rd.read_buf(buf).await {
+        Ok(0) => Err("connection closed by the server".into()),
+        Ok(n) => {
+            // Grow reads while they come back full, shrink when not.
+            *read_size = if n >= want {
+                (want * 2).min(MAX_READ)
+            } else {
+                MIN_READ
+            };
+            Ok(())
+        }
+        Err(e) => Err(format!("read failed: {e}")),
+    }
+}
+
+/// What the writer has taken from the queue and not yet completely written.
+#[derive(Default)]
+struct Pending {
+    /// The bytes, and whether they are a stanza (bounced if unsent) rather
+    /// than a keepalive or ping.
+    items: VecDeque<(Bytes, bool)>,
+    /// Bytes of the front item already written.
+    offset: usize,
+}
+
+impl Pending {
+    fn push(&mut self, b: Bytes, stanza: bool) {
+        if !b.is_empty() {
+            self.items.push_back((b, stanza));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// One `writev` of up to [`WRITE_BATCH`] items. Cancel-safe: nothing is
+    /// written unless it completes.
+    async fn write_some(&mut self, w: &mut OwnedWriteHalf) -> io::Result<()> {
+        let n = {
+            let mut iov = [io::IoSlice::new(&[]); WRITE_BATCH];
+            let mut k = 0;
+            for (i, (b, _)) in self.items.iter().take(WRITE_BATCH).enumerate() {
+                let part = if i == 0 {
+                    b.get(self.offset..).unwrap_or(&[])
+                } else {
+                    &b[..]
+                };
+                iov[k] = io::IoSlice::new(part);
+                k += 1;
+            }
+            w.write_vectored(&iov[..k]).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.advance(n);
+        Ok(())
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some((b, _)) = self.items.front() else {
+                return;
+            };
+            let rest = b.len().saturating_sub(self.offset);
+            if n >= rest {
+                n -= rest;
+                self.items.pop_front();
+                self.offset = 0;
+            } else {
+                self.offset += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Stanzas not completely written (a partly written one included).
+    fn unsent_stanzas(self) -> Vec<Bytes> {
+        self.items
+            .into_iter()
+            .filter(|(_, stanza)| *stanza)
+            .map(|(b, _)| b)
+            .collect()
+    }
+}
+
+/// The writing half: drains the queue and the control channel, sends a
+/// whitespace keepalive when idle, and on a graceful stop flushes the queue
+/// and closes the stream.
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    q: &mut OutboxReceiver,
+    pending: &mut Pending,
+    mut ctl: mpsc::Receiver<Bytes>,
+    stop: &Stop,
+    live: Liveness,
 ) {
+    let mut last_tx = Instant::now();
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        if pending.is_empty() {
+            tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                Some(b) = ctl.recv() => pending.push(b, false),
+                n = q.rx.recv_many(&mut batch, WRITE_BATCH) => {
+                    if n == 0 {
+                        // Cannot happen while the link (which holds the sender) lives.
+                        stop.fire(Reason::Close);
+                        break;
+                    }
+                    for b in batch.drain(..) {
+                        q.queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+                        pending.push(b, true);
+                    }
+                }
+                _ = sleep_until(last_tx + live.idle) => pending.push(Bytes::from_static(b" "), false),
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait() => break,
+            r = timeout(live.write_stall, pending.write_some(&mut w)) => match r {
+                Ok(Ok(())) => last_tx = Instant::now(),
+                Ok(Err(e)) => {
+                    stop.fire(Reason::Failed(format!("write failed: {e}")));
+                    break;
+                }
+                Err(_) => {
+                    stop.fire(Reason::Failed(format!(
+                        "the server read nothing for {:.1} s (dead link)",
+                        live.write_stall.as_secs_f64()
+                    )));
+                    break;
+                }
+            }
+        }
+    }
+    if !stop.reason().graceful() {
+        return;
+    }
+    // Closing: what was accepted for the server goes to the server, then our
+    // `</stream:stream>`; whatever does not make it in time is bounced.
+    let _ = timeout(CLOSE_GRACE, async {
+        while let Ok(b) = q.rx.try_recv() {
+            q.queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+            pending.push(b, true);
+        }
+        while !pending.is_empty() {
+            pending.write_some(&mut w).await?;
+        }
+        w.write_all(b"</stream:stream>").await?;
+        w.shutdown().await
+    })
+    .await;
+}
+
+/// Exponential backoff with jitter (SPEC §5).
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { next: BACKOFF_MIN }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    /// The delay before the next attempt; the one after doubles (up to the cap).
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(BACKOFF_MAX);
+        jitter(base, random_unit())
+    }
+}
+
+/// `base` scaled by a factor in `[1 - JITTER, 1 + JITTER]` chosen by `u` in
+/// `[0, 1]`, never above [`BACKOFF_MAX`].
+fn jitter(base: Duration, u: f64) -> Duration {
+    let lo = base.mul_f64(1.0 - JITTER);
+    let hi = base.mul_f64(1.0 + JITTER).min(BACKOFF_MAX).max(lo);
+    lo + (hi - lo).mul_f64(u.clamp(0.0, 1.0))
+}
+
+/// Uniform in `[0, 1]` from the OS RNG (0.5 if it fails).
+fn random_unit() -> f64 {
+    getrandom::u32()
+        .map(|x| f64::from(x) / f64::from(u32::MAX))
+        .unwrap_or(0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let mut b = Backoff::new();
+        let mut bases = Vec::new();
+        for _ in 0..8 {
+            bases.push(b.next);
+            let d = b.next_delay();
+            let base = *bases.last().unwrap();
+            assert!(
+                d >= base.mul_f64(0.75) && d <= base.mul_f64(1.25),
+                "{d:?} for {base:?}"
+            );
+            assert!(d <= BACKOFF_MAX);
+            assert!(d >= Duration::from_millis(750));
+        }
+        let secs: Vec<u64> = bases.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+        b.reset();
+        assert_eq!(b.next, BACKOFF_MIN);
+        assert_eq!(jitter(Duration::from_secs(30), 1.0), BACKOFF_MAX);
+        assert_eq!(
+            jitter(Duration::from_secs(30), 0.0),
+            Duration::from_millis(22_500)
+        );
+        assert_eq!(
+            jitter(Duration::from_secs(1), 0.0),
+            Duration::from_millis(750)
+        );
+        assert_eq!(
+            jitter(Duration::from_secs(1), 1.0),
+            Duration::from_millis(1250)
+        );
+    }
+
+    #[test]
+    fn reframe_recovers_name_and_addresses() {
+        let (name, attrs) =
+            reframe(b"<message to='u@x' from='c.example/r' id='a&amp;b' type='chat'><body>hi</body></message>")
+                .unwrap();
+        assert_eq!(name, Name::Message);
+        assert_eq!(attrs.to.as_deref(), Some("u@x"));
+        assert_eq!(attrs.from.as_deref(), Some("c.example/r"));
+        assert_eq!(attrs.id.as_deref(), Some("a&b"));
+        let reply = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).unwrap();
+        let s = std::str::from_utf8(&reply).unwrap();
+        assert!(s.starts_with("<message from='u@x' to='c.example/r' id='a&amp;b' type='error'><error type='wait'><remote-server-timeout"), "{s}");
+        assert!(s.contains("Upstream server unavailable"));
+        let (name, attrs) =
+            reframe(b"<iq xmlns='jabber:component:accept' type='result' id='1' to='x' from='c'/>")
+                .unwrap();
+        assert_eq!(name, Name::Iq);
+        assert!(Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).is_none());
+        assert!(reframe(b"<message").is_none());
+        // Only the start tag is framed again: quoted '>' and '/' do not end it.
+        let (name, attrs) =
+            reframe(b"<presence from='c/a>b' to=\"u/x\"><status>1 > 0</status></presence>")
+                .unwrap();
+        assert_eq!(name, Name::Presence);
+        assert_eq!(attrs.from.as_deref(), Some("c/a>b"));
+        assert_eq!(attrs.to.as_deref(), Some("u/x"));
+        assert_eq!(
+            start_tag_only(b"<iq id='1'/>").as_deref(),
+            Some(&b"<iq id='1'/>"[..])
+        );
+    }
+
+    #[test]
+    fn stream_error_text_is_extracted() {
+        let b = b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>c.example does not match &lt;x&gt;</text></stream:error>";
+        assert_eq!(
+            stream_error_text(b).as_deref(),
+            Some("c.example does not match <x>")
+        );
+        assert_eq!(
+            stream_error_text(b"<stream:error><conflict xmlns='x'/></stream:error>"),
+            None
+        );
+        assert_eq!(
+            stream_error_text(b"<stream:error><textual/><text/></stream:error>"),
+            None
+        );
+    }
+
+    #[test]
+    fn pending_tracks_partial_writes() {
+        let mut p = Pending::default();
+        p.push(Bytes::from_static(b"abc"), true);
+        p.push(Bytes::from_static(b" "), false);
+        p.push(Bytes::from_static(b"defg"), true);
+        p.advance(2);
+        assert_eq!(p.offset, 2);
+        p.advance(2);
+        assert_eq!(p.items.len(), 1);
+        p.advance(1);
+        assert_eq!(p.offset, 1);
+        // The partly written stanza is still reported, whole.
+        assert_eq!(p.unsent_stanzas(), vec![Bytes::from_static(b"defg")]);
+    }
+
+    #[test]
+    fn liveness_is_derived_from_idle() {
+        let l = Liveness::from_idle(Duration::from_secs(30));
+        assert_eq!(l.ping_timeout, Duration::from_secs(15));
+        assert_eq!(l.write_stall, Duration::from_secs(45));
+    }
 }

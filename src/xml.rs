@@ -125,6 +125,9 @@ pub struct Stanza {
 pub struct StreamHeader {
     pub to: Option<String>,
     pub version: Option<String>,
+    /// The stream id (a server's reply header; the upstream handshake needs it).
+    pub id: Option<String>,
+    pub from: Option<String>,
 }
 
 #[derive(Debug)]
@@ -461,6 +464,8 @@ impl Framer {
         Ok(Frame::Header(StreamHeader {
             to: attrs.remove(&Namespace::NONE, "to"),
             version: attrs.remove(&Namespace::NONE, "version"),
+            id: attrs.remove(&Namespace::NONE, "id"),
+            from: attrs.remove(&Namespace::NONE, "from"),
         }))
     }
 

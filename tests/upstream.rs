@@ -1,0 +1,778 @@
+//! The gateway in front of a real Prosody (SPEC §5, issue 4): the router runs
+//! as a child process with `[upstream]` pointing at Prosody's component port,
+//! raw XEP-0114 components connect to the router, and a raw c2s user talks to
+//! them through Prosody. No mocks.
+//!
+//! Every test first calls `prosody::require()` (skips without Prosody, fails
+//! under CI=true). Prosody, the router and the SIGSTOP in the dead-link test
+//! are undone by Drop guards, also when a test fails. The real backoff is used
+//! (1 s, doubling); only the dead-link test shortens the liveness interval
+//! with `XCR_UPSTREAM_IDLE_MS`.
+
+#[path = "support/c2s.rs"]
+mod c2s;
+#[path = "support/prosody.rs"]
+mod prosody;
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use c2s::{attr, element_name, text_of, C2s};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use prosody::{Prosody, ProsodyOptions};
+use support::comp::{Comp, Got};
+use support::daemon::Daemon;
+
+const T: Duration = Duration::from_secs(10);
+/// SPEC §5 / issue 4: traffic flows again this soon after Prosody is back.
+const RECOVERY: Duration = Duration::from_secs(35);
+const HOST: &str = "localhost";
+const COMP: &str = "comp.localhost";
+const SECRET: &str = "s";
+const NEW: &str = "new.localhost";
+const NEW_SECRET: &str = "n";
+
+fn opts() -> ProsodyOptions {
+    ProsodyOptions::new(HOST)
+        .component(COMP, SECRET)
+        .user("alice", "alicepw")
+}
+
+fn start_prosody(opts: &ProsodyOptions) -> Prosody {
+    Prosody::start(opts).unwrap_or_else(|e| panic!("Prosody failed to start: {e}"))
+}
+
+/// Router config: optional `[upstream]`, then `(domain, secret, extra lines)`.
+fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from("log_level = \"info\"\n");
+    if let Some(a) = upstream {
+        s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
+    }
+    for (domain, secret, extra) in comps {
+        s.push_str(&format!(
+            "[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n"
+        ));
+    }
+    s
+}
+
+fn up_line(domain: &str) -> String {
+    format!("upstream link for {domain} up")
+}
+
+fn down_line(domain: &str) -> String {
+    format!("upstream link for {domain} down")
+}
+
+/// Wait until `pat` occurs at least `n` times in the router's log; returns how
+/// long that took.
+fn wait_log_count(d: &Daemon, pat: &str, n: usize, within: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if d.count_log(pat) >= n {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn expect_log_count(d: &Daemon, pat: &str, n: usize, within: Duration) -> Duration {
+    wait_log_count(d, pat, n, within).unwrap_or_else(|| {
+        panic!(
+            "router log has {} × {pat:?} after {within:?}, wanted {n}:\n{}",
+            d.count_log(pat),
+            d.logs()
+        )
+    })
+}
+
+/// The next stanza at the component satisfying `pred`; others are skipped.
+/// Panics if the router closes the component's connection.
+async fn comp_until(
+    c: &mut Comp,
+    mut pred: impl FnMut(&str) -> bool,
+    within: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.recv_timeout(left).await {
+            Got::Stanza(s) if pred(&s) => return Some(s),
+            Got::Stanza(_) => continue,
+            Got::Timeout => return None,
+            other => panic!("the component's connection ended: {other:?}"),
+        }
+    }
+}
+
+fn is_body(s: &str, body: &str) -> bool {
+    element_name(s) == "message" && text_of(s, "body").as_deref() == Some(body)
+}
+
+fn with_id<'a>(name: &'a str, id: &'a str) -> impl Fn(&str) -> bool + 'a {
+    move |s| element_name(s) == name && attr(s, "id").as_deref() == Some(id)
+}
+
+/// An `Upstream server unavailable` bounce (SPEC §4).
+fn assert_upstream_bounce(s: &str) {
+    assert_eq!(attr(s, "type").as_deref(), Some("error"), "{s}");
+    assert!(s.contains("<error type='wait'>"), "{s}");
+    assert!(s.contains("<remote-server-timeout"), "{s}");
+    assert!(s.contains("Upstream server unavailable"), "{s}");
+}
+
+/// Prosody's own bounce for a component it sees offline.
+fn assert_component_unavailable(s: &str) {
+    assert_eq!(attr(s, "type").as_deref(), Some("error"), "{s}");
+    assert!(s.contains("<remote-server-timeout"), "{s}");
+    assert!(s.contains("Component unavailable"), "{s}");
+}
+
+async fn login_c2s(p: &Prosody, user: &str, password: &str) -> C2s {
+    C2s::connect(p.c2s_port, user, HOST, password)
+        .await
+        .unwrap_or_else(|e| panic!("c2s login of {user}: {e}\n{}", p.log_tail()))
+}
+
+/// The component sends a message to `to`; the c2s user must get it.
+async fn comp_to_user(comp: &mut Comp, from: &str, user: &mut C2s, body: &str) {
+    comp.send(&format!(
+        "<message from='{from}' to='{}' type='chat'><body>{body}</body></message>",
+        user.jid
+    ))
+    .await;
+    let got = user
+        .recv_until(|s| is_body(s, body), T)
+        .await
+        .unwrap_or_else(|| panic!("{} did not get {body:?} from {from}", user.jid));
+    assert_eq!(attr(&got, "from").as_deref(), Some(from), "{got}");
+}
+
+/// The c2s user sends a message to `to`; the component must get it.
+async fn user_to_comp(user: &mut C2s, to: &str, comp: &mut Comp, body: &str) {
+    user.send(&format!(
+        "<message to='{to}' type='chat'><body>{body}</body></message>"
+    ))
+    .await;
+    let got = comp_until(comp, |s| is_body(s, body), T)
+        .await
+        .unwrap_or_else(|| panic!("{to} did not get {body:?} from {}", user.jid));
+    assert_eq!(
+        attr(&got, "from").as_deref(),
+        Some(user.jid.as_str()),
+        "{got}"
+    );
+    assert_eq!(attr(&got, "to").as_deref(), Some(to), "{got}");
+}
+
+/// The user's message to `to` comes back as Prosody's "Component unavailable".
+async fn user_gets_component_unavailable(user: &mut C2s, to: &str, id: &str) {
+    user.send(&format!(
+        "<message to='{to}' type='chat' id='{id}'><body>anyone?</body></message>"
+    ))
+    .await;
+    let err = user
+        .recv_until(with_id("message", id), T)
+        .await
+        .unwrap_or_else(|| panic!("no bounce for {id}"));
+    assert_component_unavailable(&err);
+}
+
+/// The component's own connection is still open: nothing arrives, no close.
+async fn assert_comp_still_open(c: &mut Comp, t: Duration) {
+    match c.recv_timeout(t).await {
+        Got::Timeout => {}
+        other => {
+            panic!("expected the component's connection to stay open and quiet, got {other:?}")
+        }
+    }
+}
+
+/// SIGCONT on drop, so a test that fails while Prosody is stopped still lets
+/// Prosody's own guard terminate it quickly.
+struct ContOnDrop(i32);
+
+impl Drop for ContOnDrop {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_iqs_flow_both_ways_through_the_router() {
+    if !prosody::require() {
+        return;
+    }
+    let p = start_prosody(&opts());
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    let t_up = expect_log_count(&d, &up_line(COMP), 1, T);
+    eprintln!("upstream link up {t_up:?} after the component authenticated");
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+
+    // A message to the component's domain, and the component's reply.
+    user_to_comp(&mut alice, COMP, &mut comp, "hello component").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "hello alice").await;
+
+    // iq user -> component -> user.
+    alice
+        .send(&format!(
+            "<iq type='get' id='d1' to='{COMP}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
+    let req = comp_until(&mut comp, with_id("iq", "d1"), T)
+        .await
+        .expect("component got no disco#info");
+    assert_eq!(attr(&req, "from").as_deref(), Some(alice.jid.as_str()));
+    comp.send(&format!(
+        "<iq type='result' id='d1' from='{COMP}' to='{}'><query xmlns='http://jabber.org/protocol/disco#info'>\
+         <identity category='gateway' type='test' name='Routed'/></query></iq>",
+        alice.jid
+    ))
+    .await;
+    let res = alice
+        .recv_until(with_id("iq", "d1"), T)
+        .await
+        .expect("alice got no disco#info result");
+    assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
+    assert!(res.contains("Routed"), "{res}");
+
+    // iq component -> user -> component.
+    comp.send(&format!(
+        "<iq type='get' id='p1' from='{COMP}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        alice.jid
+    ))
+    .await;
+    let req = alice
+        .recv_until(with_id("iq", "p1"), T)
+        .await
+        .expect("alice got no ping");
+    assert_eq!(attr(&req, "from").as_deref(), Some(COMP));
+    alice
+        .send(&format!("<iq type='result' id='p1' to='{COMP}'/>"))
+        .await;
+    let res = comp_until(&mut comp, with_id("iq", "p1"), T)
+        .await
+        .expect("component got no ping result");
+    assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
+    assert_eq!(attr(&res, "from").as_deref(), Some(alice.jid.as_str()));
+
+    // iq component -> server.
+    comp.send(&format!(
+        "<iq type='get' id='v1' from='{COMP}' to='{HOST}'><query xmlns='jabber:iq:version'/></iq>"
+    ))
+    .await;
+    let res = comp_until(&mut comp, with_id("iq", "v1"), T)
+        .await
+        .expect("component got no version result");
+    assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
+    assert_eq!(text_of(&res, "name").as_deref(), Some("Prosody"), "{res}");
+
+    // A jabber:client stanza from the component: Prosody 0.12 would drop it
+    // silently; the router rewrites its namespace and it arrives.
+    comp.send(
+        "<message xmlns='jabber:client' from='bot@comp.localhost' to='alice@localhost' type='chat'>\
+         <body>client namespace</body></message>",
+    )
+    .await;
+    let got = alice
+        .recv_until(|s| is_body(s, "client namespace"), T)
+        .await
+        .unwrap_or_else(|| panic!("jabber:client message lost\n{}", p.log_tail()));
+    assert_eq!(attr(&got, "from").as_deref(), Some("bot@comp.localhost"));
+
+    assert_eq!(d.count_log("component authenticated"), 1);
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert!(
+        !p.warnings().contains("Unhandled"),
+        "Prosody dropped something:\n{}",
+        p.warnings()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
+    if !prosody::require() {
+        return;
+    }
+    let mut p = start_prosody(&opts());
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "before").await;
+
+    let t_stop = Instant::now();
+    p.stop();
+    let stopped = t_stop.elapsed();
+    let noticed = expect_log_count(&d, &down_line(COMP), 1, T);
+    eprintln!("Prosody stopped in {stopped:?}; link down logged {noticed:?} later");
+
+    // While Prosody is down: bounces, and the component stays connected.
+    comp.send(
+        "<message from='comp.localhost' to='alice@localhost' id='b1' type='chat'><body>lost?</body></message>",
+    )
+    .await;
+    let bounce = comp_until(&mut comp, with_id("message", "b1"), T)
+        .await
+        .expect("no bounce while Prosody is down");
+    assert_upstream_bounce(&bounce);
+    assert_eq!(attr(&bounce, "from").as_deref(), Some("alice@localhost"));
+    assert_eq!(attr(&bounce, "to").as_deref(), Some(COMP));
+    comp.send(&format!(
+        "<iq from='{COMP}' to='{HOST}' id='b2' type='get'><query xmlns='jabber:iq:version'/></iq>"
+    ))
+    .await;
+    let bounce = comp_until(&mut comp, with_id("iq", "b2"), T)
+        .await
+        .expect("no iq bounce while Prosody is down");
+    assert_upstream_bounce(&bounce);
+    // Let a few retries fail (1 s, 2 s): still one log line per reason.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let t_restart = Instant::now();
+    p.restart()
+        .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
+    let prosody_ready = t_restart.elapsed();
+    let link_up = expect_log_count(&d, &up_line(COMP), 2, RECOVERY) + prosody_ready;
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "after").await;
+    user_to_comp(&mut alice, COMP, &mut comp, "after, inbound").await;
+    let flowing = t_restart.elapsed();
+    eprintln!(
+        "Prosody restart took {prosody_ready:?}; link up {link_up:?} and traffic flowing {flowing:?} after the restart began"
+    );
+    assert!(flowing < RECOVERY, "traffic flowed only after {flowing:?}");
+
+    // Same component connection throughout; one log line per state change.
+    assert_eq!(d.count_log("component authenticated"), 1, "{}", d.logs());
+    let downs = d.count_log(&down_line(COMP));
+    assert!(
+        (1..=3).contains(&downs),
+        "{downs} 'down' lines for one outage:\n{}",
+        d.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_knows_it() {
+    if !prosody::require() {
+        return;
+    }
+    // mod_reload_components README, example 2: the router serves a domain
+    // Prosody has no Component for yet.
+    let mut p = start_prosody(&opts());
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, ""), (NEW, NEW_SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    let mut newc = Comp::login(d.addr(), NEW, NEW_SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    expect_log_count(&d, &format!("{}: host-unknown", down_line(NEW)), 1, T);
+
+    // Local routing between the router's components works meanwhile.
+    newc.send(&format!(
+        "<message from='bot@{NEW}' to='{COMP}' id='l1'><body>local</body></message>"
+    ))
+    .await;
+    let got = comp_until(&mut comp, |s| is_body(s, "local"), T)
+        .await
+        .expect("local routing failed");
+    assert_eq!(attr(&got, "from").as_deref(), Some("bot@new.localhost"));
+    // Upstream-bound traffic bounces.
+    newc.send(&format!(
+        "<message from='{NEW}' to='alice@localhost' id='u1'><body>x</body></message>"
+    ))
+    .await;
+    let bounce = comp_until(&mut newc, with_id("message", "u1"), T)
+        .await
+        .expect("no bounce for the unknown domain");
+    assert_upstream_bounce(&bounce);
+
+    // It keeps retrying (Prosody refuses it again and again), but the router
+    // logs the state once, not once per retry.
+    let refusal = format!("{NEW} does not match any configured external components");
+    let t0 = Instant::now();
+    while p.read_log().matches(&refusal).count() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the link did not retry:\n{}\n{}",
+            d.logs(),
+            p.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let attempts = p.read_log().matches(&refusal).count();
+    assert_eq!(
+        d.count_log(&down_line(NEW)),
+        1,
+        "one line per state change, not per retry ({attempts} attempts):\n{}",
+        d.logs()
+    );
+    eprintln!("{attempts} refused attempts in {:?}", t0.elapsed());
+
+    // Prosody learns the domain; the link connects by itself.
+    let t_restart = Instant::now();
+    p.restart_with(&opts().component(NEW, NEW_SECRET))
+        .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
+    expect_log_count(&d, &up_line(NEW), 1, RECOVERY);
+    let link_up = t_restart.elapsed();
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    user_to_comp(&mut alice, NEW, &mut newc, "now you exist").await;
+    comp_to_user(&mut newc, NEW, &mut alice, "indeed").await;
+    eprintln!(
+        "new.localhost: link up {link_up:?}, traffic flowing {:?} after Prosody's restart began",
+        t_restart.elapsed()
+    );
+    assert!(t_restart.elapsed() < RECOVERY);
+    assert_eq!(d.count_log("component authenticated"), 2, "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_upstream_secret_is_reported_and_fixed_by_a_reload() {
+    if !prosody::require() {
+        return;
+    }
+    let p = start_prosody(&opts());
+    let upstream = Some(p.component_addr());
+    let d = Daemon::start(&router_config(
+        upstream,
+        &[(COMP, SECRET, "upstream_secret = \"wrong\"")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &format!("{}: not-authorized", down_line(COMP)), 1, T);
+
+    // The new upstream_secret applies at the next attempt; the component's
+    // own session is untouched.
+    d.reload(&router_config(
+        upstream,
+        &[(COMP, SECRET, "upstream_secret = \"s\"")],
+    ));
+    let t = expect_log_count(&d, &up_line(COMP), 1, RECOVERY);
+    eprintln!("link up {t:?} after the reload");
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    user_to_comp(&mut alice, COMP, &mut comp, "fixed").await;
+    assert_eq!(d.count_log("component authenticated"), 1);
+    assert_eq!(d.count_log(&down_line(COMP)), 1, "{}", d.logs());
+    assert!(
+        !d.logs().contains("wrong"),
+        "a secret appears in the log:\n{}",
+        d.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_disconnect_takes_it_offline_in_prosody() {
+    if !prosody::require() {
+        return;
+    }
+    let p = start_prosody(&opts());
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    user_to_comp(&mut alice, COMP, &mut comp, "still there?").await;
+
+    // The component goes away (TCP closed); its link is closed cleanly.
+    drop(comp);
+    expect_log_count(&d, &format!("upstream link for {COMP} closed"), 1, T);
+    user_gets_component_unavailable(&mut alice, COMP, "g1").await;
+    assert!(
+        p.read_log().contains("Received </stream:stream>"),
+        "the link was not closed with </stream:stream>:\n{}",
+        p.log_tail()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_removing_the_component_closes_its_link_but_not_its_connection() {
+    if !prosody::require() {
+        return;
+    }
+    let p = start_prosody(&opts());
+    let upstream = Some(p.component_addr());
+    let d = Daemon::start(&router_config(
+        upstream,
+        &[(COMP, SECRET, ""), ("keep.localhost", "k", "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    user_to_comp(&mut alice, COMP, &mut comp, "before reload").await;
+
+    d.reload(&router_config(upstream, &[("keep.localhost", "k", "")]));
+    expect_log_count(&d, &format!("upstream link for {COMP} closed"), 1, T);
+    user_gets_component_unavailable(&mut alice, COMP, "r1").await;
+    // Detached, not disconnected: what it sends is discarded, nothing comes back.
+    comp.send(&format!(
+        "<message from='{COMP}' to='{}'><body>into the void</body></message>",
+        alice.jid
+    ))
+    .await;
+    assert_comp_still_open(&mut comp, Duration::from_secs(1)).await;
+    assert!(alice
+        .recv_until(|s| is_body(s, "into the void"), Duration::from_millis(500))
+        .await
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_moves_and_removes_the_upstream() {
+    if !prosody::require() {
+        return;
+    }
+    let pa = start_prosody(&opts());
+    let pb = start_prosody(
+        &ProsodyOptions::new(HOST)
+            .component(COMP, SECRET)
+            .user("bob", "bobpw"),
+    );
+    let d = Daemon::start(&router_config(None, &[(COMP, SECRET, "")]));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    comp.send(&format!(
+        "<message from='{COMP}' to='alice@localhost' id='n1'><body>x</body></message>"
+    ))
+    .await;
+    let bounce = comp_until(&mut comp, with_id("message", "n1"), T)
+        .await
+        .expect("no bounce without upstream");
+    assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
+
+    // [upstream] appears: the live session gets its link.
+    d.reload(&router_config(
+        Some(pa.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    let mut alice = login_c2s(&pa, "alice", "alicepw").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "via A").await;
+
+    // The address changes: the link moves to B now.
+    d.reload(&router_config(
+        Some(pb.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    expect_log_count(&d, &up_line(COMP), 2, T);
+    let mut bob = login_c2s(&pb, "bob", "bobpw").await;
+    comp_to_user(&mut comp, COMP, &mut bob, "via B").await;
+    user_to_comp(&mut bob, COMP, &mut comp, "from B").await;
+    user_gets_component_unavailable(&mut alice, COMP, "a1").await;
+
+    // [upstream] disappears: the link is closed, the component stays.
+    d.reload(&router_config(None, &[(COMP, SECRET, "")]));
+    expect_log_count(&d, &format!("upstream link for {COMP} closed"), 1, T);
+    user_gets_component_unavailable(&mut bob, COMP, "b1").await;
+    comp.send(&format!(
+        "<message from='{COMP}' to='{}' id='n2'><body>x</body></message>",
+        bob.jid
+    ))
+    .await;
+    let bounce = comp_until(&mut comp, with_id("message", "n2"), T)
+        .await
+        .expect("no bounce after [upstream] was removed");
+    assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
+    assert_eq!(d.count_log("component authenticated"), 1);
+}
+
+/// A Prosody module that does what mod_privilege (XEP-0356) does on
+/// `component-authenticated`: push a `<privilege/>` message to the component
+/// at once (on the session, so it may share a TCP segment with `<handshake/>`),
+/// then a presence routed through the server.
+const PRIVILEGE_MODULE: &str = r#"
+local st = require "util.stanza";
+module:hook("component-authenticated", function(event)
+	local session = event.session;
+	session.send(st.message({ from = "localhost", to = module.host, id = "priv-1" })
+		:tag("privilege", { xmlns = "urn:xmpp:privilege:2" })
+			:tag("perm", { access = "roster", type = "both" }):up()
+			:tag("perm", { access = "message", type = "outgoing" }):up());
+	module:send(st.presence({ from = "alice@localhost/burst", to = module.host, id = "priv-2" }));
+end);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_prosody_sends_right_after_authentication_reaches_the_component() {
+    if !prosody::require() {
+        return;
+    }
+    // The harness has no option for extra modules: rewrite its config
+    // (global plugin path, module on the Component) and restart on it.
+    let mut p = start_prosody(&opts());
+    p.stop();
+    let plugins = p.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("mod_xcr_test_privilege.lua"), PRIVILEGE_MODULE).unwrap();
+    let cfg = std::fs::read_to_string(p.config_path()).unwrap();
+    let section = format!("Component \"{COMP}\"\n");
+    assert!(cfg.contains(&section), "unexpected harness config:\n{cfg}");
+    let cfg = format!(
+        "plugin_paths = {{ \"{}\" }}\n{}",
+        plugins.display(),
+        cfg.replace(
+            &section,
+            &format!("{section}\tmodules_enabled = {{ \"xcr_test_privilege\" }}\n")
+        )
+    );
+    std::fs::write(p.config_path(), cfg).unwrap();
+    p.restart()
+        .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
+
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    let priv_msg = comp_until(&mut comp, with_id("message", "priv-1"), T)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no <privilege/> message after authentication\n{}\n{}",
+                d.logs(),
+                p.log_tail()
+            )
+        });
+    assert!(priv_msg.contains("urn:xmpp:privilege:2"), "{priv_msg}");
+    assert!(priv_msg.contains("access='roster'") || priv_msg.contains("access=\"roster\""));
+    assert_eq!(attr(&priv_msg, "from").as_deref(), Some(HOST));
+    let presence = comp_until(&mut comp, with_id("presence", "priv-2"), T)
+        .await
+        .expect("no presence burst after authentication");
+    assert_eq!(
+        attr(&presence, "from").as_deref(),
+        Some("alice@localhost/burst")
+    );
+    // (The log line may reach us after the stanzas did.)
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_link_is_detected_and_replaced() {
+    if !prosody::require() {
+        return;
+    }
+    const IDLE_MS: u64 = 1000;
+    let p = start_prosody(&opts());
+    let d = Daemon::start_env(
+        &router_config(Some(p.component_addr()), &[(COMP, SECRET, "")]),
+        &[("XCR_UPSTREAM_IDLE_MS", &IDLE_MS.to_string())],
+    );
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+
+    // Idle for several ping intervals: the pings loop through Prosody and are
+    // swallowed (the component sees nothing), and the link stays up.
+    assert_comp_still_open(&mut comp, Duration::from_millis(4 * IDLE_MS)).await;
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+
+    // A frozen server: TCP stays open, nothing answers.
+    let pid = p.pid().expect("prosody pid") as i32;
+    let _cont = ContOnDrop(pid);
+    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    let detected = expect_log_count(&d, "(dead link)", 1, T);
+    eprintln!("dead link detected {detected:?} after SIGSTOP (idle {IDLE_MS} ms)");
+    assert!(
+        detected < Duration::from_millis(4 * IDLE_MS),
+        "{detected:?}"
+    );
+    comp.send(
+        "<message from='comp.localhost' to='alice@localhost' id='z1'><body>frozen</body></message>",
+    )
+    .await;
+    let bounce = comp_until(&mut comp, with_id("message", "z1"), T)
+        .await
+        .expect("no bounce while the link is dead");
+    assert_upstream_bounce(&bounce);
+
+    kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+    let t_cont = Instant::now();
+    expect_log_count(&d, &up_line(COMP), 2, RECOVERY);
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "thawed").await;
+    user_to_comp(&mut alice, COMP, &mut comp, "thawed too").await;
+    eprintln!(
+        "traffic flowing {:?} after SIGCONT ({:?} after SIGSTOP)",
+        t_cont.elapsed(),
+        t0.elapsed()
+    );
+    assert_eq!(d.count_log("component authenticated"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
+    if !prosody::require() {
+        return;
+    }
+    // Long enough that the burst below is queued before the link is declared
+    // dead (2.5 s to 7.5 s after the freeze), short enough for a test.
+    const IDLE_MS: u64 = 5000;
+    const N: usize = 110;
+    let p = start_prosody(&opts());
+    let d = Daemon::start_env(
+        &router_config(Some(p.component_addr()), &[(COMP, SECRET, "")]),
+        &[("XCR_UPSTREAM_IDLE_MS", &IDLE_MS.to_string())],
+    );
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+
+    // Freeze Prosody, then send more than the kernel buffers and the link's
+    // queue hold: the writer blocks, the queue fills, the rest is refused.
+    let pid = p.pid().expect("prosody pid") as i32;
+    let _cont = ContOnDrop(pid);
+    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    let body = "x".repeat(60_000);
+    for i in 0..N {
+        comp.send(&format!(
+            "<message from='{COMP}' to='alice@localhost' id='q{i}' type='chat'><body>{body}</body></message>"
+        ))
+        .await;
+    }
+    let sent = t0.elapsed();
+    let detected = sent + expect_log_count(&d, "(dead link)", 1, Duration::from_secs(15));
+    eprintln!(
+        "burst of {N} × 60 kB sent in {sent:?}; dead link logged {detected:?} after the freeze"
+    );
+
+    // Every reply is a bounce for one of ours: resource-constraint (queue
+    // full) at once, "Upstream server unavailable" for what was queued but
+    // never written when the link died.
+    let (mut unavailable, mut full) = (0, 0);
+    while let Some(s) = comp_until(&mut comp, |_| true, Duration::from_secs(2)).await {
+        let id = attr(&s, "id").unwrap_or_default();
+        assert!(id.starts_with('q'), "unexpected stanza {s}");
+        assert_eq!(attr(&s, "type").as_deref(), Some("error"), "{s}");
+        if s.contains("Upstream server unavailable") {
+            assert_upstream_bounce(&s);
+            unavailable += 1;
+        } else {
+            assert!(s.contains("<resource-constraint"), "{s}");
+            full += 1;
+        }
+    }
+    eprintln!("bounced: {unavailable} upstream-unavailable, {full} queue-full");
+    assert!(
+        sent < Duration::from_millis(2500),
+        "the burst took {sent:?}: too slow to be sure it was queued while the link was up"
+    );
+    assert!(
+        unavailable > 0,
+        "nothing queued was bounced when the link died:\n{}",
+        d.logs()
+    );
+    assert!(d.logs().contains("not sent upstream"), "{}", d.logs());
+}
