@@ -19,12 +19,24 @@ pub const EXIT_FATAL: u8 = 1;
 #[derive(Debug, Parser)]
 #[command(name = "xmpp-component-router", version, about, long_about = None)]
 pub struct Cli {
-    /// Config file (TOML). Re-read on SIGHUP (`systemctl reload`).
+    /// Config file (TOML) to serve. Re-read on SIGHUP (`systemctl reload`).
+    ///
+    /// It names the addresses components connect to (`listen`), each component's
+    /// domain and secret, and optionally the upstream XMPP server (`[upstream]`) and
+    /// a Prosody config whose external components are served too (`prosody_config`).
+    /// On SIGHUP the file is re-read and only the difference is applied; an invalid
+    /// file changes nothing. The Debian package installs a commented example there.
     #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
 
     /// Validate the config, print what would be served (never a secret), and exit:
     /// 0 if valid, 78 if not.
+    ///
+    /// Prints the listen and upstream addresses and one row per component: domain,
+    /// enabled, conflict policy, upstream link on or off, and where it is declared.
+    /// Errors name the file, line and problem. Binds nothing and touches no running
+    /// instance, so it is safe before `systemctl reload` (the unit also runs it before
+    /// every start).
     #[arg(long)]
     pub check: bool,
 }
