@@ -66,7 +66,7 @@ Any other fatal error, e.g. a listen address already in use; the message names t
 Usage error (unknown option, missing value).
 .TP
 \fB78\fR
-Invalid config (EX_CONFIG) at start or with \fB\-\-check\fR; the message names the file, the line and the problem. The systemd unit does not restart the service after this status.
+Invalid config (EX_CONFIG) at start or with \fB\-\-check\fR; the message names the file, the line and the problem. Under the systemd unit a start that fails so is retried at most twice (StartLimitBurst=3), and the daemon exiting with it is not restarted.
 .SH SIGNALS
 .TP
 \fBSIGHUP\fR

@@ -136,6 +136,7 @@ fn unit_keeps_its_settings_and_hardening() {
         "ExecStart=/usr/bin/xmpp-component-router --config /etc/xmpp-component-router/config.toml",
         "Restart=on-failure",
         "RestartPreventExitStatus=78",
+        "StartLimitBurst=3",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
