@@ -155,6 +155,26 @@ impl ConfigError {
     }
 }
 
+/// Offsets of every newline, for many line look-ups in one text.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        LineIndex(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// 1-based line number of a byte offset.
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -335,6 +355,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
 
     let mut components: BTreeMap<String, ComponentConfig> = BTreeMap::new();
+    // Every component records its line: index the newlines once (counting from
+    // the start for each would make big configs quadratic to load).
+    let lines = LineIndex::new(text);
     // In file order, so a duplicate is reported at its second occurrence.
     let mut declared: Vec<_> = raw.components.iter().collect();
     declared.sort_by_key(|(k, _)| k.span().start);
@@ -360,7 +383,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
         let c = comp.get_ref();
-        let comp_line = line_of(text, offset);
+        let comp_line = lines.line_of(offset);
         let secret_str = |v: &Option<Spanned<toml::Value>>, key: &str| match v {
             None => Ok(None),
             Some(v) => match v.get_ref() {
@@ -690,6 +713,15 @@ mod tests {
             );
             assert!(reason.contains("must be a string"), "{reason}");
             assert!(!reason.contains("60219457"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn line_index_agrees_with_counting() {
+        let text = "a\n\nbb\nccc\n";
+        let idx = LineIndex::new(text);
+        for off in 0..=text.len() {
+            assert_eq!(idx.line_of(off), line_of(text, off), "offset {off}");
         }
     }
 
