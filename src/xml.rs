@@ -10,7 +10,14 @@
 //! attributes (plus the text of a `<handshake/>`).
 //!
 //! Limits are checked on every parser event and whenever the parser asks for more
-//! data, so a single huge read cannot slip an oversized stanza through.
+//! data, so a single huge read cannot slip an oversized stanza through. The
+//! attribute limit is checked before rxml sees the bytes (see [`AttrScan`]):
+//! rxml collects all attributes of a start tag before reporting it, so a tag
+//! with 100,000 attributes would otherwise cost far more memory than its bytes.
+//!
+//! A stanza's bytes are copied out of the read buffer: a slice would keep the
+//! whole read allocation (up to 64 KiB) alive while the stanza sits in a queue,
+//! memory that the queues' byte bounds do not see.
 //!
 //! Stream headers may declare no namespace prefix but `stream`: with any other
 //! prefix bound on the stream, a stanza could use it and its forwarded bytes would
@@ -38,7 +45,7 @@ pub struct Limits {
     pub max_stanza_size: usize,
     /// Maximum element depth inside a stanza (the stanza itself is depth 1).
     pub max_depth: usize,
-    /// Maximum attributes on one element.
+    /// Maximum attributes on one element (namespace declarations count).
     pub max_attributes: usize,
 }
 
@@ -177,6 +184,12 @@ pub struct Framer {
     pos: usize,
     /// Open elements, the stream root included.
     depth: usize,
+    /// Bytes of `buf` seen by `scan`.
+    scanned: usize,
+    scan: AttrScan,
+    /// Offset in `buf` of the attribute beyond `max_attributes`: the parser is
+    /// fed up to there, then the stream fails.
+    too_many_attrs_at: Option<usize>,
     cur: Option<Current>,
     limits: Limits,
     header_seen: bool,
@@ -195,6 +208,9 @@ impl Framer {
             fed: 0,
             pos: 0,
             depth: 0,
+            scanned: 0,
+            scan: AttrScan::default(),
+            too_many_attrs_at: None,
             cur: None,
             limits,
             header_seen: false,
@@ -223,6 +239,7 @@ impl Framer {
             self.buf = BytesMut::new();
             self.fed = 0;
             self.pos = 0;
+            self.scanned = 0;
             self.parser.release_temporaries();
         }
     }
@@ -233,8 +250,17 @@ impl Framer {
         if self.ended {
             return Ok(None);
         }
+        if self.too_many_attrs_at.is_none() && self.scanned < self.buf.len() {
+            let max = self.limits.max_attributes;
+            self.too_many_attrs_at = self
+                .scan
+                .scan(&self.buf[self.scanned..], max)
+                .map(|i| self.scanned + i);
+            self.scanned = self.buf.len();
+        }
         loop {
-            let mut slice = &self.buf[self.fed..];
+            let end = self.too_many_attrs_at.unwrap_or(self.buf.len());
+            let mut slice = &self.buf[self.fed..end];
             let before = slice.len();
             let res = self.parser.parse(&mut slice, false);
             self.fed += before - slice.len();
@@ -242,6 +268,9 @@ impl Framer {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(None),
                 Err(rxml::error::EndOrError::NeedMoreData) => {
+                    if self.too_many_attrs_at.is_some_and(|at| self.fed >= at) {
+                        return Err(too_many_attributes(self.limits.max_attributes));
+                    }
                     self.check_pending()?;
                     self.compact();
                     return Ok(None);
@@ -293,12 +322,21 @@ impl Framer {
     fn compact(&mut self) {
         let keep_from = self.cur.as_ref().map(|c| c.start).unwrap_or(self.pos);
         if keep_from > 0 {
-            self.buf.advance(keep_from);
-            self.fed -= keep_from;
-            self.pos -= keep_from;
+            self.consume(keep_from);
             if let Some(c) = self.cur.as_mut() {
                 c.start = 0;
             }
+        }
+    }
+
+    /// Drop the first `n` bytes of `buf` (all of them fed and accounted for).
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.fed -= n;
+        self.pos -= n;
+        self.scanned -= n;
+        if let Some(at) = self.too_many_attrs_at.as_mut() {
+            *at -= n;
         }
     }
 
@@ -360,10 +398,8 @@ impl Framer {
                             return Ok(None);
                         };
                         let end = self.pos;
-                        let mut head = self.buf.split_to(end);
-                        let bytes = head.split_off(cur.start).freeze();
-                        self.fed -= end;
-                        self.pos = 0;
+                        let bytes = Bytes::copy_from_slice(&self.buf[cur.start..end]);
+                        self.consume(end);
                         Ok(Some(Frame::Stanza(Stanza {
                             head: cur.head,
                             attrs: cur.attrs,
@@ -471,9 +507,94 @@ impl Framer {
 
     fn compact_header(&mut self) {
         // Nothing before the first stanza is ever forwarded.
-        self.buf.advance(self.pos);
-        self.fed -= self.pos;
-        self.pos = 0;
+        self.consume(self.pos);
+    }
+}
+
+/// Counts the attributes of each tag in the bytes before they reach rxml: a
+/// tokenizer just fine enough to know, in well-formed XML, whether a `=` is
+/// between an attribute's name and value (in a tag, outside quotes, not in
+/// CDATA, a comment or a processing instruction). On input that is not
+/// well-formed it may count wrong, but rxml rejects such input anyway at or
+/// before the point where the count matters.
+#[derive(Debug, Default)]
+struct AttrScan {
+    state: ScanState,
+    /// `=` seen in the current tag.
+    count: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScanState {
+    #[default]
+    Content,
+    /// After `<`.
+    Open,
+    /// In a tag, outside attribute values.
+    Tag,
+    /// In an attribute value quoted with this byte.
+    Value(u8),
+    /// After `<!`.
+    Bang,
+    /// In `<![CDATA[…`; how many `]` just went by (at most 2).
+    Cdata(u8),
+    /// In `<?…`; whether `?` just went by.
+    Pi(bool),
+    /// In `<!…` other than CDATA (rxml rejects these): until `>`.
+    Decl,
+}
+
+impl AttrScan {
+    /// Scan `bytes`; the offset of the `=` that makes a tag exceed `max` attributes.
+    fn scan(&mut self, bytes: &[u8], max: usize) -> Option<usize> {
+        use ScanState::*;
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            // The common states skip ahead to the next byte that matters.
+            let skip = match self.state {
+                Content => rest.iter().position(|&b| b == b'<'),
+                Tag => rest
+                    .iter()
+                    .position(|&b| matches!(b, b'=' | b'\'' | b'"' | b'>')),
+                Value(q) => rest.iter().position(|&b| b == q),
+                _ => Some(0),
+            };
+            i += skip?;
+            let b = bytes[i];
+            self.state = match (self.state, b) {
+                (Content, _) => Open,
+                (Open, b'!') => Bang,
+                (Open, b'?') => Pi(false),
+                (Open, _) => {
+                    self.count = 0;
+                    // This byte (a name's first) is not one the tag state looks for.
+                    Tag
+                }
+                (Tag, b'=') => {
+                    self.count += 1;
+                    if self.count > max {
+                        return Some(i);
+                    }
+                    Tag
+                }
+                (Tag, b'>') => Content,
+                (Tag, _) => Value(b),
+                (Value(_), _) => Tag,
+                (Bang, b'[') => Cdata(0),
+                (Bang, b'>') => Content,
+                (Bang, _) => Decl,
+                (Cdata(n), b']') => Cdata((n + 1).min(2)),
+                (Cdata(2), b'>') => Content,
+                (Cdata(_), _) => Cdata(0),
+                (Pi(true), b'>') => Content,
+                (Pi(_), _) => Pi(b == b'?'),
+                (Decl, b'>') => Content,
+                (Decl, _) => Decl,
+            };
+            i += 1;
+        }
+        None
     }
 }
 
@@ -698,6 +819,77 @@ mod tests {
         let mut f = framer();
         let err = feed_all(&mut f, format!("{HEADER}<message{attrs}/>").as_bytes()).unwrap_err();
         assert_eq!(err.condition, StreamCondition::PolicyViolation);
+    }
+
+    #[test]
+    fn attribute_limit_is_checked_before_the_parser_collects_them() {
+        let limits = Limits {
+            max_stanza_size: 1 << 30,
+            max_depth: 64,
+            max_attributes: 3,
+        };
+        // Namespace declarations count; `=`, `>` and quotes inside values,
+        // CDATA, text and the XML declaration do not.
+        let ok = "<message xmlns:x='u' a='=>\"' b=\"'=\"><x:b y=\"1\"> a=b <![CDATA[<c d='1' e='2' f='3' g='4'>]]]]></x:b></message>";
+        let mut f = Framer::new(limits);
+        let frames = feed_all(&mut f, format!("{HEADER}{ok}").as_bytes()).unwrap();
+        assert!(frames
+            .iter()
+            .any(|f| matches!(f, Frame::Stanza(s) if &s.bytes[..] == ok.as_bytes())));
+        // The stanza before the offending one is still framed, byte by byte too.
+        let bad: String = (0..100_000).map(|i| format!(" a{i}=''")).collect();
+        let input = format!("{HEADER}{ok}<message{bad}/>");
+        for chunk in [input.len(), 1, 7, 4096] {
+            let mut f = Framer::new(limits);
+            let mut stanzas = 0;
+            let mut err = None;
+            'feed: for c in input.as_bytes().chunks(chunk) {
+                f.buf_mut().extend_from_slice(c);
+                loop {
+                    match f.next_frame() {
+                        Ok(Some(Frame::Stanza(_))) => stanzas += 1,
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            err = Some(e);
+                            break 'feed;
+                        }
+                    }
+                }
+            }
+            assert_eq!(stanzas, 1, "chunk {chunk}");
+            assert_eq!(
+                err.map(|e| e.condition),
+                Some(StreamCondition::PolicyViolation)
+            );
+            // rxml never saw more than the first four attributes.
+            assert!(f.fed < HEADER.len() + ok.len() + 40, "fed {}", f.fed);
+        }
+        // The same on the stream header, before any authentication.
+        let mut f = Framer::new(limits);
+        let err = feed_all(&mut f, format!("<stream:stream{bad}>").as_bytes()).unwrap_err();
+        assert_eq!(err.condition, StreamCondition::PolicyViolation);
+    }
+
+    #[test]
+    fn stanza_bytes_do_not_share_the_read_buffer() {
+        let mut f = framer();
+        let pad = " ".repeat(60_000);
+        let frames = feed_all(
+            &mut f,
+            format!("{HEADER}{pad}<iq type='get' to='b' from='a.example' id='1'/>{pad}").as_bytes(),
+        )
+        .unwrap();
+        let st = frames
+            .into_iter()
+            .find_map(|f| match f {
+                Frame::Stanza(s) => Some(s),
+                _ => None,
+            })
+            .unwrap();
+        // Not a view into the framer's read buffer, which is still alive.
+        assert!(st.bytes.is_unique());
+        assert!(f.buf.capacity() > 0);
     }
 
     #[test]
