@@ -234,13 +234,19 @@ pub struct Escaped<'a>(pub &'a str);
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '\'', '"']) {
+        // Tab, newline and carriage return as character references: literal
+        // ones in an attribute value are normalised to spaces by the reader
+        // (XML 1.0 §3.3.3), so a bounce's `id` would not match the original.
+        while let Some(i) = rest.find(['&', '<', '>', '\'', '"', '\t', '\n', '\r']) {
             f.write_str(&rest[..i])?;
             f.write_str(match rest.as_bytes()[i] {
                 b'&' => "&amp;",
                 b'<' => "&lt;",
                 b'>' => "&gt;",
                 b'\'' => "&apos;",
+                b'\t' => "&#x9;",
+                b'\n' => "&#xA;",
+                b'\r' => "&#xD;",
                 _ => "&quot;",
             })?;
             rest = &rest[i + 1..];
@@ -259,6 +265,31 @@ mod tests {
             Escaped("a'b\"<&>").to_string(),
             "a&apos;b&quot;&lt;&amp;&gt;"
         );
+        assert_eq!(Escaped("a\tb\nc\rd").to_string(), "a&#x9;b&#xA;c&#xD;d");
+    }
+
+    /// Regression (fuzz target stream_header): a value with a newline, echoed in
+    /// an attribute, must read back unchanged, not with the newline normalised
+    /// to a space.
+    #[test]
+    fn escaped_attribute_values_round_trip() {
+        use rxml::{Event, Parse};
+        for v in ["a\nb", "\t\r\n", " x\r\ny ", "é'\"<&>\u{10000}"] {
+            let doc = format!("<x a='{}' b=\"{}\"/>", Escaped(v), Escaped(v));
+            let mut p = rxml::Parser::default();
+            let mut slice = doc.as_bytes();
+            let Ok(Some(Event::StartElement(_, _, mut attrs))) = p.parse(&mut slice, true) else {
+                panic!("{doc}");
+            };
+            assert_eq!(
+                attrs.remove(&rxml::Namespace::NONE, "a").as_deref(),
+                Some(v)
+            );
+            assert_eq!(
+                attrs.remove(&rxml::Namespace::NONE, "b").as_deref(),
+                Some(v)
+            );
+        }
     }
 
     #[test]
