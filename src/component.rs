@@ -9,6 +9,11 @@
 //!
 //! The reader (this task) owns the framer; a writer task owns the socket's write
 //! half and drains the bounded outbox, so a slow peer only ever slows itself.
+//! When nothing was written for `keepalive_interval`, the writer sends a single
+//! space (a whitespace keepalive, only after our stream header): it keeps NAT and
+//! firewall state alive, and a half-open connection then has unacknowledged
+//! data, which `TCP_USER_TIMEOUT` (set on accept, see [`crate::server`]) turns
+//! into an error, so the reader ends the session and frees the domain.
 
 use std::io;
 use std::net::SocketAddr;
@@ -46,9 +51,9 @@ const MIN_READ: usize = 4096;
 const MAX_READ: usize = 64 * 1024;
 
 /// Serve one accepted TCP connection until it ends.
+///
+/// Socket options are set by the caller ([`crate::server::configure_socket`]).
 pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
-    let _ = stream.set_nodelay(true);
-    crate::server::set_keepalive(&stream);
     let id = router.next_id();
     let control = Arc::new(Control::default());
     router.register_control(id, control.clone());
@@ -56,7 +61,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     let (rd, wr) = stream.into_split();
     let (out, out_rx) = outbox(settings.queue);
     let (close_tx, close_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(wr, out_rx, close_rx));
+    let writer = tokio::spawn(write_loop(
+        wr,
+        out_rx,
+        close_rx,
+        settings.keepalive_interval,
+    ));
     let mut conn = Connection {
         id,
         peer,
@@ -212,12 +222,9 @@ impl Connection {
         if st.has_children {
             return not_authorized("handshake has child elements");
         }
-        let token = st
-            .text
-            .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
-        if token.len() != 40 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let Some(token) = handshake_token(&st.text) else {
             return not_authorized("handshake is not 40 hex digits");
-        }
+        };
         let settings = reg.settings();
         if !handshake_matches(stream_id, settings.secret.expose(), token) {
             return not_authorized("wrong secret");
@@ -490,6 +497,13 @@ fn check_head(head: Head) -> Option<StreamError> {
     None
 }
 
+/// The digest in a `<handshake/>`'s text: the text with XML whitespace trimmed,
+/// if that is exactly 40 hex digits (SPEC §4).
+pub fn handshake_token(text: &str) -> Option<&str> {
+    let token = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    (token.len() == 40 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
+}
+
 /// XEP-0114 §3: hex(SHA-1(stream id + secret)), compared case-insensitively in constant time.
 pub fn handshake_matches(stream_id: &str, secret: &str, token: &str) -> bool {
     let mut h = Sha1::new();
@@ -547,16 +561,23 @@ fn rewrite_default_ns(b: &[u8]) -> Option<Bytes> {
     None
 }
 
-/// The writer task: drains the outbox in batches into `writev`, and on close
-/// flushes what is queued plus the final bytes, then shuts the socket down.
+/// The writer task: drains the outbox in batches into `writev`, sends a
+/// whitespace keepalive after `keepalive` without writing (once something, our
+/// header, was written), and on close flushes what is queued plus the final
+/// bytes, then shuts the socket down.
 async fn write_loop(
     mut w: OwnedWriteHalf,
     mut q: OutboxReceiver,
     mut close: oneshot::Receiver<Bytes>,
+    keepalive: Option<Duration>,
 ) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    let mut wrote_any = false;
+    let mut last_write = Instant::now();
     let final_bytes: Option<Bytes> = loop {
-        tokio::select! {
+        let ka_due = keepalive.map(|k| last_write + k);
+        // Bytes of this batch that count against the queue's byte bound.
+        let len = tokio::select! {
             biased;
             n = q.rx.recv_many(&mut batch, WRITE_BATCH) => {
                 if n == 0 {
@@ -566,31 +587,37 @@ async fn write_loop(
                     // (`biased`), so wait for them here instead of losing them.
                     break (&mut close).await.ok();
                 }
-                let len: usize = batch.iter().map(|b| b.len()).sum();
-                let closing = {
-                    let fut = write_all_vectored(&mut w, &mut batch);
-                    tokio::pin!(fut);
-                    tokio::select! {
-                        r = &mut fut => {
-                            if r.is_err() { return; }
-                            None
-                        }
-                        r = &mut close => {
-                            // Closing while blocked on a slow peer: give it a moment, then give up.
-                            if !matches!(timeout(CLOSE_GRACE, &mut fut).await, Ok(Ok(()))) {
-                                return;
-                            }
-                            Some(r.ok())
-                        }
-                    }
-                };
-                q.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                batch.clear();
-                if let Some(fin) = closing {
-                    break fin;
-                }
+                batch.iter().map(|b| b.len()).sum()
             }
             r = &mut close => break r.ok(),
+            _ = sleep_until(ka_due.unwrap_or_else(Instant::now)), if ka_due.is_some() && wrote_any => {
+                batch.push(Bytes::from_static(b" "));
+                0
+            }
+        };
+        let closing = {
+            let fut = write_all_vectored(&mut w, &mut batch);
+            tokio::pin!(fut);
+            tokio::select! {
+                r = &mut fut => {
+                    if r.is_err() { return; }
+                    None
+                }
+                r = &mut close => {
+                    // Closing while blocked on a slow peer: give it a moment, then give up.
+                    if !matches!(timeout(CLOSE_GRACE, &mut fut).await, Ok(Ok(()))) {
+                        return;
+                    }
+                    Some(r.ok())
+                }
+            }
+        };
+        q.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        batch.clear();
+        wrote_any = true;
+        last_write = Instant::now();
+        if let Some(fin) = closing {
+            break fin;
         }
     };
     let _ = timeout(CLOSE_GRACE, async {
@@ -668,6 +695,24 @@ mod tests {
             "secreT",
             "b09ea9b3b7f586be8a08d0a3dd7466f110aeb136"
         ));
+    }
+
+    #[test]
+    fn handshake_token_shape() {
+        let hex40 = "b09ea9b3b7f586be8a08d0a3dd7466f110aeb136";
+        assert_eq!(handshake_token(hex40), Some(hex40));
+        assert_eq!(handshake_token(&format!(" \r\n\t{hex40}\n")), Some(hex40));
+        assert_eq!(
+            handshake_token(&hex40.to_uppercase()).map(str::len),
+            Some(40)
+        );
+        assert_eq!(handshake_token(&hex40[1..]), None);
+        assert_eq!(handshake_token(&format!("{hex40}0")), None);
+        assert_eq!(handshake_token(&format!("{}g", &hex40[1..])), None);
+        // Non-XML whitespace is not trimmed; multi-byte characters are not digits.
+        assert_eq!(handshake_token(&format!("\u{a0}{hex40}")), None);
+        assert_eq!(handshake_token(&format!("{}é", &hex40[2..])), None);
+        assert_eq!(handshake_token(""), None);
     }
 
     #[test]

@@ -24,6 +24,19 @@ use crate::prosody_config;
 /// RFC 6120 §13.12: a server must accept stanzas of at least 10000 bytes.
 pub const MIN_STANZA_SIZE: usize = 10_000;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/xmpp-component-router/config.toml";
+/// Largest `secret_file` read.
+const MAX_SECRET_FILE: usize = 64 * 1024;
+
+/// Defaults of the limits (README "Limits").
+pub mod defaults {
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const MAX_STANZA_DEPTH: usize = 64;
+    pub const MAX_ATTRIBUTES: usize = 256;
+    pub const MAX_QUEUE_STANZAS: usize = 4096;
+    pub const MAX_QUEUE_BYTES: usize = 4 << 20;
+    pub const KEEPALIVE_INTERVAL_SECS: u64 = 60;
+    pub const DEAD_PEER_TIMEOUT_SECS: u64 = 120;
+}
 
 /// A secret that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -110,6 +123,20 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub handshake_timeout: Duration,
     pub max_stanza_size: usize,
+    /// Component connections open at once (authenticated or not); beyond it new
+    /// ones get `resource-constraint` and are closed.
+    pub max_connections: usize,
+    /// Element depth inside a stanza (the stanza itself is depth 1).
+    pub max_stanza_depth: usize,
+    /// Attributes (namespace declarations included) on one element.
+    pub max_attributes: usize,
+    /// Bounds of each session's outgoing queue.
+    pub max_queue_stanzas: usize,
+    pub max_queue_bytes: usize,
+    /// Whitespace keepalive after this long without writing (`None`: off).
+    pub keepalive_interval: Option<Duration>,
+    /// `TCP_USER_TIMEOUT`: a peer that acknowledges nothing for this long is gone.
+    pub dead_peer_timeout: Duration,
     pub log_level: String,
     pub prosody_config: Option<PathBuf>,
     pub upstream: Option<UpstreamConfig>,
@@ -194,6 +221,20 @@ struct RawConfig {
     handshake_timeout: Option<Spanned<i64>>,
     #[serde(default)]
     max_stanza_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_stanza_depth: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_attributes: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_queue_stanzas: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_queue_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    keepalive_interval: Option<Spanned<i64>>,
+    #[serde(default)]
+    dead_peer_timeout: Option<Spanned<i64>>,
     #[serde(default)]
     log_level: Option<Spanned<String>>,
     #[serde(default)]
@@ -313,6 +354,87 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             n as usize
         }
     };
+
+    let int = |v: &Option<Spanned<i64>>,
+               key: &str,
+               range: std::ops::RangeInclusive<i64>,
+               unit: &str,
+               default: i64|
+     -> Result<i64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) => {
+                let n = *v.get_ref();
+                if range.contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(ConfigError::at(
+                        path,
+                        text,
+                        v.span().start,
+                        format!(
+                            "{key}: {n} is out of range ({}..={} {unit})",
+                            range.start(),
+                            range.end()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    // Every value fits in usize/u64 once range-checked (ranges are non-negative).
+    let max_connections = int(
+        &raw.max_connections,
+        "max_connections",
+        1..=1_000_000,
+        "connections",
+        defaults::MAX_CONNECTIONS as i64,
+    )? as usize;
+    let max_stanza_depth = int(
+        &raw.max_stanza_depth,
+        "max_stanza_depth",
+        1..=10_000,
+        "levels",
+        defaults::MAX_STANZA_DEPTH as i64,
+    )? as usize;
+    let max_attributes = int(
+        &raw.max_attributes,
+        "max_attributes",
+        1..=100_000,
+        "attributes",
+        defaults::MAX_ATTRIBUTES as i64,
+    )? as usize;
+    let max_queue_stanzas = int(
+        &raw.max_queue_stanzas,
+        "max_queue_stanzas",
+        1..=1_000_000,
+        "stanzas",
+        defaults::MAX_QUEUE_STANZAS as i64,
+    )? as usize;
+    let max_queue_bytes = int(
+        &raw.max_queue_bytes,
+        "max_queue_bytes",
+        1024..=(1 << 30),
+        "bytes",
+        defaults::MAX_QUEUE_BYTES as i64,
+    )? as usize;
+    let keepalive_interval = match int(
+        &raw.keepalive_interval,
+        "keepalive_interval",
+        0..=86_400,
+        "seconds; 0 turns it off",
+        defaults::KEEPALIVE_INTERVAL_SECS as i64,
+    )? {
+        0 => None,
+        n => Some(Duration::from_secs(n as u64)),
+    };
+    let dead_peer_timeout = Duration::from_secs(int(
+        &raw.dead_peer_timeout,
+        "dead_peer_timeout",
+        1..=86_400,
+        "seconds",
+        defaults::DEAD_PEER_TIMEOUT_SECS as i64,
+    )? as u64);
 
     let log_level = match raw.log_level {
         None => "info".to_string(),
@@ -529,6 +651,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         listen,
         handshake_timeout,
         max_stanza_size,
+        max_connections,
+        max_stanza_depth,
+        max_attributes,
+        max_queue_stanzas,
+        max_queue_bytes,
+        keepalive_interval,
+        dead_peer_timeout,
         log_level,
         prosody_config,
         upstream,
@@ -545,8 +674,16 @@ fn read_secret_file(
     path: &Path,
     text: &str,
 ) -> Result<Secret, ConfigError> {
+    use std::io::Read;
     let file = base.join(f.get_ref());
-    let content = std::fs::read_to_string(&file).map_err(|e| {
+    // Read at most one byte past the limit: a secret_file pointing at something
+    // endless (/dev/zero, a huge file by mistake) is an error, not a hang.
+    let mut content = String::new();
+    let read = std::fs::File::open(&file).and_then(|fh| {
+        fh.take(MAX_SECRET_FILE as u64 + 1)
+            .read_to_string(&mut content)
+    });
+    read.map_err(|e| {
         ConfigError::at(
             path,
             text,
@@ -557,6 +694,17 @@ fn read_secret_file(
             ),
         )
     })?;
+    if content.len() > MAX_SECRET_FILE {
+        return Err(ConfigError::at(
+            path,
+            text,
+            f.span().start,
+            format!(
+                "components.{domain}: secret_file {} is larger than {MAX_SECRET_FILE} bytes",
+                file.display()
+            ),
+        ));
+    }
     // A trailing newline (as `echo secret > file` writes) is not part of the secret.
     let s = content
         .strip_suffix('\n')
@@ -732,6 +880,9 @@ mod tests {
         let cfg = dir.path().join("c.toml");
         let c = parse("[components.\"a.x\"]\nsecret_file = \"s\"\n", &cfg).unwrap();
         assert_eq!(c.components["a.x"].secret.expose(), "hunter2");
+        // Something endless is an error, not a hang.
+        let e = parse("[components.\"a.x\"]\nsecret_file = \"/dev/zero\"\n", &cfg).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 
     #[test]
@@ -745,6 +896,45 @@ mod tests {
         assert_eq!(d.changed.len(), 1);
         assert_eq!(d.changed[0].domain, "e");
         assert_eq!(d.unchanged, 1);
+    }
+
+    #[test]
+    fn limit_keys_defaults_ranges_and_zero_keepalive() {
+        let c = p("").unwrap();
+        assert_eq!(c.max_connections, defaults::MAX_CONNECTIONS);
+        assert_eq!(c.max_stanza_depth, 64);
+        assert_eq!(c.max_attributes, 256);
+        assert_eq!(c.max_queue_stanzas, defaults::MAX_QUEUE_STANZAS);
+        assert_eq!(c.max_queue_bytes, defaults::MAX_QUEUE_BYTES);
+        assert_eq!(c.keepalive_interval, Some(Duration::from_secs(60)));
+        assert_eq!(c.dead_peer_timeout, Duration::from_secs(120));
+        let c = p("max_connections = 5\nmax_stanza_depth = 3\nmax_attributes = 7\nmax_queue_stanzas = 9\nmax_queue_bytes = 2048\nkeepalive_interval = 0\ndead_peer_timeout = 4\n").unwrap();
+        assert_eq!(
+            (c.max_connections, c.max_stanza_depth, c.max_attributes),
+            (5, 3, 7)
+        );
+        assert_eq!((c.max_queue_stanzas, c.max_queue_bytes), (9, 2048));
+        assert_eq!(c.keepalive_interval, None);
+        assert_eq!(c.dead_peer_timeout, Duration::from_secs(4));
+        for (body, key) in [
+            ("\nmax_connections = 0\n", "max_connections"),
+            ("\nmax_stanza_depth = -1\n", "max_stanza_depth"),
+            ("\nmax_attributes = 0\n", "max_attributes"),
+            ("\nmax_queue_stanzas = 0\n", "max_queue_stanzas"),
+            ("\nmax_queue_bytes = 1023\n", "max_queue_bytes"),
+            ("\nkeepalive_interval = -5\n", "keepalive_interval"),
+            ("\ndead_peer_timeout = 0\n", "dead_peer_timeout"),
+        ] {
+            let (line, reason) = err_line(body);
+            assert_eq!(line, 2, "{reason}");
+            assert!(
+                reason.starts_with(key) && reason.contains("out of range"),
+                "{reason}"
+            );
+        }
+        assert!(err_line("max_conections = 5\n")
+            .1
+            .contains("max_conections"));
     }
 
     #[test]

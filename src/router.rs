@@ -38,8 +38,8 @@ pub struct QueueLimits {
 impl Default for QueueLimits {
     fn default() -> Self {
         QueueLimits {
-            max_stanzas: 4096,
-            max_bytes: 4 << 20,
+            max_stanzas: crate::config::defaults::MAX_QUEUE_STANZAS,
+            max_bytes: crate::config::defaults::MAX_QUEUE_BYTES,
         }
     }
 }
@@ -51,15 +51,33 @@ pub struct Settings {
     pub limits: Limits,
     pub queue: QueueLimits,
     pub upstream: Option<UpstreamConfig>,
+    /// Component connections open at once; beyond it new ones are refused.
+    pub max_connections: usize,
+    /// Whitespace keepalive on a session after this long without writing.
+    pub keepalive_interval: Option<std::time::Duration>,
+    /// `TCP_USER_TIMEOUT` of every component socket.
+    pub dead_peer_timeout: std::time::Duration,
 }
 
 impl Settings {
+    /// Read at each accept: a reload applies to new connections (and
+    /// `max_connections` to the next accept).
     pub fn from_config(c: &Config) -> Self {
         Settings {
             handshake_timeout: c.handshake_timeout,
-            limits: Limits::new(c.max_stanza_size),
-            queue: QueueLimits::default(),
+            limits: Limits {
+                max_stanza_size: c.max_stanza_size,
+                max_depth: c.max_stanza_depth,
+                max_attributes: c.max_attributes,
+            },
+            queue: QueueLimits {
+                max_stanzas: c.max_queue_stanzas,
+                max_bytes: c.max_queue_bytes,
+            },
             upstream: c.upstream.clone(),
+            max_connections: c.max_connections,
+            keepalive_interval: c.keepalive_interval,
+            dead_peer_timeout: c.dead_peer_timeout,
         }
     }
 }

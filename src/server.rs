@@ -5,24 +5,36 @@
 //! ([`crate::reload`]); SIGTERM and SIGINT shut down: stop accepting, send
 //! `system-shutdown` to every connection, close upstream links, exit 0 within
 //! five seconds.
+//!
+//! Admission: at most `max_connections` component connections are open at once
+//! (counted from accept to close, over all listeners). One more is accepted,
+//! sent our stream header and the stream error `resource-constraint` ("Too many
+//! connections") without reading anything, and closed; a warning says so at
+//! most every [`REFUSAL_LOG_EVERY`] with the number refused meanwhile. Every
+//! accepted socket gets [`SocketOptions`] (TCP keepalive, `TCP_USER_TIMEOUT`).
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::router::Router;
-use crate::stanza::{StreamCondition, StreamError};
+use crate::router::{Router, Settings};
+use crate::stanza::{error_header, StreamCondition, StreamError};
 use crate::systemd;
 
 /// How long shutdown waits for connections to flush and close.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4000);
+/// At most one warning per this period about refused connections (and about
+/// failing accepts), each with the count since the previous one.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -39,6 +51,7 @@ pub enum ServerError {
 /// The running accept loops, by address.
 pub struct Listeners {
     router: Arc<Router>,
+    admission: Arc<Admission>,
     tasks: HashMap<SocketAddr, JoinHandle<()>>,
 }
 
@@ -46,6 +59,7 @@ impl Listeners {
     pub fn new(router: Arc<Router>) -> Self {
         Listeners {
             router,
+            admission: Arc::new(Admission::default()),
             tasks: HashMap::new(),
         }
     }
@@ -56,8 +70,9 @@ impl Listeners {
         let local = listener.local_addr().unwrap_or(addr);
         info!(%local, "listening for components");
         let router = self.router.clone();
+        let admission = self.admission.clone();
         self.tasks
-            .insert(addr, tokio::spawn(accept_loop(listener, router)));
+            .insert(addr, tokio::spawn(accept_loop(listener, router, admission)));
         Ok(())
     }
 
@@ -110,29 +125,193 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(listener: TcpListener, router: Arc<Router>) {
+/// Open component connections, and the rate limit of the warnings about
+/// refusing more (shared by all listeners).
+#[derive(Default)]
+pub struct Admission {
+    open: AtomicUsize,
+    refusals: RateLimitedLog,
+    accept_errors: RateLimitedLog,
+}
+
+/// Counts one open connection until dropped.
+struct Admitted(Arc<Admission>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    /// Count a new connection in, unless `max` are open.
+    fn admit(self: &Arc<Self>, max: usize) -> Option<Admitted> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Admitted(self.clone()))
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// Counts events and says whether to log now: the first one at once, then at
+/// most once per [`REFUSAL_LOG_EVERY`], with how many happened since.
+#[derive(Default)]
+struct RateLimitedLog {
+    since_last: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl RateLimitedLog {
+    /// `Some(n)`: log now, `n` events (this one included) since the last line.
+    fn hit(&self) -> Option<u64> {
+        self.since_last.fetch_add(1, Ordering::AcqRel);
+        let mut last = self.last.lock().ok()?;
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.since_last.swap(0, Ordering::AcqRel))
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: Arc<Router>, admission: Arc<Admission>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(crate::component::serve(stream, peer, router.clone()));
+                let settings = router.settings();
+                let Some(admitted) = admission.admit(settings.max_connections) else {
+                    refuse(&stream);
+                    if let Some(n) = admission.refusals.hit() {
+                        warn!(
+                            %peer,
+                            "connection limit reached (max_connections = {}): refused {n} connection(s) with resource-constraint since the last message",
+                            settings.max_connections
+                        );
+                    }
+                    continue;
+                };
+                if let Err(e) = configure_socket(
+                    socket2::SockRef::from(&stream),
+                    &SocketOptions::from_settings(&settings),
+                ) {
+                    debug!(%peer, "cannot set socket options: {e}");
+                }
+                let router = router.clone();
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    crate::component::serve(stream, peer, router).await;
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                warn!("accept failed: {e}");
+                if let Some(n) = admission.accept_errors.hit() {
+                    warn!("accept failed ({n} time(s) since the last message): {e}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// TCP keepalive on every component socket, so a dead peer is eventually noticed
-/// even when nothing is sent.
+/// Over `max_connections`: our header and `resource-constraint`, written
+/// without waiting (a fresh socket's send buffer is empty), then close. Nothing
+/// is read, so this costs no task and no buffer.
+fn refuse(stream: &TcpStream) {
+    let mut out = error_header(None).to_vec();
+    out.extend_from_slice(
+        &StreamError::with_text(StreamCondition::ResourceConstraint, "Too many connections")
+            .to_bytes(),
+    );
+    let _ = socket2::SockRef::from(stream).send(&out);
+}
+
+/// Socket options of every accepted component connection: TCP keepalive, so a
+/// vanished peer is noticed even when nothing is sent, and `TCP_USER_TIMEOUT`,
+/// so data (a whitespace keepalive, a stanza, a keepalive probe) that stays
+/// unacknowledged for `dead_peer_timeout` ends the connection and frees its
+/// domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Idle time before the first TCP keepalive probe.
+    pub keepalive_time: Duration,
+    pub keepalive_probe_interval: Duration,
+    pub keepalive_probes: u32,
+    /// `TCP_USER_TIMEOUT`.
+    pub user_timeout: Duration,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            keepalive_time: Duration::from_secs(60),
+            keepalive_probe_interval: Duration::from_secs(10),
+            keepalive_probes: 6,
+            user_timeout: Duration::from_secs(crate::config::defaults::DEAD_PEER_TIMEOUT_SECS),
+        }
+    }
+}
+
+impl SocketOptions {
+    /// Probes start after `keepalive_interval` (60 s when the whitespace
+    /// keepalive is off); `TCP_USER_TIMEOUT` is `dead_peer_timeout`.
+    pub fn from_settings(s: &Settings) -> Self {
+        SocketOptions {
+            keepalive_time: s.keepalive_interval.unwrap_or(Duration::from_secs(60)),
+            user_timeout: s.dead_peer_timeout,
+            ..SocketOptions::default()
+        }
+    }
+}
+
+/// Apply [`SocketOptions`] (and `TCP_NODELAY`) to a connected socket.
+pub fn configure_socket(sock: socket2::SockRef<'_>, o: &SocketOptions) -> io::Result<()> {
+    sock.set_tcp_nodelay(true)?;
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(o.keepalive_time)
+        .with_interval(o.keepalive_probe_interval)
+        .with_retries(o.keepalive_probes);
+    sock.set_tcp_keepalive(&ka)?;
+    sock.set_tcp_user_timeout(Some(o.user_timeout))
+}
+
+/// TCP keepalive with the default [`SocketOptions`] on a socket (the upstream
+/// links' sockets).
 pub fn set_keepalive(stream: &TcpStream) {
     let ka = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(60))
         .with_interval(Duration::from_secs(10))
         .with_retries(6);
     let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&ka);
+}
+
+/// The soft limit on open files, from /proc/self/limits (Linux).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Warn when `max_connections` cannot be reached because of the open-files limit.
+pub fn check_open_files_limit(max_connections: usize) {
+    if let Some(limit) = open_files_limit() {
+        // Each connection takes one descriptor (two with an upstream link).
+        if (max_connections as u64).saturating_add(64) > limit {
+            warn!(
+                "max_connections = {max_connections} but the open-files limit is {limit}: accepts will fail before the limit; raise it (ulimit -n, or LimitNOFILE= under systemd)"
+            );
+        }
+    }
 }
 
 /// Run the daemon until SIGTERM/SIGINT.
@@ -149,6 +328,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     for w in &config.warnings {
         warn!("{w}");
     }
+    check_open_files_limit(config.max_connections);
     let served = config.enabled_components().count();
     info!(
         components = served,
@@ -187,4 +367,77 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     info!("shutdown complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options really end up on the socket (read back with getsockopt).
+    #[test]
+    fn configure_socket_sets_keepalive_user_timeout_and_nodelay() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let o = SocketOptions {
+            keepalive_time: Duration::from_secs(7),
+            keepalive_probe_interval: Duration::from_secs(3),
+            keepalive_probes: 4,
+            user_timeout: Duration::from_millis(9500),
+        };
+        configure_socket(socket2::SockRef::from(&s), &o).unwrap();
+        let r = socket2::SockRef::from(&s);
+        assert!(r.keepalive().unwrap());
+        assert!(r.tcp_nodelay().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(r.tcp_keepalive_retries().unwrap(), 4);
+        assert_eq!(
+            r.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(9500))
+        );
+        drop(c);
+    }
+
+    #[test]
+    fn socket_options_follow_the_config() {
+        let c = crate::config::parse(
+            "keepalive_interval = 15\ndead_peer_timeout = 40\n",
+            std::path::Path::new("/x.toml"),
+        )
+        .unwrap();
+        let o = SocketOptions::from_settings(&Settings::from_config(&c));
+        assert_eq!(o.keepalive_time, Duration::from_secs(15));
+        assert_eq!(o.user_timeout, Duration::from_secs(40));
+        let c = crate::config::parse("keepalive_interval = 0\n", std::path::Path::new("/x.toml"))
+            .unwrap();
+        let o = SocketOptions::from_settings(&Settings::from_config(&c));
+        assert_eq!(o.keepalive_time, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn admission_counts_and_releases() {
+        let a = Arc::new(Admission::default());
+        let one = a.admit(2).unwrap();
+        let two = a.admit(2).unwrap();
+        assert!(a.admit(2).is_none());
+        assert_eq!(a.open(), 2);
+        drop(one);
+        let three = a.admit(2).unwrap();
+        assert!(a.admit(2).is_none());
+        drop((two, three));
+        assert_eq!(a.open(), 0);
+    }
+
+    #[test]
+    fn refusal_log_is_rate_limited_and_counts() {
+        let l = RateLimitedLog::default();
+        assert_eq!(l.hit(), Some(1));
+        for _ in 0..5 {
+            assert_eq!(l.hit(), None);
+        }
+        // Pretend the period has passed.
+        *l.last.lock().unwrap() = Some(Instant::now() - REFUSAL_LOG_EVERY);
+        assert_eq!(l.hit(), Some(6));
+    }
 }

@@ -1,0 +1,1008 @@
+//! Black-box abuse tests (SPEC §8, issue 7): what peers send cannot crash the
+//! daemon, grow it without bound or slow down healthy sessions.
+//!
+//! Each test starts its own daemon with small limits so it runs fast, bounds
+//! every wait, and prints the daemon's resident memory (VmRSS) where memory is
+//! the point (`cargo test --test abuse -- --nocapture` shows the figures). The
+//! heavy variants are `#[ignore]`d: `scripts/abuse-heavy.sh` runs them in
+//! release mode (1 GB of maximum-size stanzas).
+//!
+//! Also here: liveness (whitespace keepalive on idle sessions) and
+//! `max_connections`.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::comp::{attr, stanza_error_condition, Comp, Got};
+use support::daemon::Daemon;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep, timeout};
+use xmpp_component_router::xml::{Frame, Framer, Limits};
+
+/// `a`, `b`, `c`: components that connect; `off`: attached, never connected.
+const COMPONENTS: &str = r#"
+[components."a.example"]
+secret = "sa"
+
+[components."b.example"]
+secret = "sb"
+
+[components."c.example"]
+secret = "sc"
+
+[components."off.example"]
+secret = "so"
+"#;
+
+fn start(top: &str) -> Daemon {
+    Daemon::start(&format!("{top}\n{COMPONENTS}"))
+}
+
+fn header(to: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{to}'>"
+    )
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// VmRSS of a process in KiB (0 once it is gone).
+fn rss_of(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples a process's RSS every 20 ms and keeps the peak.
+struct RssPeak {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssPeak {
+    fn start(pid: i32) -> RssPeak {
+        let peak = Arc::new(AtomicU64::new(rss_of(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_of(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        RssPeak {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Raise this process's open-files soft limit (the daemon inherits it).
+fn raise_nofile(want: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A component split into a reader and a writer half, for tests that must send
+// and receive at the same time.
+
+/// What the router sent.
+#[derive(Debug)]
+enum In {
+    Stanza(Bytes),
+    /// `</stream:stream>`.
+    End,
+    /// TCP closed.
+    Closed,
+    Timeout,
+}
+
+struct Rx {
+    rd: OwnedReadHalf,
+    framer: Framer,
+    closed: bool,
+}
+
+impl Rx {
+    fn new(rd: OwnedReadHalf) -> Rx {
+        let mut framer = Framer::new(Limits {
+            max_stanza_size: 64 << 20,
+            max_depth: 1000,
+            max_attributes: 100_000,
+        });
+        // The router's header was read during login; frame the rest as if after it.
+        framer.buf_mut().extend_from_slice(
+            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>",
+        );
+        assert!(matches!(framer.next_frame(), Ok(Some(Frame::Header(_)))));
+        Rx {
+            rd,
+            framer,
+            closed: false,
+        }
+    }
+
+    async fn next(&mut self, t: Duration) -> In {
+        let deadline = tokio::time::Instant::now() + t;
+        let mut tmp = vec![0u8; 65536];
+        loop {
+            match self.framer.next_frame() {
+                Ok(Some(Frame::Stanza(s))) => return In::Stanza(s.bytes),
+                Ok(Some(Frame::End)) => return In::End,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => panic!("the router sent XML that is not well-formed: {e}"),
+            }
+            if self.closed {
+                return In::Closed;
+            }
+            match tokio::time::timeout_at(deadline, self.rd.read(&mut tmp)).await {
+                Err(_) => return In::Timeout,
+                Ok(Ok(0)) | Ok(Err(_)) => self.closed = true,
+                Ok(Ok(n)) => self.framer.buf_mut().extend_from_slice(&tmp[..n]),
+            }
+        }
+    }
+}
+
+/// Log in and split the connection.
+async fn login_split(d: &Daemon, domain: &str, secret: &str) -> (Rx, OwnedWriteHalf) {
+    let c = Comp::login(d.addr(), domain, secret).await;
+    let (rd, wr) = c.stream.into_split();
+    (Rx::new(rd), wr)
+}
+
+/// The stream error condition in `s`, if it is one.
+fn stream_condition(s: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(s).ok()?;
+    s.starts_with("<stream:error>")
+        .then(|| support::comp::condition_of(s))
+}
+
+/// Read until the router closes: the stream error's condition (panics on a
+/// stanza or on a timeout).
+async fn expect_stream_error(rx: &mut Rx, t: Duration) -> String {
+    let deadline = Instant::now() + t;
+    let mut cond = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.next(left).await {
+            In::Stanza(s) => match stream_condition(&s) {
+                Some(c) => cond = Some(c),
+                None => panic!("unexpected stanza {}", String::from_utf8_lossy(&s)),
+            },
+            In::End => {}
+            In::Closed => return cond.expect("closed without a stream error"),
+            In::Timeout => panic!("no stream error and close within {t:?} (got {cond:?})"),
+        }
+    }
+}
+
+/// Write `chunks()` until it returns `None` or the router closes the connection.
+async fn write_until_closed(
+    mut wr: OwnedWriteHalf,
+    mut chunks: impl FnMut() -> Option<Vec<u8>> + Send,
+) -> usize {
+    let mut sent = 0;
+    while let Some(c) = chunks() {
+        match timeout(Duration::from_secs(20), wr.write_all(&c)).await {
+            Ok(Ok(())) => sent += c.len(),
+            _ => break,
+        }
+    }
+    sent
+}
+
+/// Read everything until EOF (or `t`); returns the bytes and whether EOF came.
+async fn read_to_close(s: &mut TcpStream, t: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + t;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut tmp)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+fn message(from: &str, to: &str, id: usize, body: &str) -> String {
+    format!("<message from='{from}' to='{to}' id='{id}' type='chat'><body>{body}</body></message>")
+}
+
+// ===========================================================================
+// Unauthenticated connections.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_idle_unauthenticated_connections_time_out_with_bounded_memory() {
+    const N: usize = 1000;
+    raise_nofile(4 * N as u64 + 256);
+    let d = start("handshake_timeout = 2");
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+    // Half send nothing at all, half a valid stream header and then nothing.
+    let mut conns = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut s = TcpStream::connect(d.addr()).await.expect("connect");
+        if i % 2 == 1 {
+            s.write_all(header("a.example").as_bytes()).await.unwrap();
+        }
+        conns.push((Instant::now(), s));
+    }
+    let opened = Instant::now();
+    // All open; let the daemon settle, then measure.
+    sleep(Duration::from_millis(800)).await;
+    let during = d.rss_kib();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (t0, mut s)) in conns.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let (bytes, eof) = read_to_close(&mut s, Duration::from_secs(8)).await;
+            (i, t0.elapsed(), bytes, eof)
+        });
+    }
+    let mut lifetimes = Vec::with_capacity(N);
+    while let Some(r) = tasks.join_next().await {
+        let (i, life, bytes, eof) = r.unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(eof, "connection {i} still open after {life:?}");
+        assert!(
+            text.contains("<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "connection {i}: {text}"
+        );
+        assert!(text.ends_with("</stream:stream>"), "connection {i}: {text}");
+        lifetimes.push(life);
+    }
+    let all_closed = opened.elapsed();
+    sleep(Duration::from_millis(500)).await;
+    let after = d.rss_kib();
+    let peak = peak.finish();
+    lifetimes.sort();
+    eprintln!(
+        "{N} idle unauthenticated connections: VmRSS before {:.1} MiB, while open {:.1} MiB (peak {:.1} MiB, {:.1} KiB per connection), after they timed out {:.1} MiB; lifetimes {:?}..{:?}",
+        mib(before),
+        mib(during),
+        mib(peak),
+        (during.saturating_sub(before)) as f64 / N as f64,
+        mib(after),
+        lifetimes[0],
+        lifetimes[N - 1],
+    );
+    // Closed by the 2 s timeout: not before it, and not long after.
+    assert!(lifetimes[0] >= Duration::from_millis(1900), "{lifetimes:?}");
+    assert!(lifetimes[N - 1] <= Duration::from_secs(5), "{lifetimes:?}");
+    assert!(all_closed < Duration::from_secs(8));
+    assert!(
+        peak.saturating_sub(before) < 64 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - before)
+    );
+    // Everything was released (within allocator slack).
+    assert!(
+        after.saturating_sub(before) < 32 * 1024,
+        "RSS after {:.1} MiB",
+        mib(after)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_cannot_outlive_the_handshake_timeout() {
+    let d = start("handshake_timeout = 3");
+    // Three ways to trickle one byte per second: the header itself, a handshake
+    // after a complete header, and whitespace after a complete header.
+    let trickles: [(&str, String); 3] = [
+        ("header", header("a.example")),
+        (
+            "handshake",
+            format!(
+                "{}<handshake>{}</handshake>",
+                header("a.example"),
+                "0".repeat(40)
+            ),
+        ),
+        (
+            "whitespace",
+            format!("{}{}", header("a.example"), " ".repeat(100)),
+        ),
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, bytes) in trickles {
+        let addr = d.addr();
+        tasks.spawn(async move {
+            let t0 = Instant::now();
+            let s = TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let quick = if name == "header" {
+                0
+            } else {
+                header("a.example").len()
+            };
+            let writer = tokio::spawn(async move {
+                let b = bytes.as_bytes();
+                if wr.write_all(&b[..quick]).await.is_err() {
+                    return 0;
+                }
+                let mut sent = 0;
+                for &byte in &b[quick..] {
+                    if wr.write_all(&[byte]).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    sleep(Duration::from_secs(1)).await;
+                }
+                sent
+            });
+            let mut got = Vec::new();
+            let mut tmp = [0u8; 1024];
+            let closed = loop {
+                match timeout(Duration::from_secs(10), rd.read(&mut tmp)).await {
+                    Err(_) => break false,
+                    Ok(Ok(0)) | Ok(Err(_)) => break true,
+                    Ok(Ok(n)) => got.extend_from_slice(&tmp[..n]),
+                }
+            };
+            let life = t0.elapsed();
+            writer.abort();
+            (
+                name,
+                closed,
+                life,
+                String::from_utf8_lossy(&got).to_string(),
+            )
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (name, closed, life, got) = r.unwrap();
+        eprintln!("slowloris {name}: closed after {life:?}");
+        assert!(closed, "{name}: still open after {life:?}");
+        assert!(
+            got.contains("<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "{name}: {got}"
+        );
+        assert!(
+            life >= Duration::from_millis(2900) && life < Duration::from_millis(4500),
+            "{name}: closed after {life:?}"
+        );
+    }
+}
+
+// ===========================================================================
+// Garbage next to a healthy pair.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_bytes_on_200_connections_do_not_disturb_a_healthy_pair() {
+    const GARBAGE_CONNS: usize = 200;
+    const STANZAS: usize = 10_000;
+    raise_nofile(4096);
+    let d = start("handshake_timeout = 2");
+    let stop = Arc::new(AtomicBool::new(false));
+    let garbage_conns = Arc::new(AtomicU64::new(0));
+    let garbage_bytes = Arc::new(AtomicU64::new(0));
+    let mut garbage = tokio::task::JoinSet::new();
+    for g in 0..GARBAGE_CONNS {
+        let (addr, stop) = (d.addr(), stop.clone());
+        let (conns, total) = (garbage_conns.clone(), garbage_bytes.clone());
+        garbage.spawn(async move {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (g as u64 + 1));
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(s) = TcpStream::connect(addr).await else {
+                    sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                conns.fetch_add(1, Ordering::Relaxed);
+                let (mut rd, mut wr) = s.into_split();
+                // Drain whatever the router answers, so it never waits on us.
+                let drain = tokio::spawn(async move {
+                    let mut tmp = [0u8; 4096];
+                    while let Ok(Ok(n)) = timeout(Duration::from_secs(5), rd.read(&mut tmp)).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+                // Some start with a valid header, so the garbage reaches the
+                // header-and-handshake phase too; at most 64 KiB per connection.
+                if rng.below(3) == 0 {
+                    let _ = wr.write_all(header("a.example").as_bytes()).await;
+                }
+                let mut budget = 64 * 1024;
+                while budget > 0 && !stop.load(Ordering::Relaxed) {
+                    let n = (1 + rng.below(2048) as usize).min(budget);
+                    let mut chunk = rng.bytes(n);
+                    // Sprinkle markup so the parser gets past the first byte.
+                    for b in chunk.iter_mut() {
+                        match rng.below(16) {
+                            0 => *b = b'<',
+                            1 => *b = b'>',
+                            2 => *b = b'\'',
+                            3 => *b = b'=',
+                            _ => {}
+                        }
+                    }
+                    if wr.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                    total.fetch_add(n as u64, Ordering::Relaxed);
+                    budget -= n;
+                    sleep(Duration::from_millis(rng.below(20))).await;
+                }
+                drop(wr);
+                let _ = drain.await;
+            }
+        });
+    }
+    sleep(Duration::from_millis(300)).await;
+
+    let (mut a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
+    let (mut b_rx, _b_wr) = login_split(&d, "b.example", "sb").await;
+    let t0 = Instant::now();
+    let sender = tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..STANZAS {
+            batch.push_str(&message("x@a.example", "y@b.example", i, "payload"));
+            if i % 50 == 49 {
+                a_wr.write_all(batch.as_bytes()).await.unwrap();
+                batch.clear();
+            }
+        }
+        a_wr.write_all(batch.as_bytes()).await.unwrap();
+        a_wr
+    });
+    let mut next = 0;
+    while next < STANZAS {
+        match b_rx.next(Duration::from_secs(30)).await {
+            In::Stanza(s) => {
+                let s = String::from_utf8_lossy(&s).to_string();
+                assert_eq!(s, message("x@a.example", "y@b.example", next, "payload"));
+                next += 1;
+            }
+            other => panic!("b got {other:?} after {next} stanzas"),
+        }
+    }
+    let elapsed = t0.elapsed();
+    let _a_wr = sender.await.unwrap();
+    // Nothing bounced back to the sender.
+    match a_rx.next(Duration::from_millis(300)).await {
+        In::Timeout => {}
+        other => panic!("the sender got {other:?}"),
+    }
+    stop.store(true, Ordering::Relaxed);
+    while garbage.join_next().await.is_some() {}
+    eprintln!(
+        "{STANZAS} stanzas routed in {elapsed:?} next to {} garbage connections ({:.1} MiB of random bytes)",
+        garbage_conns.load(Ordering::Relaxed),
+        garbage_bytes.load(Ordering::Relaxed) as f64 / 1048576.0
+    );
+    assert!(garbage_conns.load(Ordering::Relaxed) >= GARBAGE_CONNS as u64);
+    assert!(elapsed < Duration::from_secs(30));
+    // The daemon is still alive and serving.
+    let (_c_rx, _) = login_split(&d, "c.example", "sc").await;
+}
+
+// ===========================================================================
+// Slow readers and floods.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_component_that_never_reads_gets_its_queue_bounded() {
+    // The byte bound is the one that bites (9 KB stanzas, 256 KiB).
+    let d = start("max_queue_bytes = 262144\nmax_queue_stanzas = 100000");
+    let (mut a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
+    // b authenticates, then never reads again.
+    let (_b_rx, _b_wr) = login_split(&d, "b.example", "sb").await;
+    let (mut c_rx, _c_wr) = login_split(&d, "c.example", "sc").await;
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+
+    const TO_B: usize = 3000; // 27 MB: far beyond socket buffers plus the queue
+    let filler = "f".repeat(9000);
+    let sender = tokio::spawn(async move {
+        let mut to_c = 0;
+        for i in 0..TO_B {
+            let mut w = message("x@a.example", "y@b.example", i, &filler);
+            if i % 10 == 0 {
+                w.push_str(&message("x@a.example", "z@c.example", to_c, "healthy"));
+                to_c += 1;
+            }
+            if timeout(Duration::from_secs(20), a_wr.write_all(w.as_bytes()))
+                .await
+                .is_err()
+            {
+                panic!("the router stopped reading the sender after {i} stanzas");
+            }
+        }
+        (a_wr, to_c)
+    });
+    // The sender reads its bounces while c reads its stanzas.
+    let bounces = tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            match a_rx.next(Duration::from_secs(3)).await {
+                In::Stanza(s) => {
+                    let s = String::from_utf8_lossy(&s).to_string();
+                    assert_eq!(attr(&s, "from").as_deref(), Some("y@b.example"), "{s}");
+                    assert_eq!(
+                        stanza_error_condition(&s).as_deref(),
+                        Some("resource-constraint"),
+                        "{s}"
+                    );
+                    n += 1;
+                }
+                In::Timeout => return n,
+                other => panic!("sender got {other:?}"),
+            }
+        }
+    });
+    let mut got_c = 0;
+    let (a_wr, to_c) = loop {
+        match c_rx.next(Duration::from_millis(100)).await {
+            In::Stanza(s) => {
+                let s = String::from_utf8_lossy(&s).to_string();
+                assert_eq!(s, message("x@a.example", "z@c.example", got_c, "healthy"));
+                got_c += 1;
+            }
+            In::Timeout if sender.is_finished() => break sender.await.unwrap(),
+            In::Timeout => {}
+            other => panic!("c got {other:?}"),
+        }
+    };
+    while got_c < to_c {
+        match c_rx.next(Duration::from_secs(10)).await {
+            In::Stanza(_) => got_c += 1,
+            other => panic!("c got {other:?} after {got_c} of {to_c}"),
+        }
+    }
+    let bounced = bounces.await.unwrap();
+    let peak = peak.finish();
+    eprintln!(
+        "never-reading component: {TO_B} stanzas of 9 KB sent to it, {bounced} bounced resource-constraint; c got all {to_c}; VmRSS before {:.1} MiB, peak {:.1} MiB",
+        mib(before),
+        mib(peak)
+    );
+    assert!(bounced > TO_B / 2, "only {bounced} bounces");
+    // 27 MB went to b; the daemon holds at most the 256 KiB queue of it (plus
+    // read buffers and allocator slack).
+    assert!(
+        peak.saturating_sub(before) < 24 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - before)
+    );
+    drop(a_wr);
+}
+
+/// Send `n` stanzas to the offline component and read their `n` bounces.
+async fn flood_offline(rx: &mut Rx, wr: &mut OwnedWriteHalf, first_id: usize, n: usize) {
+    let write = async {
+        let mut batch = String::new();
+        for i in first_id..first_id + n {
+            batch.push_str(&format!(
+                "<message from='x@a.example' to='y@off.example' id='{i}'/>"
+            ));
+            if batch.len() > 8192 {
+                wr.write_all(batch.as_bytes()).await.unwrap();
+                batch.clear();
+            }
+        }
+        wr.write_all(batch.as_bytes()).await.unwrap();
+    };
+    let read = async {
+        for next in first_id..first_id + n {
+            match rx.next(Duration::from_secs(20)).await {
+                In::Stanza(s) => {
+                    let s = String::from_utf8_lossy(&s).to_string();
+                    assert_eq!(attr(&s, "id"), Some(next.to_string()), "{s}");
+                    assert_eq!(
+                        stanza_error_condition(&s).as_deref(),
+                        Some("remote-server-timeout")
+                    );
+                }
+                other => panic!("sender got {other:?} at bounce {next}"),
+            }
+        }
+    };
+    tokio::join!(write, read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_to_an_offline_component_bounces_without_growing() {
+    const N: usize = 100_000;
+    const ROUNDS: usize = 4;
+    let d = start("");
+    let (mut a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+    let t0 = Instant::now();
+    let mut series = Vec::new();
+    for r in 0..ROUNDS {
+        flood_offline(&mut a_rx, &mut a_wr, r * N / ROUNDS, N / ROUNDS).await;
+        series.push(format!("{:.1}", mib(d.rss_kib())));
+    }
+    let elapsed = t0.elapsed();
+    let peak = peak.finish();
+    eprintln!(
+        "{N} stanzas to an offline component: {N} bounces in {elapsed:?}; VmRSS before {:.1} MiB, after each {}k: {} MiB, peak {:.1} MiB",
+        mib(before),
+        N / ROUNDS / 1000,
+        series.join(", "),
+        mib(peak)
+    );
+    // What the flood can hold is the sender's own queue of bounces (4096
+    // stanzas) and read buffers, whatever N is; more stanzas do not add.
+    assert!(
+        peak.saturating_sub(before) < 16 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - before)
+    );
+}
+
+// ===========================================================================
+// Oversized and pathological stanzas.
+
+/// Send what `chunks` produces on a fresh session of `a.example`; expect the
+/// stream error `policy-violation`; return the peak RSS growth in KiB.
+async fn policy_violation_with_bounded_memory(
+    d: &Daemon,
+    what: &str,
+    chunks: impl FnMut() -> Option<Vec<u8>> + Send + 'static,
+) -> u64 {
+    let (mut rx, wr) = login_split(d, "a.example", "sa").await;
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+    let writer = tokio::spawn(write_until_closed(wr, chunks));
+    let cond = expect_stream_error(&mut rx, Duration::from_secs(20)).await;
+    let sent = writer.await.unwrap();
+    let peak = peak.finish();
+    let grew = peak.saturating_sub(before);
+    eprintln!(
+        "{what}: {cond} after {:.1} MiB sent; VmRSS before {:.1} MiB, peak {:.1} MiB",
+        sent as f64 / 1048576.0,
+        mib(before),
+        mib(peak)
+    );
+    assert_eq!(cond, "policy-violation", "{what}");
+    grew
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pathological_stanzas_get_policy_violation_with_bounded_memory() {
+    // The default limits: 512 KiB stanzas, depth 64, 256 attributes.
+    let d = start("");
+    let open = "<message from='x@a.example' to='y@b.example' id='evil'>";
+
+    // Deep nesting: a million open elements (3 MB).
+    let mut left = 1_000_000usize;
+    let mut first = true;
+    let grew = policy_violation_with_bounded_memory(&d, "1,000,000 nested elements", move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(20_000);
+        left -= n;
+        let mut v = if std::mem::take(&mut first) {
+            open.as_bytes().to_vec()
+        } else {
+            Vec::new()
+        };
+        v.extend_from_slice("<a>".repeat(n).as_bytes());
+        Some(v)
+    })
+    .await;
+    assert!(grew < 16 * 1024, "grew {:.1} MiB", mib(grew));
+
+    // One attribute value of 10 MB.
+    let mut left = 10_000_000usize;
+    let mut first = true;
+    let grew = policy_violation_with_bounded_memory(&d, "a 10 MB attribute value", move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(64 * 1024);
+        left -= n;
+        let mut v = if std::mem::take(&mut first) {
+            b"<message from='x@a.example' to='y@b.example' id='".to_vec()
+        } else {
+            Vec::new()
+        };
+        v.extend(std::iter::repeat_n(b'v', n));
+        Some(v)
+    })
+    .await;
+    assert!(grew < 16 * 1024, "grew {:.1} MiB", mib(grew));
+
+    // 100,000 attributes on one element (about 1.4 MB of start tag).
+    let mut i = 0usize;
+    let grew = policy_violation_with_bounded_memory(&d, "100,000 attributes", move || {
+        if i >= 100_000 {
+            return None;
+        }
+        let mut s = if i == 0 {
+            "<message from='x@a.example' to='y@b.example'".to_string()
+        } else {
+            String::new()
+        };
+        for _ in 0..5000 {
+            s.push_str(&format!(" a{i}='x'"));
+            i += 1;
+        }
+        Some(s.into_bytes())
+    })
+    .await;
+    assert!(grew < 16 * 1024, "grew {:.1} MiB", mib(grew));
+
+    // A stanza that never ends (stopped at 200 MB if the router never objects).
+    let mut left = 200usize << 20;
+    let mut first = true;
+    let grew = policy_violation_with_bounded_memory(&d, "a stanza without end", move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 64 * 1024;
+        let mut v = if std::mem::take(&mut first) {
+            format!("{open}<body>").into_bytes()
+        } else {
+            Vec::new()
+        };
+        v.extend(std::iter::repeat_n(b'z', 64 * 1024));
+        Some(v)
+    })
+    .await;
+    assert!(grew < 16 * 1024, "grew {:.1} MiB", mib(grew));
+
+    // Still serving.
+    let (mut b_rx, _b) = login_split(&d, "b.example", "sb").await;
+    let (_c_rx, mut c_wr) = login_split(&d, "c.example", "sc").await;
+    let m = message("z@c.example", "y@b.example", 1, "ok");
+    c_wr.write_all(m.as_bytes()).await.unwrap();
+    match b_rx.next(Duration::from_secs(5)).await {
+        In::Stanza(s) => assert_eq!(&s[..], m.as_bytes()),
+        other => panic!("b got {other:?}"),
+    }
+}
+
+/// Route `total` bytes of stanzas each just under `max_stanza_size` (512 KiB,
+/// the default) from a to b; b reads as fast as it can. Nothing may be lost,
+/// and the daemon's RSS stays bounded by the limits, not by `total`.
+async fn route_max_size_stanzas(total: usize) {
+    let d = start("");
+    let (_a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
+    let (mut b_rx, _b_wr) = login_split(&d, "b.example", "sb").await;
+    let limit = 524_288;
+    let head = "<message from='x@a.example' to='y@b.example' type='chat' id='";
+    let stanza = move |i: usize| {
+        let open = format!("{head}{i:08}'><body>");
+        let close = "</body></message>";
+        let mut s = String::with_capacity(limit);
+        s.push_str(&open);
+        s.extend(std::iter::repeat_n(
+            'm',
+            limit - 1 - open.len() - close.len(),
+        ));
+        s.push_str(close);
+        s
+    };
+    assert_eq!(stanza(0).len(), limit - 1);
+    let n = total.div_ceil(limit - 1);
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+    let t0 = Instant::now();
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            a_wr.write_all(stanza(i).as_bytes()).await.unwrap();
+        }
+        a_wr
+    });
+    for i in 0..n {
+        match b_rx.next(Duration::from_secs(60)).await {
+            In::Stanza(s) => {
+                assert_eq!(s.len(), limit - 1);
+                assert_eq!(
+                    &s[head.len()..head.len() + 8],
+                    format!("{i:08}").as_bytes(),
+                    "out of order"
+                );
+            }
+            other => panic!("b got {other:?} after {i} of {n}"),
+        }
+    }
+    let elapsed = t0.elapsed();
+    let _a_wr = sender.await.unwrap();
+    let peak = peak.finish();
+    eprintln!(
+        "{n} stanzas of {} bytes ({:.0} MB) routed in {elapsed:?} ({:.1} MB/s); VmRSS before {:.1} MiB, peak {:.1} MiB",
+        limit - 1,
+        (n * (limit - 1)) as f64 / 1e6,
+        (n * (limit - 1)) as f64 / 1e6 / elapsed.as_secs_f64(),
+        mib(before),
+        mib(peak)
+    );
+    // Read buffer and one stanza in flight per side, the 4 MiB queue, the
+    // writer's batch: bounded by the limits, whatever `total` is.
+    assert!(
+        peak.saturating_sub(before) < 48 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - before)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_mb_of_max_size_stanzas_route_with_bounded_memory() {
+    route_max_size_stanzas(64 << 20).await;
+}
+
+/// `scripts/abuse-heavy.sh` runs this in release mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "1 GB: run with scripts/abuse-heavy.sh (release mode)"]
+async fn one_gb_of_max_size_stanzas_route_with_bounded_memory() {
+    route_max_size_stanzas(1 << 30).await;
+}
+
+// ===========================================================================
+// max_connections.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_refused_until_others_close() {
+    let d = start("max_connections = 5\nhandshake_timeout = 30");
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        let mut c = Comp::connect(d.addr()).await;
+        match c.open("a.example").await {
+            Got::Stanza(h) if h.starts_with("HEADER") && c.stream_id.is_some() => {}
+            other => panic!("header refused: {other:?}"),
+        }
+        open.push(c);
+    }
+    // Number six: our header, resource-constraint, close; nothing read.
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(d.addr()).await.unwrap();
+        let (bytes, eof) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(eof, "not closed: {text}");
+        assert!(
+            text.starts_with("<?xml version='1.0'?><stream:stream "),
+            "{text}"
+        );
+        assert!(
+            text.contains("<stream:error><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Too many connections</text></stream:error></stream:stream>"),
+            "{text}"
+        );
+    }
+    assert!(d.wait_for_log(
+        "connection limit reached (max_connections = 5)",
+        Duration::from_secs(5)
+    ));
+    // Rate-limited: three refusals, one line.
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(d.count_log("connection limit reached"), 1, "{}", d.logs());
+    // The refused ones did not disturb the open ones: one authenticates.
+    let mut first = open.remove(0);
+    match first.handshake("sa").await {
+        Got::Stanza(s) if s == "<handshake/>" => {}
+        other => panic!("{other:?}"),
+    }
+    // Two close; two new ones are accepted.
+    drop(first);
+    drop(open.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut accepted = 0;
+    while accepted < 2 && Instant::now() < deadline {
+        let mut c = Comp::connect(d.addr()).await;
+        match c.open("b.example").await {
+            // Accepted: our reply header has a stream id (a refusal's has none).
+            Got::Stanza(h) if h.starts_with("HEADER") && c.stream_id.is_some() => {
+                accepted += 1;
+                open.push(c);
+            }
+            // The closes may not have been noticed yet.
+            _ => sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(
+        accepted, 2,
+        "new connections not accepted after others closed"
+    );
+    // And the limit holds again.
+    let mut s = TcpStream::connect(d.addr()).await.unwrap();
+    let (bytes, eof) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("resource-constraint"),
+        "eof {eof}: {:?}\n{}",
+        String::from_utf8_lossy(&bytes),
+        d.logs()
+    );
+}
+
+// ===========================================================================
+// Liveness.
+
+/// Raw bytes the router sends within `t`.
+async fn raw_for(s: &mut TcpStream, t: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + t;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut tmp)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&tmp[..n]);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_get_a_whitespace_keepalive() {
+    let d = start("keepalive_interval = 1");
+    let mut a = Comp::login(d.addr(), "a.example", "sa").await;
+    let got = raw_for(&mut a.stream, Duration::from_millis(3500)).await;
+    assert!(
+        got.iter().all(|&b| b == b' '),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        (2..=4).contains(&got.len()),
+        "{} keepalives in 3.5 s",
+        got.len()
+    );
+    // Traffic resets the timer and keepalives do not disturb stanzas.
+    let mut b = Comp::login(d.addr(), "b.example", "sb").await;
+    for i in 0..6 {
+        let m = message("x@a.example", "y@b.example", i, "k");
+        a.send(&m).await;
+        match b.recv().await {
+            Got::Stanza(s) => assert_eq!(s, m),
+            other => panic!("{other:?}"),
+        }
+        sleep(Duration::from_millis(400)).await;
+    }
+
+    // Off: silence.
+    let d = start("keepalive_interval = 0");
+    let mut a = Comp::login(d.addr(), "a.example", "sa").await;
+    let got = raw_for(&mut a.stream, Duration::from_millis(2500)).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+}
