@@ -323,7 +323,8 @@ impl Connection {
                 .attrs
                 .from
                 .as_deref()
-                .and_then(jid::parse)
+                .and_then(jid::split)
+                // Equal to our own (valid) domain means valid: no label scan.
                 .map(|j| jid::same_domain(j.domain, domain))
                 .unwrap_or(false);
             if !from_ok {
@@ -350,7 +351,7 @@ impl Connection {
         let Some(to) = st.attrs.to.as_deref() else {
             return Some(Bounce::BAD_REQUEST);
         };
-        let Some(j) = jid::parse(to) else {
+        let Some(j) = jid::split(to) else {
             return Some(Bounce::JID_MALFORMED);
         };
         match self.router.deliver(&jid::routing_key(j.domain), &st.bytes) {
@@ -358,6 +359,11 @@ impl Connection {
             Delivery::Full => Some(Bounce::QUEUE_FULL),
             Delivery::Offline => Some(Bounce::COMPONENT_UNAVAILABLE),
             Delivery::Unknown => {
+                // A served domain is valid by construction; anything else is
+                // checked before it leaves.
+                if jid::parse(to).is_none() {
+                    return Some(Bounce::JID_MALFORMED);
+                }
                 if self.router.settings().upstream.is_none() {
                     return Some(Bounce::NOT_FOUND);
                 }

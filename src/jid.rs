@@ -21,6 +21,15 @@ const MAX_PART: usize = 1023;
 
 /// Parse `[local@]domain[/resource]`. `None` if it is not a valid JID.
 pub fn parse(s: &str) -> Option<Jid<'_>> {
+    let j = split(s)?;
+    let d = j.domain.strip_suffix('.').unwrap_or(j.domain);
+    valid_domain(d).then_some(j)
+}
+
+/// Like [`parse`], but leaves the domainpart unchecked: for callers that compare
+/// it with a domain known to be valid (the sender's own, or a configured one)
+/// and check it themselves otherwise. Saves the label scan on the hot path.
+pub fn split(s: &str) -> Option<Jid<'_>> {
     let (bare, resource) = match s.find('/') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
@@ -39,8 +48,7 @@ pub fn parse(s: &str) -> Option<Jid<'_>> {
             return None;
         }
     }
-    let d = domain.strip_suffix('.').unwrap_or(domain);
-    if !valid_domain(d) {
+    if domain.is_empty() {
         return None;
     }
     Some(Jid {

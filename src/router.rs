@@ -390,13 +390,15 @@ impl Router {
     /// push, so a stanza can never reach a connection after a reload that
     /// detached it has returned.
     pub fn deliver(&self, key: &str, stanza: &Bytes) -> Delivery {
-        let Some(reg) = self.registration(key) else {
+        // Guards, not clones: no reference-count traffic per stanza.
+        let table = self.table.load();
+        let Some(reg) = table.get(key) else {
             return Delivery::Unknown;
         };
         let Some(_routing) = reg.routing() else {
             return Delivery::Unknown;
         };
-        match reg.session.load_full() {
+        match &*reg.session.load() {
             None => Delivery::Offline,
             Some(s) => match s.outbox.try_push(stanza.clone()) {
                 Ok(()) => Delivery::Delivered,
