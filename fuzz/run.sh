@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Run every cargo-fuzz target for a bounded time.
+#
+#   fuzz/run.sh [SECONDS] [TARGET...]     default: 60 s each, all targets
+#
+# With a nightly toolchain (`cargo +nightly`), targets run with AddressSanitizer
+# (cargo fuzz's default); otherwise on stable with `--sanitizer none`. Force one
+# with FUZZ_TOOLCHAIN=stable|nightly. The committed seeds (fuzz/seeds/TARGET) are
+# copied into the working corpus (fuzz/corpus/TARGET, not committed) first.
+# Crashes land in fuzz/artifacts/TARGET; the script exits 1 if any target
+# failed. Per target it prints libFuzzer's last status line (execs, exec/s, cov).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+secs="${1:-60}"
+shift || true
+targets=("$@")
+if [ "${#targets[@]}" -eq 0 ]; then
+  mapfile -t targets < <(cargo fuzz list)
+fi
+
+toolchain="${FUZZ_TOOLCHAIN:-}"
+if [ -z "$toolchain" ]; then
+  if cargo +nightly --version >/dev/null 2>&1; then toolchain=nightly; else toolchain=stable; fi
+fi
+if [ "$toolchain" = nightly ]; then
+  run=(cargo +nightly fuzz run)
+  label="nightly, ASan"
+else
+  run=(cargo fuzz run --sanitizer none)
+  label="stable, no sanitizer"
+fi
+
+mkdir -p logs
+failed=()
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  if [ -d "seeds/$t" ]; then cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true; fi
+  log="logs/$t.log"
+  echo "== $t ($label, ${secs} s)"
+  # -rss_limit_mb: the framer must stay far below it (SPEC §8); -max_len: inputs
+  # up to 64 KiB, enough for limits and chunkings.
+  if "${run[@]}" "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
+      -max_len=65536 -print_final_stats=1 >"$log" 2>&1; then
+    status=ok
+  else
+    status=FAILED
+    failed+=("$t")
+  fi
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+  execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
+  rate=$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}' || true)
+  echo "   $status: ${execs:-?} executions, ${rate:-?} exec/s, corpus $(ls "corpus/$t" | wc -l) files"
+  echo "   last: $last"
+  if [ "$status" = FAILED ]; then
+    grep -E 'panicked|ERROR: AddressSanitizer|SUMMARY|Test unit written' "$log" | head -5 | sed 's/^/   /'
+  fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "FAILED: ${failed[*]} (logs in fuzz/logs, inputs in fuzz/artifacts)"
+  exit 1
+fi
+echo "all targets ok"

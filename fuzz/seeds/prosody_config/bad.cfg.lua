@@ -1,0 +1,3 @@
+Component "a.example"
+  component_secret = 0x10
+  foo = { { { { } } } }
