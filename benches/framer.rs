@@ -34,7 +34,7 @@ fn anchor_message(seq: usize) -> String {
     let tail = "</body></message>";
     let mut body = format!("~t:0:{seq}:{};", 1_000_000_000u64 + seq as u64 * 5_000);
     let pad = 198 - head.len() - tail.len() - body.len();
-    body.extend(std::iter::repeat('x').take(pad));
+    body.extend(std::iter::repeat_n('x', pad));
     let s = format!("{head}{body}{tail}");
     debug_assert_eq!(s.len(), 198);
     s
