@@ -482,9 +482,14 @@ async fn random_bytes_on_200_connections_do_not_disturb_a_healthy_pair() {
     let (mut a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
     let (mut b_rx, _b_wr) = login_split(&d, "b.example", "sb").await;
     let t0 = Instant::now();
+    // At most 1000 stanzas unreceived: however slowly this busy test process
+    // reads, b's queue (4096) cannot fill, so any loss or bounce is the router's.
+    let window = Arc::new(tokio::sync::Semaphore::new(1000));
+    let credit = window.clone();
     let sender = tokio::spawn(async move {
         let mut batch = String::new();
         for i in 0..STANZAS {
+            credit.acquire().await.unwrap().forget();
             batch.push_str(&message("x@a.example", "y@b.example", i, "payload"));
             if i % 50 == 49 {
                 a_wr.write_all(batch.as_bytes()).await.unwrap();
@@ -500,6 +505,7 @@ async fn random_bytes_on_200_connections_do_not_disturb_a_healthy_pair() {
             In::Stanza(s) => {
                 let s = String::from_utf8_lossy(&s).to_string();
                 assert_eq!(s, message("x@a.example", "y@b.example", next, "payload"));
+                window.add_permits(1);
                 next += 1;
             }
             other => panic!("b got {other:?} after {next} stanzas"),
@@ -805,11 +811,15 @@ async fn pathological_stanzas_get_policy_violation_with_bounded_memory() {
 }
 
 /// Route `total` bytes of stanzas each just under `max_stanza_size` (512 KiB,
-/// the default) from a to b; b reads as fast as it can. Nothing may be lost,
-/// and the daemon's RSS stays bounded by the limits, not by `total`.
+/// the default) from a to b; b reads as fast as it can. The sender keeps at
+/// most `WINDOW` stanzas unreceived (XEP-0114 has no flow control: a sender
+/// faster than its receiver gets `resource-constraint` once the 4 MiB queue,
+/// 8 such stanzas, is full), so every stanza must arrive, in order, and nothing
+/// bounce. The daemon's RSS stays bounded by the limits, not by `total`.
 async fn route_max_size_stanzas(total: usize) {
+    const WINDOW: usize = 4;
     let d = start("");
-    let (_a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
+    let (mut a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
     let (mut b_rx, _b_wr) = login_split(&d, "b.example", "sb").await;
     let limit = 524_288;
     let head = "<message from='x@a.example' to='y@b.example' type='chat' id='";
@@ -830,8 +840,11 @@ async fn route_max_size_stanzas(total: usize) {
     let before = d.rss_kib();
     let peak = RssPeak::start(d.pid());
     let t0 = Instant::now();
+    let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+    let credit = window.clone();
     let sender = tokio::spawn(async move {
         for i in 0..n {
+            credit.acquire().await.unwrap().forget();
             a_wr.write_all(stanza(i).as_bytes()).await.unwrap();
         }
         a_wr
@@ -839,6 +852,7 @@ async fn route_max_size_stanzas(total: usize) {
     for i in 0..n {
         match b_rx.next(Duration::from_secs(60)).await {
             In::Stanza(s) => {
+                window.add_permits(1);
                 assert_eq!(s.len(), limit - 1);
                 assert_eq!(
                     &s[head.len()..head.len() + 8],
@@ -852,6 +866,10 @@ async fn route_max_size_stanzas(total: usize) {
     let elapsed = t0.elapsed();
     let _a_wr = sender.await.unwrap();
     let peak = peak.finish();
+    match a_rx.next(Duration::from_millis(200)).await {
+        In::Timeout => {}
+        other => panic!("the sender got {other:?}"),
+    }
     eprintln!(
         "{n} stanzas of {} bytes ({:.0} MB) routed in {elapsed:?} ({:.1} MB/s); VmRSS before {:.1} MiB, peak {:.1} MiB",
         limit - 1,
