@@ -1,0 +1,58 @@
+//! The stream framer against the rxml-based framer it replaced (the oracle in
+//! `tests/support/rxml_oracle.rs`, shared with `tests/framer_diff.rs`).
+//!
+//! Input: byte 0 says how to feed the rest. Bit 0: put a valid stream header
+//! before it (so the stanza-level code is reached); bits 1-2: the limits;
+//! bits 3-7: the chunk size (0: whole input only; 1-16: that many bytes;
+//! 17-31: multiples of 61). Checked, as in `tests/framer_diff.rs`: the new
+//! framer gives the same frames and error fed whole and in chunks, and the
+//! same as the oracle, up to the differences the oracle's documentation allows.
+//! A failure panics with both outcomes and the input as a byte-string literal,
+//! shortened by deleting bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use xmpp_component_router::xml::Limits;
+
+#[path = "../../tests/support/rxml_oracle.rs"]
+mod rxml_oracle;
+
+const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example'>";
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&how, rest)) = input.split_first() else {
+        return;
+    };
+    let data = if how & 1 == 1 {
+        [HEADER, rest].concat()
+    } else {
+        rest.to_vec()
+    };
+    let limits = match (how >> 1) & 3 {
+        0 => Limits {
+            max_stanza_size: 64,
+            max_depth: 2,
+            max_attributes: 1,
+        },
+        1 => Limits {
+            max_stanza_size: 300,
+            max_depth: 8,
+            max_attributes: 4,
+        },
+        2 => Limits {
+            max_stanza_size: 4096,
+            max_depth: 64,
+            max_attributes: 256,
+        },
+        _ => Limits::new(524_288),
+    };
+    let chunk = match (how >> 3) as usize {
+        0 => None,
+        n @ 1..=16 => Some(n),
+        n => Some((n - 16) * 61),
+    };
+    let chunkings: Vec<Vec<usize>> = chunk.into_iter().map(|n| vec![n]).collect();
+    if let Err(msg) = rxml_oracle::check_input_minimized(&data, &chunkings, limits) {
+        panic!("{msg}");
+    }
+});
