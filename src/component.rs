@@ -101,6 +101,8 @@ enum End {
 }
 
 /// What interrupted a read.
+// A frame is moved, not boxed: boxing would cost an allocation per stanza.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Frame(Frame),
     End(End),
@@ -278,7 +280,7 @@ impl Connection {
         }
         info!(peer = %self.peer, domain = %reg.domain, "component authenticated");
         crate::upstream::start(&self.router, reg, &session);
-        // The handshake phase needed rxml's scratch space; an idle session does not.
+        // The handshake phase needed a read buffer; an idle session does not.
         self.framer.shrink();
         Ok(Live {
             reg: reg.clone(),

@@ -5,7 +5,8 @@
 //! - [`config`]: the TOML config: parse, validate, diff.
 //! - [`prosody_config`]: the declarative subset of prosody.cfg.lua that declares components.
 //! - [`jid`]: just enough JID parsing for routing (domain extraction, validity).
-//! - [`xml`]: stream framing on rxml: byte spans of top-level stanzas, limits.
+//! - [`xml`]: stream framing: a zero-allocation XML scanner giving byte spans of
+//!   top-level stanzas, every well-formedness check, limits.
 //! - [`stanza`]: stream-error and stanza-error (bounce) serialisation.
 //! - [`router`]: routing table, registrations, sessions and their bounded outboxes.
 //! - [`component`]: one component connection's state machine (XEP-0114 server side).

@@ -31,6 +31,8 @@ pub enum StreamCondition {
     ResourceConstraint,
     RestrictedXml,
     SystemShutdown,
+    /// RFC 6120 4.9.3.22: the stream is not UTF-8 (an XML declaration naming another encoding).
+    UnsupportedEncoding,
     UnsupportedStanzaType,
 }
 
@@ -50,6 +52,7 @@ impl StreamCondition {
             StreamCondition::ResourceConstraint => "resource-constraint",
             StreamCondition::RestrictedXml => "restricted-xml",
             StreamCondition::SystemShutdown => "system-shutdown",
+            StreamCondition::UnsupportedEncoding => "unsupported-encoding",
             StreamCondition::UnsupportedStanzaType => "unsupported-stanza-type",
         }
     }

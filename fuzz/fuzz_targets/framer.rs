@@ -8,8 +8,8 @@
 //!   `max_stanza_size`;
 //! - the frames and the error do not depend on the chunking (compared with the
 //!   whole input in one piece);
-//! - the attribute limit, checked on the raw bytes before rxml sees them, agrees
-//!   with rxml's own tokenizer: no "too many attributes" error unless some
+//! - the attribute limit, checked while the framer looks for the end of a start
+//!   tag (before reading the tag), agrees with rxml's tokenizer as a reference: no "too many attributes" error unless some
 //!   element has more than `max_attributes` attributes (namespace declarations
 //!   included), and an error whenever rxml reads such an element before any
 //!   other problem.
