@@ -499,10 +499,7 @@ impl Framer {
         };
         let ws_only: Option<fn() -> FrameError> = match self.phase {
             Phase::Start | Phase::Prolog => Some(|| nwf("character data before the stream header")),
-            // Between stanzas only whitespace (a keepalive) is allowed.
-            _ if self.depth <= 1 => Some(|| {
-                FrameError::new(StreamCondition::BadFormat, "character data between stanzas")
-            }),
+            _ if self.depth <= 1 => Some(between_stanzas),
             _ => None,
         };
         let consumed = lex::text(t, last, collect, ws_only)?;
@@ -542,11 +539,15 @@ impl Framer {
                 // No `>` can appear in a declaration but in its closing `?>`, and
                 // only a few kinds of byte at all: garbage fails at once.
                 let body = &rest[5..];
-                let Some(e) = memchr::memchr(b'>', body) else {
-                    let junk = body
-                        .iter()
-                        .any(|&b| !(b.is_ascii_alphanumeric() || b"?='\" ._-\t\r\n".contains(&b)));
-                    if junk || rest.len() > 256 {
+                let e = memchr::memchr(b'>', body);
+                let junk = body[..e.unwrap_or(body.len())]
+                    .iter()
+                    .any(|&b| !(b.is_ascii_alphanumeric() || b"?='\" ._-\t\r\n".contains(&b)));
+                if junk {
+                    return Err(nwf("malformed XML declaration"));
+                }
+                let Some(e) = e else {
+                    if rest.len() > 256 {
                         return Err(nwf("malformed XML declaration"));
                     }
                     return Ok(Step::More);
@@ -598,13 +599,8 @@ impl Framer {
             (Some(c), 2) => c.text.as_mut(),
             _ => None,
         };
-        let (n, all_ws) = lex::cdata(&self.buf[checked..upto], last, collect)?;
-        if self.depth <= 1 && !all_ws {
-            return Err(FrameError::new(
-                StreamCondition::BadFormat,
-                "character data between stanzas",
-            ));
-        }
+        let ws_only: Option<fn() -> FrameError> = (self.depth <= 1).then_some(between_stanzas);
+        let n = lex::cdata(&self.buf[checked..upto], last, collect, ws_only)?;
         let Some(e) = found else {
             self.resume = checked + n;
             return Ok(Step::More);
@@ -799,6 +795,7 @@ impl Framer {
             // What has come must be the start of a name and whitespace.
             let so_far = &self.buf[self.pos + 2..visible];
             if let Some(name) = lex::qname(so_far)? {
+                self.check_end_name(&so_far[..name.len])?;
                 if lex::skip_ws(&so_far[name.len..]) != so_far.len() - name.len {
                     return Err(nwf("malformed end tag"));
                 }
@@ -816,32 +813,15 @@ impl Framer {
             return Err(nwf("malformed end tag"));
         };
         let after = 2 + name.len;
+        self.check_end_name(&tag[2..after])?;
         if after + lex::skip_ws(&tag[after..]) != tag.len() - 1 {
             return Err(nwf("malformed end tag"));
         }
-        let qname = &tag[2..after];
-        match self.depth {
-            0 => return Err(nwf("end tag before the stream header")),
-            1 => {
-                if qname != STREAM_ROOT {
-                    return Err(nwf("end tag does not match the start tag"));
-                }
-                self.depth = 0;
-                self.pos = end + 1;
-                self.phase = Phase::Ended;
-                return Ok(Step::Frame(Frame::End));
-            }
-            _ => {}
-        }
-        let matches = match (self.open.last(), &self.cur) {
-            (Some(&(s, l)), Some(c)) => {
-                let s = c.start + s as usize;
-                self.buf[s..s + l as usize] == *qname
-            }
-            _ => false,
-        };
-        if !matches {
-            return Err(nwf("end tag does not match the start tag"));
+        if self.depth == 1 {
+            self.depth = 0;
+            self.pos = end + 1;
+            self.phase = Phase::Ended;
+            return Ok(Step::Frame(Frame::End));
         }
         self.open.pop();
         self.pos = end + 1;
@@ -852,6 +832,25 @@ impl Framer {
         }
         self.close_element();
         Ok(Step::Continue)
+    }
+
+    /// Whether `qname` names the element an end tag may close now.
+    fn check_end_name(&self, qname: &[u8]) -> Result<(), FrameError> {
+        let matches = match self.depth {
+            0 => return Err(nwf("end tag before the stream header")),
+            1 => qname == STREAM_ROOT,
+            _ => match (self.open.last(), &self.cur) {
+                (Some(&(s, l)), Some(c)) => {
+                    let s = c.start + s as usize;
+                    self.buf[s..s + l as usize] == *qname
+                }
+                _ => false,
+            },
+        };
+        if !matches {
+            return Err(nwf("end tag does not match the start tag"));
+        }
+        Ok(())
     }
 
     /// Leave an element below the top level: its declarations go out of scope.
@@ -1260,6 +1259,11 @@ fn classify_ns(ns: Option<Uri>, base: &[u8]) -> Ns {
     } else {
         Ns::Other
     }
+}
+
+/// Between stanzas only whitespace (a keepalive) is allowed.
+fn between_stanzas() -> FrameError {
+    FrameError::new(StreamCondition::BadFormat, "character data between stanzas")
 }
 
 fn too_many_attributes(max: usize) -> FrameError {

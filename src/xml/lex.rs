@@ -310,21 +310,45 @@ pub(super) fn reference(b: &[u8]) -> Result<Option<(usize, u32)>, FrameError> {
         }
         return Ok(Some((i + 1, value)));
     }
-    let n = ncname(&b[1..])?;
-    match b.get(1 + n) {
-        None => return Ok(None),
-        Some(b';') if n > 0 => {}
-        Some(_) => return Err(nwf("malformed entity reference")),
+    // The five names are short ASCII words: decided byte by byte, failing as
+    // soon as what has come cannot become one of them.
+    const ENTITIES: [(&[u8], char); 5] = [
+        (b"lt", '<'),
+        (b"gt", '>'),
+        (b"amp", '&'),
+        (b"apos", '\''),
+        (b"quot", '"'),
+    ];
+    for n in 0..=4 {
+        let name = &b[1..1 + n];
+        match b.get(1 + n) {
+            None => return Ok(None),
+            Some(b';') => {
+                return match ENTITIES.iter().find(|(e, _)| *e == name) {
+                    Some(&(_, c)) => Ok(Some((n + 2, u32::from(c)))),
+                    None if n == 0 => Err(nwf("malformed entity reference")),
+                    None => Err(nwf("reference to an undeclared entity")),
+                };
+            }
+            Some(&x) => {
+                let longer = &b[1..2 + n];
+                if !ENTITIES.iter().any(|(e, _)| e.starts_with(longer)) {
+                    // A name that is not one of the five, or no name at all.
+                    let name_like = x >= 0x80 || x.is_ascii_alphanumeric() || b"_:-.".contains(&x);
+                    return Err(
+                        if n == 0 && !(x >= 0x80 || x.is_ascii_alphabetic() || x == b'_') {
+                            nwf("malformed entity reference")
+                        } else if name_like {
+                            nwf("reference to an undeclared entity")
+                        } else {
+                            nwf("malformed entity reference")
+                        },
+                    );
+                }
+            }
+        }
     }
-    let c = match &b[1..1 + n] {
-        b"lt" => '<',
-        b"gt" => '>',
-        b"amp" => '&',
-        b"apos" => '\'',
-        b"quot" => '"',
-        _ => return Err(nwf("reference to an undeclared entity")),
-    };
-    Ok(Some((n + 2, u32::from(c))))
+    Err(nwf("reference to an undeclared entity"))
 }
 
 /// Where decoded character data goes when a caller keeps it (the text of a
@@ -453,16 +477,22 @@ pub(super) fn text(
 }
 
 /// Check the content of a CDATA section (characters only): how many bytes were
-/// checked and whether they were all whitespace. Unless `last`, stop before a
-/// UTF-8 sequence or CR that the next bytes could complete.
+/// checked. Unless `last`, stop before a UTF-8 sequence or CR that the next
+/// bytes could complete. `ws_only` as for [`text`].
 pub(super) fn cdata(
     t: &[u8],
     last: bool,
     mut out: Option<&mut Collect>,
-) -> Result<(usize, bool), FrameError> {
+    ws_only: Option<fn() -> FrameError>,
+) -> Result<usize, FrameError> {
     let mut i = 0;
     let mut all_ws = true;
     while i < t.len() {
+        if !all_ws {
+            if let Some(err) = ws_only {
+                return Err(err());
+            }
+        }
         let b = t[i];
         let (c, n) = match b {
             b'\r' if !last && i + 1 == t.len() => break,
@@ -487,7 +517,12 @@ pub(super) fn cdata(
         }
         i += n;
     }
-    Ok((i, all_ws))
+    if !all_ws {
+        if let Some(err) = ws_only {
+            return Err(err());
+        }
+    }
+    Ok(i)
 }
 
 /// Go on checking an attribute value: `v` starts right after its opening
