@@ -502,7 +502,7 @@ impl Framer {
             _ if self.depth <= 1 => Some(between_stanzas),
             _ => None,
         };
-        let consumed = lex::text(t, last, collect, ws_only)?;
+        let consumed = lex::text(t, lex::Chars::Text, last, collect, ws_only)?;
         if matches!(self.phase, Phase::Start) && consumed > 0 {
             self.phase = Phase::Prolog;
         }
@@ -593,14 +593,29 @@ impl Framer {
             memchr::memmem::find(&self.buf[search_from..end], b"]]>").map(|e| search_from + e);
         let (upto, last) = match found {
             Some(e) => (e, true),
-            None => (end.saturating_sub(2).max(checked), false),
+            None => {
+                // Hold back only a `]` or `]]` that may begin the `]]>`.
+                let tail = &self.buf[checked..end];
+                let hold = if tail.ends_with(b"]]") {
+                    2
+                } else {
+                    usize::from(tail.ends_with(b"]"))
+                };
+                (end - hold, false)
+            }
         };
         let collect = match (&mut self.cur, self.depth) {
             (Some(c), 2) => c.text.as_mut(),
             _ => None,
         };
         let ws_only: Option<fn() -> FrameError> = (self.depth <= 1).then_some(between_stanzas);
-        let n = lex::cdata(&self.buf[checked..upto], last, collect, ws_only)?;
+        let n = lex::text(
+            &self.buf[checked..upto],
+            lex::Chars::Cdata,
+            last,
+            collect,
+            ws_only,
+        )?;
         let Some(e) = found else {
             self.resume = checked + n;
             return Ok(Step::More);
@@ -1476,6 +1491,43 @@ mod tests {
         // ...which are not a view into the framer's read buffer, still alive.
         assert!(bytes.is_unique());
         assert!(f.buf.capacity() > 0);
+    }
+
+    /// Found by fuzzing (framer_diff): each of these is wrong before its markup
+    /// ends, and must fail at once, the same in one read or byte by byte.
+    #[test]
+    fn faults_are_reported_before_the_markup_ends() {
+        for bad in [
+            &b"<message><![CDATA[ab\x01cd"[..],
+            b"<message>&xy",
+            b"<message>&#99999999",
+            b"<message>&a\xC3",
+            b"<message></mess ",
+            b"<message a='1'b",
+        ] {
+            for chunk in [usize::MAX, 1] {
+                let mut f = framer();
+                let mut data = HEADER.as_bytes().to_vec();
+                data.extend_from_slice(bad);
+                let mut err = None;
+                for c in data.chunks(chunk.min(data.len())) {
+                    if let Err(e) = feed_all(&mut f, c) {
+                        err = Some(e.condition);
+                        break;
+                    }
+                }
+                assert_eq!(
+                    err,
+                    Some(StreamCondition::NotWellFormed),
+                    "{} in chunks of {chunk}",
+                    bad.escape_ascii()
+                );
+            }
+        }
+        // A junk byte in an unfinished XML declaration.
+        let mut f = framer();
+        let err = feed_all(&mut f, b"<?xml version='1.0' encoding='f'\x00").unwrap_err();
+        assert_eq!(err.condition, StreamCondition::NotWellFormed);
     }
 
     #[test]

@@ -372,18 +372,29 @@ impl Collect {
     }
 }
 
-/// Check character data `t` (which holds no `<`). Unless `last`, stop before a
-/// reference, UTF-8 sequence, `]` run or CR that the next bytes could still
-/// change the meaning of. With `ws_only`, the first character that is not
-/// whitespace fails with that error: at once, so the outcome does not depend
-/// on how the bytes were split into reads. Returns how many bytes were checked
-/// (all of them when `last`).
+/// Which character data [`text`] checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chars {
+    /// Between tags: references are expanded and `]]>` is refused.
+    Text,
+    /// Inside a CDATA section (up to its `]]>`): characters only.
+    Cdata,
+}
+
+/// Check character data `t` (which holds no `<` in `Chars::Text`). Unless
+/// `last`, stop before a reference, UTF-8 sequence, `]` run or CR that the next
+/// bytes could still change the meaning of. With `ws_only`, the first
+/// character that is not whitespace fails with that error: at once, so the
+/// outcome does not depend on how the bytes were split into reads. Returns how
+/// many bytes were checked (all of them when `last`).
 pub(super) fn text(
     t: &[u8],
+    kind: Chars,
     last: bool,
     mut out: Option<&mut Collect>,
     ws_only: Option<fn() -> FrameError>,
 ) -> Result<usize, FrameError> {
+    let markup = kind == Chars::Text;
     let mut i = 0;
     let mut all_ws = true;
     while i < t.len() {
@@ -401,7 +412,7 @@ pub(super) fn text(
         }
         let b = t[i];
         match b {
-            b'&' => match reference(&t[i..])? {
+            b'&' if markup => match reference(&t[i..])? {
                 Some((n, c)) => {
                     all_ws &= matches!(c, 0x20 | 0x9 | 0xA | 0xD);
                     if let Some(o) = out.as_deref_mut() {
@@ -412,7 +423,7 @@ pub(super) fn text(
                 None if last => return Err(nwf("unterminated reference")),
                 None => break,
             },
-            b']' => {
+            b']' if markup => {
                 let rest = &t[i..];
                 if rest.starts_with(b"]]>") {
                     return Err(nwf("']]>' in character data"));
@@ -467,55 +478,6 @@ pub(super) fn text(
                 None => break,
             },
         }
-    }
-    if !all_ws {
-        if let Some(err) = ws_only {
-            return Err(err());
-        }
-    }
-    Ok(i)
-}
-
-/// Check the content of a CDATA section (characters only): how many bytes were
-/// checked. Unless `last`, stop before a UTF-8 sequence or CR that the next
-/// bytes could complete. `ws_only` as for [`text`].
-pub(super) fn cdata(
-    t: &[u8],
-    last: bool,
-    mut out: Option<&mut Collect>,
-    ws_only: Option<fn() -> FrameError>,
-) -> Result<usize, FrameError> {
-    let mut i = 0;
-    let mut all_ws = true;
-    while i < t.len() {
-        if !all_ws {
-            if let Some(err) = ws_only {
-                return Err(err());
-            }
-        }
-        let b = t[i];
-        let (c, n) = match b {
-            b'\r' if !last && i + 1 == t.len() => break,
-            0x20..=0x7F | b'\t' | b'\n' | b'\r' => (u32::from(b), 1),
-            0..=0x1F => return Err(nwf("a control character XML does not allow")),
-            _ => match decode_utf8(&t[i..])? {
-                Some((c, n)) if is_char_non_ascii(c) => (c, n),
-                Some(_) => return Err(nwf("a character XML does not allow")),
-                None if last => return Err(nwf("invalid UTF-8")),
-                None => break,
-            },
-        };
-        all_ws &= is_ws(b);
-        if let Some(o) = out.as_deref_mut() {
-            if b == b'\r' {
-                if t.get(i + 1) != Some(&b'\n') {
-                    o.push('\n');
-                }
-            } else {
-                o.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
-            }
-        }
-        i += n;
     }
     if !all_ws {
         if let Some(err) = ws_only {
