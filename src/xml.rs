@@ -1132,8 +1132,9 @@ fn check_declaration(name: QName, n: &[u8], value: &str) -> Result<(), FrameErro
 }
 
 /// Apply Namespaces in XML to one start tag: record its declarations in
-/// `decls`, check every prefix is bound and no two attributes share an
-/// expanded name. `base` holds the bytes the offsets in `decls` and `rel` (the
+/// `decls`, check every prefix is bound and no two prefixed attributes share
+/// an expanded name (the same name twice and the declarations' own
+/// constraints were checked as the tag was read). `base` holds the bytes the offsets in `decls` and `rel` (the
 /// tag's `<`) count from. The element's namespace comes back, `None` for an
 /// unprefixed element without a default declared here (the caller knows the
 /// inherited default). `stream_bound`: the stream header bound `stream`.
