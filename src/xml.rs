@@ -472,12 +472,18 @@ impl Framer {
         }
     }
 
+    /// Where the bytes not yet handed out start: the open top-level element,
+    /// else the next unread byte.
+    fn pending_start(&self) -> usize {
+        self.cur.as_ref().map_or(self.pos, |c| c.start)
+    }
+
     /// End of the bytes that may be examined: no further than one byte past
     /// `max_stanza_size` from the start of the pending element, so that an
     /// element over the limit fails as such (in [`Framer::check_pending`]) and
     /// not on whatever error lies beyond the limit.
     fn visible_end(&self) -> usize {
-        let start = self.cur.as_ref().map_or(self.pos, |c| c.start);
+        let start = self.pending_start();
         self.buf.len().min(
             start
                 .saturating_add(self.limits.max_stanza_size)
@@ -929,7 +935,7 @@ impl Framer {
     /// Bytes held but not yet part of finished markup: bounded by the stanza size
     /// limit, so no read can grow the buffer without end.
     fn check_pending(&self) -> Result<(), FrameError> {
-        let start = self.cur.as_ref().map_or(self.pos, |c| c.start);
+        let start = self.pending_start();
         if self.buf.len() - start > self.limits.max_stanza_size {
             return Err(FrameError::new(
                 StreamCondition::PolicyViolation,
@@ -944,7 +950,7 @@ impl Framer {
 
     /// Forget bytes that belong to no pending element.
     fn compact(&mut self) {
-        let keep_from = self.cur.as_ref().map_or(self.pos, |c| c.start);
+        let keep_from = self.pending_start();
         if keep_from > 0 {
             self.consume(keep_from);
         }

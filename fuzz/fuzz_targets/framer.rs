@@ -16,6 +16,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "limits.rs"]
+mod limits;
 use rxml::{Parse, RawEvent};
 use xmpp_component_router::xml::{Frame, FrameError, Framer, Limits};
 
@@ -110,24 +113,7 @@ fuzz_target!(|input: &[u8]| {
     if input.len() < 2 {
         return;
     }
-    let limits = match input[0] % 4 {
-        0 => Limits {
-            max_stanza_size: 64,
-            max_depth: 2,
-            max_attributes: 1,
-        },
-        1 => Limits {
-            max_stanza_size: 300,
-            max_depth: 8,
-            max_attributes: 4,
-        },
-        2 => Limits {
-            max_stanza_size: 4096,
-            max_depth: 64,
-            max_attributes: 256,
-        },
-        _ => Limits::new(524_288),
-    };
+    let limits = limits::pick(input[0]);
     let n_sizes = (input[1] % 8) as usize;
     let rest = &input[2..];
     let n_sizes = n_sizes.min(rest.len());

@@ -12,7 +12,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::xml::Limits;
+
+#[path = "limits.rs"]
+mod limits;
 
 #[path = "../../tests/support/rxml_oracle.rs"]
 mod rxml_oracle;
@@ -28,24 +30,7 @@ fuzz_target!(|input: &[u8]| {
     } else {
         rest.to_vec()
     };
-    let limits = match (how >> 1) & 3 {
-        0 => Limits {
-            max_stanza_size: 64,
-            max_depth: 2,
-            max_attributes: 1,
-        },
-        1 => Limits {
-            max_stanza_size: 300,
-            max_depth: 8,
-            max_attributes: 4,
-        },
-        2 => Limits {
-            max_stanza_size: 4096,
-            max_depth: 64,
-            max_attributes: 256,
-        },
-        _ => Limits::new(524_288),
-    };
+    let limits = limits::pick((how >> 1) & 3);
     let chunk = match (how >> 3) as usize {
         0 => None,
         n @ 1..=16 => Some(n),
