@@ -19,6 +19,9 @@ pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamCondition {
     BadFormat,
+    /// RFC 6120 4.9.3.2: a namespace prefix that is not supported (a stream
+    /// header whose streams namespace is not under the prefix `stream`).
+    BadNamespacePrefix,
     Conflict,
     ConnectionTimeout,
     HostUnknown,
@@ -40,6 +43,7 @@ impl StreamCondition {
     pub fn as_str(self) -> &'static str {
         match self {
             StreamCondition::BadFormat => "bad-format",
+            StreamCondition::BadNamespacePrefix => "bad-namespace-prefix",
             StreamCondition::Conflict => "conflict",
             StreamCondition::ConnectionTimeout => "connection-timeout",
             StreamCondition::HostUnknown => "host-unknown",

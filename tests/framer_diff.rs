@@ -61,6 +61,7 @@ fn roomy() -> Limits {
         max_stanza_size: 1 << 20,
         max_depth: 64,
         max_attributes: 256,
+        ..Limits::new(1 << 20)
     }
 }
 
@@ -224,10 +225,11 @@ const ATTR_NAMES_OK: &[&str] = &[
     "xml:space",
     "b-c.d_e",
     "é",
+    "属性",
     "stream:x",
     "xmlns",
 ];
-const ATTR_NAMES_BAD: &[&str] = &["q:z", "a:b:c", ":a", "a:", "1a", "-a", "xmlns:"];
+const ATTR_NAMES_BAD: &[&str] = &["q:z", "a:b:c", ":a", "a:", "1a", "-a", "xmlns:", "𝒳", "aｽ"];
 /// Groups of attributes that mean something together (all well-formed).
 const ATTR_GROUPS_OK: &[&str] = &[
     " xmlns:x='urn:x' x:attr='1'",
@@ -316,7 +318,9 @@ fn child_name(dirty: bool) -> BoxedStrategy<&'static str> {
         2 => Just("item"),
         1 => Just("a-b.c_d"),
         1 => Just("é"),
-        1 => Just("𝄞x"),
+        // A name of XML 1.0 fourth edition (an ideograph, an extender), or
+        // one only the fifth edition allows (beyond the BMP).
+        1 => Just(if dirty { "𝄞x" } else { "名前·x" }),
         1 => Just("stream:features"),
         1 => Just("error"),
         1 => Just("not-authorized"),
@@ -713,6 +717,7 @@ fn limits() -> BoxedStrategy<Limits> {
                 max_stanza_size: s,
                 max_depth: d,
                 max_attributes: a,
+                ..Limits::new(s)
             }),
     ]
     .boxed()
@@ -1057,11 +1062,13 @@ fn tricky_limits() -> Vec<Limits> {
             max_stanza_size: 64,
             max_depth: 2,
             max_attributes: 1,
+            ..Limits::new(64)
         },
         Limits {
             max_stanza_size: 200,
             max_depth: 3,
             max_attributes: 3,
+            ..Limits::new(200)
         },
     ]
 }
