@@ -916,15 +916,8 @@ impl Framer {
             Phase::Ended => return Ok(Step::More),
         }
         let depth = self.depth + 1;
-        if depth > 2 && depth - 1 > self.limits.max_depth && !self.skipping() {
-            self.exceed(Limit::Depth)?;
-            if self.skipping() {
-                self.key_finished_tag(&mut r);
-            }
-        }
-        let skipping = self.skipping();
-        let unchecked =
-            skipping && (r.unchecked || self.scope.len() + self.attrs.len() > self.skip_budget());
+        let unchecked = self.skipping()
+            && (r.unchecked || self.scope.len() + self.attrs.len() > self.skip_budget());
         let ns_unchecked = match self.cur.as_mut() {
             Some(c) => {
                 c.ns_unchecked |= unchecked;
@@ -937,6 +930,15 @@ impl Framer {
         } else {
             self.resolve(&r, depth, true)?
         };
+        // Checked after the namespaces, as a parser would find those faults
+        // in the tag before the tag's depth counts.
+        if depth > 2 && depth - 1 > self.limits.max_depth && !self.skipping() {
+            self.exceed(Limit::Depth)?;
+            if self.skipping() {
+                self.key_finished_tag(&mut r);
+            }
+        }
+        let skipping = self.skipping();
         self.depth = depth;
         self.pos = gt + 1;
         if depth == 2 && !skipping {
