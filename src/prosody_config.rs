@@ -1,5 +1,5 @@
 //! Reader for the declarative subset of Prosody's `prosody.cfg.lua` (the `prosody_config`
-//! key; docs/behaviour.md, "Components from a Prosody config").
+//! key; docs/behaviour.md#components-from-a-prosody-config).
 //!
 //! This module owns one job: given a Prosody configuration file, find the *external*
 //! components it declares (`Component "x"` without a module name) together with their
