@@ -698,7 +698,10 @@ fn ipv6_loopback_port() -> Option<u16> {
 #[test]
 fn ipv6_listen_address() {
     let Some(port) = ipv6_loopback_port() else {
-        eprintln!("skipped: no IPv6 loopback on this machine");
+        support::not_run::record(
+            "IPv6 listen test in tests/cli.rs",
+            "this machine has no IPv6 loopback (::1)",
+        );
         return;
     };
     let mut d = Daemon::start(&format!(
