@@ -265,18 +265,20 @@ impl<'a> Source<'a> {
         offset: usize,
         c: &RawComponent,
     ) -> Result<ComponentConfig, ConfigError> {
-        let secret = self.secret(&domain, offset, c)?;
-        let upstream_secret =
-            match self.string_secret(&domain, "upstream_secret", &c.upstream_secret)? {
-                None => secret.clone(),
-                Some(s) if s.get_ref().is_empty() => {
-                    return Err(self.error(
-                        s.span().start,
-                        format!("components.{domain}: upstream_secret is empty"),
-                    ))
-                }
-                Some(s) => Secret::new(s.get_ref()),
-            };
+        // Both secrets are checked to be strings before either is used.
+        let given = self.string_secret(&domain, "secret", &c.secret)?;
+        let upstream = self.string_secret(&domain, "upstream_secret", &c.upstream_secret)?;
+        let secret = self.secret(&domain, offset, given, c.secret_file.as_ref())?;
+        let upstream_secret = match upstream {
+            None => secret.clone(),
+            Some(s) if s.get_ref().is_empty() => {
+                return Err(self.error(
+                    s.span().start,
+                    format!("components.{domain}: upstream_secret is empty"),
+                ))
+            }
+            Some(s) => Secret::new(s.get_ref()),
+        };
         Ok(ComponentConfig {
             secret,
             upstream_secret,
@@ -291,11 +293,14 @@ impl<'a> Source<'a> {
     }
 
     /// The component's secret: exactly one of `secret` and `secret_file`, not empty.
-    fn secret(&self, domain: &str, offset: usize, c: &RawComponent) -> Result<Secret, ConfigError> {
-        match (
-            self.string_secret(domain, "secret", &c.secret)?,
-            &c.secret_file,
-        ) {
+    fn secret(
+        &self,
+        domain: &str,
+        offset: usize,
+        secret: Option<Spanned<String>>,
+        secret_file: Option<&Spanned<String>>,
+    ) -> Result<Secret, ConfigError> {
+        match (secret, secret_file) {
             (Some(_), Some(f)) => Err(self.error(
                 f.span().start,
                 format!("components.{domain}: set either secret or secret_file, not both"),
