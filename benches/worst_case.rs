@@ -65,7 +65,9 @@ fn filled(open: &str, child: &str, close: &str, size: usize) -> String {
 }
 
 fn prefixes(n: usize, uri: impl Fn(usize) -> String) -> (String, String) {
-    let decls: String = (0..n).map(|i| format!(" xmlns:p{i}='{}'", uri(i))).collect();
+    let decls: String = (0..n)
+        .map(|i| format!(" xmlns:p{i}='{}'", uri(i)))
+        .collect();
     let uses: String = (0..n).map(|i| format!(" p{i}:a='1'")).collect();
     (decls, format!("<c{uses}/>"))
 }
@@ -89,7 +91,12 @@ fn inputs(size: usize) -> Vec<(&'static str, Vec<u8>, usize)> {
     let ns_long = namespaces(long_uri);
     let ns_short = namespaces(|i| format!("urn:{i}"));
     let attrs: String = (0..256).map(|i| format!(" a{i}='1'")).collect();
-    let attrs = filled(&format!("<message {FROM_TO}>"), &format!("<c{attrs}/>"), "</message>", 500_000);
+    let attrs = filled(
+        &format!("<message {FROM_TO}>"),
+        &format!("<c{attrs}/>"),
+        "</message>",
+        500_000,
+    );
     let refs = "&amp;&lt;&#x41;&#65;&apos;&quot;&gt;&#x1F600;";
     let refs = filled(
         &format!("<message {FROM_TO}><body>"),
@@ -98,13 +105,36 @@ fn inputs(size: usize) -> Vec<(&'static str, Vec<u8>, usize)> {
         100_000,
     );
     let n8 = "n".repeat(8000);
-    let long_names = filled(&format!("<message {FROM_TO}>"), &format!("<{n8} {n8}='1'/>"), "</message>", 500_000);
+    let long_names = filled(
+        &format!("<message {FROM_TO}>"),
+        &format!("<{n8} {n8}='1'/>"),
+        "</message>",
+        500_000,
+    );
     let v8 = "v".repeat(8000);
-    let long_values = filled(&format!("<message {FROM_TO}>"), &format!("<c a='{v8}' b='{v8}'/>"), "</message>", 500_000);
+    let long_values = filled(
+        &format!("<message {FROM_TO}>"),
+        &format!("<c a='{v8}' b='{v8}'/>"),
+        "</message>",
+        500_000,
+    );
     let deep = format!("{}{}", "<a>".repeat(63), "</a>".repeat(63));
-    let deep = filled(&format!("<message {FROM_TO}>"), &deep, "</message>", 500_000);
+    let deep = filled(
+        &format!("<message {FROM_TO}>"),
+        &deep,
+        "</message>",
+        500_000,
+    );
     let (decls, child) = prefixes(255, long_uri);
-    let handshake = format!("{HEADER}{}", filled(&format!("<handshake{decls}>"), &child, "</handshake>", 300_000));
+    let handshake = format!(
+        "{HEADER}{}",
+        filled(
+            &format!("<handshake{decls}>"),
+            &child,
+            "</handshake>",
+            300_000
+        )
+    );
     let dribble = size / 16;
     vec![
         ("ordinary", stream(size, ordinary_stanza), 1),
@@ -115,9 +145,17 @@ fn inputs(size: usize) -> Vec<(&'static str, Vec<u8>, usize)> {
         ("long-names", stream(size, |_| long_names.clone()), 1),
         ("long-values", stream(size, |_| long_values.clone()), 1),
         ("deep", stream(size, |_| deep.clone()), 1),
-        ("handshake", handshake.clone().into_bytes(), (size / handshake.len()).max(1)),
+        (
+            "handshake",
+            handshake.clone().into_bytes(),
+            (size / handshake.len()).max(1),
+        ),
         ("dribbled", stream(dribble, ordinary_stanza), 1),
-        ("dribbled-namespaces", stream(dribble, |_| ns_short.clone()), 1),
+        (
+            "dribbled-namespaces",
+            stream(dribble, |_| ns_short.clone()),
+            1,
+        ),
     ]
 }
 
@@ -176,13 +214,21 @@ fn main() {
     }
     // Every input is valid: one warm-up pass checks it frames without error.
     for (name, data, _) in &inputs {
-        let read = if name.starts_with("dribbled") { 1 } else { READ };
+        let read = if name.starts_with("dribbled") {
+            1
+        } else {
+            READ
+        };
         assert!(frame(data, read) > 1, "{name}");
     }
     let mut per_kb: Vec<Vec<f64>> = vec![Vec::new(); inputs.len()];
     for _ in 0..rounds {
         for (k, (name, data, conns)) in inputs.iter().enumerate() {
-            let read = if name.starts_with("dribbled") { 1 } else { READ };
+            let read = if name.starts_with("dribbled") {
+                1
+            } else {
+                READ
+            };
             let t0 = thread_cpu_ns();
             for _ in 0..*conns {
                 black_box(frame(black_box(data), read));
@@ -197,7 +243,10 @@ fn main() {
         "framer CPU per KB, median of {rounds} rounds ({} MB inputs, 64 KiB reads unless dribbled)",
         size >> 20
     );
-    println!("{:<22} {:>10} {:>12} {:>8}", "input", "KB", "ns/KB", "ratio");
+    println!(
+        "{:<22} {:>10} {:>12} {:>8}",
+        "input", "KB", "ns/KB", "ratio"
+    );
     let mut worst = ("", 0.0f64);
     for ((name, data, conns), m) in inputs.iter().zip(&medians) {
         let ratio = m / base;
