@@ -2089,8 +2089,18 @@ mod tests {
                 },
                 format!("<message>&#{};</message>", "0".repeat(41)),
             ),
+            // A value made of references, cut by every read (found by fuzzing:
+            // framer; the reference's bound and the value's were mixed up, and
+            // reading stopped without a verdict).
+            (
+                Limits {
+                    max_token: 40,
+                    ..Limits::new(10_000)
+                },
+                format!("<message a='{}'/>", "&#x41;&lt;".repeat(5)),
+            ),
         ] {
-            for chunk in [usize::MAX, 1] {
+            for chunk in [usize::MAX, 1, 2, 3] {
                 let (_, err, _) = run_chunked(&data, chunk, limits);
                 assert_eq!(
                     err.map(|e| e.condition),

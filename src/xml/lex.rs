@@ -704,8 +704,9 @@ pub(super) fn value(
 ) -> Result<Result<usize, usize>, FrameError> {
     let mut i = 0;
     loop {
+        // A reference is bounded by the value's own bound, judged below.
         if st.pending.len > 0 {
-            let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
+            let (n, c) = st.pending.step(&v[i..], usize::MAX)?;
             i += n;
             match c {
                 Some(c) => {
@@ -739,7 +740,7 @@ pub(super) fn value(
             b'&' => {
                 st.plain = false;
                 st.pending = RefLex::default();
-                let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
+                let (n, c) = st.pending.step(&v[i..], usize::MAX)?;
                 i += n;
                 match c {
                     Some(c) => {
