@@ -165,7 +165,10 @@ fn handshake_conn(cfg: &WorstCfg, hs: &[u8]) -> Result<(u64, String), String> {
             Err(_) => break,
         }
     }
-    let answer = proto::describe_stream_error(&got);
+    let answer = match proto::find_sub(&got, b"<stream:error") {
+        Some(at) => proto::describe_stream_error(&got[at..]),
+        None => format!("no stream error: {}", proto::snippet(&got)),
+    };
     Ok((written, answer))
 }
 
