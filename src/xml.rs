@@ -2099,6 +2099,15 @@ mod tests {
                 },
                 format!("<message a='{}'/>", "&#x41;&lt;".repeat(5)),
             ),
+            // A malformed reference past the bound: the bound comes first,
+            // whatever the reads (fuzz: framer).
+            (
+                Limits {
+                    max_token: 40,
+                    ..Limits::new(10_000)
+                },
+                format!("<message a='{}&#650&lt;'/>", "x".repeat(38)),
+            ),
         ] {
             for chunk in [usize::MAX, 1, 2, 3] {
                 let (_, err, _) = run_chunked(&data, chunk, limits);

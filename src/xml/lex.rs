@@ -554,78 +554,17 @@ pub(super) fn text(t: &[u8], kind: Chars, cx: TextCtx<'_>) -> Result<usize, Fram
             continue;
         }
         if out.is_none() && ws_only.is_none() {
-            // Fast path inside a stanza: skip what needs no attention, and
-            // characters beyond ASCII that XML allows.
-            loop {
-                i += run_of(&t[i..], PLAIN_TEXT);
-                match t.get(i) {
-                    Some(&x) if x >= 0x80 => match decode_utf8(&t[i..]) {
-                        Ok(Some((c, n))) if is_char_non_ascii(c) => i += n,
-                        _ => break,
-                    },
-                    _ => break,
-                }
-            }
+            i += plain_chars(&t[i..]);
         }
-        let Some(&b) = t.get(i) else {
+        if i == t.len() {
             break;
-        };
-        match b {
-            b'&' if markup => {}
-            b']' if markup => {
-                let rest = &t[i..];
-                if rest.starts_with(b"]]>") {
-                    return Err(nwf("']]>' in character data"));
-                }
-                if !last && rest.len() < 3 && rest.iter().all(|&x| x == b']') {
-                    break;
-                }
-                all_ws = false;
-                if let Some(o) = out.as_deref_mut() {
-                    o.push(']');
-                }
-                i += 1;
+        }
+        match one_char(&t[i..], markup, last, out.as_deref_mut())? {
+            Some((n, ws)) => {
+                i += n;
+                all_ws &= ws;
             }
-            b'\r' => {
-                if !last && i + 1 == t.len() {
-                    break;
-                }
-                // Line-end normalisation: CR LF and a lone CR both read as LF.
-                if t.get(i + 1) != Some(&b'\n') {
-                    if let Some(o) = out.as_deref_mut() {
-                        o.push('\n');
-                    }
-                }
-                i += 1;
-            }
-            b' ' | b'\t' | b'\n' => {
-                if let Some(o) = out.as_deref_mut() {
-                    o.push(char::from(b));
-                }
-                i += 1;
-            }
-            0x21..=0x7F => {
-                all_ws = false;
-                if let Some(o) = out.as_deref_mut() {
-                    o.push(char::from(b));
-                }
-                i += 1;
-            }
-            0..=0x1F => return Err(nwf("a control character XML does not allow")),
-            _ => match decode_utf8(&t[i..])? {
-                Some((c, n)) => {
-                    if !is_char_non_ascii(c) {
-                        return Err(nwf("a character XML does not allow"));
-                    }
-                    all_ws = false;
-                    if let Some(o) = out.as_deref_mut() {
-                        o.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
-                    }
-                    i += n;
-                }
-                None if last => return Err(nwf("invalid UTF-8")),
-                None => break,
-            },
+            None => break,
         }
     }
     if !all_ws {
@@ -634,6 +573,74 @@ pub(super) fn text(t: &[u8], kind: Chars, cx: TextCtx<'_>) -> Result<usize, Fram
         }
     }
     Ok(i)
+}
+
+/// Fast path inside a stanza: how many bytes at the start of `t` need no
+/// attention (plain ASCII, and characters beyond ASCII that XML allows).
+#[inline]
+fn plain_chars(t: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        i += run_of(&t[i..], PLAIN_TEXT);
+        match t.get(i) {
+            Some(&x) if x >= 0x80 => match decode_utf8(&t[i..]) {
+                Ok(Some((c, n))) if is_char_non_ascii(c) => i += n,
+                _ => return i,
+            },
+            _ => return i,
+        }
+    }
+}
+
+/// One character of character data at the start of `t` (not a reference):
+/// how many bytes it takes and whether it is whitespace, or `None` to stop
+/// before it (unless `last`, something that the next bytes could change).
+#[inline]
+fn one_char(
+    t: &[u8],
+    markup: bool,
+    last: bool,
+    out: Option<&mut Collect>,
+) -> Result<Option<(usize, bool)>, FrameError> {
+    let b = t[0];
+    let (n, c, ws) = match b {
+        b'&' if markup => return Ok(Some((0, true))),
+        b']' if markup => {
+            if t.starts_with(b"]]>") {
+                return Err(nwf("']]>' in character data"));
+            }
+            if !last && t.len() < 3 && t.iter().all(|&x| x == b']') {
+                return Ok(None);
+            }
+            (1, ']', false)
+        }
+        b'\r' => {
+            if !last && t.len() == 1 {
+                return Ok(None);
+            }
+            // Line-end normalisation: CR LF and a lone CR both read as LF
+            // (the LF of a CR LF is read next).
+            if t.get(1) == Some(&b'\n') {
+                return Ok(Some((1, true)));
+            }
+            (1, '\n', true)
+        }
+        b' ' | b'\t' | b'\n' => (1, char::from(b), true),
+        0x21..=0x7F => (1, char::from(b), false),
+        0..=0x1F => return Err(nwf("a control character XML does not allow")),
+        _ => match decode_utf8(t)? {
+            Some((c, n)) if is_char_non_ascii(c) => {
+                (n, char::from_u32(c).unwrap_or('\u{FFFD}'), false)
+            }
+            Some(_) => return Err(nwf("a character XML does not allow")),
+            None if last => return Err(nwf("invalid UTF-8")),
+            None => return Ok(None),
+        },
+    };
+    if let Some(o) = out {
+        o.push(c);
+    }
+    Ok(Some((n, ws)))
 }
 
 /// The decoded value of an attribute, as a key (see `super::ns::Keys`) and
@@ -704,9 +711,11 @@ pub(super) fn value(
 ) -> Result<Result<usize, usize>, FrameError> {
     let mut i = 0;
     loop {
-        // A reference is bounded by the value's own bound, judged below.
+        // A reference may take the value just past its bound (judged below),
+        // and no further: its bytes so far are already counted.
         if st.pending.len > 0 {
-            let (n, c) = st.pending.step(&v[i..], usize::MAX)?;
+            let bound = st.pending.len.saturating_add(max.saturating_sub(i));
+            let (n, c) = st.pending.step(&v[i..], bound)?;
             i += n;
             match c {
                 Some(c) => {
@@ -740,7 +749,7 @@ pub(super) fn value(
             b'&' => {
                 st.plain = false;
                 st.pending = RefLex::default();
-                let (n, c) = st.pending.step(&v[i..], usize::MAX)?;
+                let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
                 i += n;
                 match c {
                     Some(c) => {

@@ -215,28 +215,8 @@ impl TagLex {
                     self.name_done(q, cx);
                 }
                 Between => {
-                    let w = lex::skip_ws(rest);
-                    self.ws |= w > 0;
-                    self.at += w;
-                    let Some(&b) = rest.get(w) else {
-                        return Ok(TagStep::More);
-                    };
-                    match b {
-                        b'>' => return Ok(self.done(false)),
-                        b'/' => {
-                            self.at += 1;
-                            self.state = Slash;
-                        }
-                        _ if !self.ws => return Err(nwf("malformed start tag")),
-                        _ if !cx.skipping && self.whole_attr(&rest[w..], cx)? => {}
-                        _ => {
-                            self.state = AttrName;
-                            self.name = NameLex::default();
-                            self.name_start = self.at;
-                            if cx.skipping {
-                                cx.hashing.name = Some(NameHasher::new(cx.keys));
-                            }
-                        }
+                    if let Some(step) = self.between(rest, cx)? {
+                        return Ok(step);
                     }
                 }
                 Slash => match rest.first() {
@@ -275,6 +255,36 @@ impl TagLex {
                 }
             }
         }
+    }
+
+    /// After the name or an attribute: whitespace, then an attribute, `/` or
+    /// `>`. `Some(step)` to return.
+    #[inline]
+    fn between(&mut self, rest: &[u8], cx: &mut TagCx<'_>) -> Result<Option<TagStep>, FrameError> {
+        let w = lex::skip_ws(rest);
+        self.ws |= w > 0;
+        self.at += w;
+        let Some(&b) = rest.get(w) else {
+            return Ok(Some(TagStep::More));
+        };
+        match b {
+            b'>' => return Ok(Some(self.done(false))),
+            b'/' => {
+                self.at += 1;
+                self.state = TagState::Slash;
+            }
+            _ if !self.ws => return Err(nwf("malformed start tag")),
+            _ if !cx.skipping && self.whole_attr(&rest[w..], cx)? => {}
+            _ => {
+                self.state = TagState::AttrName;
+                self.name = NameLex::default();
+                self.name_start = self.at;
+                if cx.skipping {
+                    cx.hashing.name = Some(NameHasher::new(cx.keys));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Go on reading the name at `self.at` (`rest` holds the bytes from

@@ -449,6 +449,38 @@ fn agrees(s: &Stanza, tree: &Node) -> Result<(), String> {
     }
 }
 
+/// Properties 1 and 2 for the forwarded stanza number `i`: it is expat's
+/// top-level element number `i`, byte for byte; read alone in a receiving
+/// stream it has the same infoset; the framer's facts agree with expat's.
+fn forwarded(i: usize, s: &Stanza, x: &XRun, parsed: &[u8]) -> Result<(), String> {
+    let Some(e) = x.elems.get(i) else {
+        return Err(format!(
+            "forwarded stanza {i} that expat did not read whole: {}",
+            escape(&s.bytes)
+        ));
+    };
+    let theirs = &parsed[e.start..e.end];
+    if &s.bytes[..] != theirs {
+        return Err(format!(
+            "stanza {i}: forwarded {}\nexpat's element: {}",
+            escape(&s.bytes),
+            escape(theirs)
+        ));
+    }
+    let mut alone = CANON_HEADER.to_vec();
+    alone.extend_from_slice(&s.bytes);
+    let r = expat(&alone);
+    if r.error.is_some() || r.elems.len() != 1 || r.elems[0].tree != e.tree {
+        return Err(format!(
+            "stanza {i} read alone in a receiving stream: {:?} {:?}\nin the sender's stream: {:?}",
+            r.error,
+            r.elems.first().map(|e| &e.tree),
+            e.tree
+        ));
+    }
+    agrees(s, &e.tree).map_err(|why| format!("stanza {i}: {why}"))
+}
+
 /// Check properties 1–4 of the module documentation for one stream.
 pub fn check(data: &[u8], limits: Limits) -> Result<(), String> {
     let f = frame(data, limits);
@@ -476,36 +508,10 @@ pub fn check(data: &[u8], limits: Limits) -> Result<(), String> {
             x.error.as_ref().map(|(e, at)| (e, rel(*at))),
         ))
     };
-    // 1. Forwarded stanzas are expat's first top-level elements.
+    // 1. and 2.
     for (i, s) in f.stanzas.iter().enumerate() {
-        let Some(e) = x.elems.get(i) else {
-            return err(format!(
-                "forwarded stanza {i} that expat did not read whole: {}",
-                escape(&s.bytes)
-            ));
-        };
-        let theirs = &parsed[e.start..e.end];
-        if &s.bytes[..] != theirs {
-            return err(format!(
-                "stanza {i}: forwarded {}\nexpat's element: {}",
-                escape(&s.bytes),
-                escape(theirs)
-            ));
-        }
-        // 2. The same infoset in a receiving stream, and the same facts.
-        let mut alone = CANON_HEADER.to_vec();
-        alone.extend_from_slice(&s.bytes);
-        let r = expat(&alone);
-        if r.error.is_some() || r.elems.len() != 1 || r.elems[0].tree != e.tree {
-            return err(format!(
-                "stanza {i} read alone in a receiving stream: {:?} {:?}\nin the sender's stream: {:?}",
-                r.error,
-                r.elems.first().map(|e| &e.tree),
-                e.tree
-            ));
-        }
-        if let Err(why) = agrees(s, &e.tree) {
-            return err(format!("stanza {i}: {why}"));
+        if let Err(why) = forwarded(i, s, &x, &parsed) {
+            return err(why);
         }
     }
     // Where the framer's forwarded stanzas end in expat's view.
