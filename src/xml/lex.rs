@@ -711,9 +711,11 @@ pub(super) fn value(
 ) -> Result<Result<usize, usize>, FrameError> {
     let mut i = 0;
     loop {
-        // A reference may take the value just past its bound (judged below),
-        // and no further: its bytes so far are already counted.
-        if st.pending.len > 0 {
+        // A reference, cut by the last piece or new. It may take the value
+        // just past its bound (judged below), and no further: its bytes so
+        // far are already counted.
+        if st.pending.len > 0 || v.get(i) == Some(&b'&') {
+            st.plain = false;
             let bound = st.pending.len.saturating_add(max.saturating_sub(i));
             let (n, c) = st.pending.step(&v[i..], bound)?;
             i += n;
@@ -746,20 +748,8 @@ pub(super) fn value(
                 i += 1;
             }
             b'<' => return Err(nwf("'<' in an attribute value")),
-            b'&' => {
-                st.plain = false;
-                st.pending = RefLex::default();
-                let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
-                i += n;
-                match c {
-                    Some(c) => {
-                        if let Some(s) = sink.as_deref_mut() {
-                            s.char(c);
-                        }
-                    }
-                    None => return Ok(Err(i)),
-                }
-            }
+            // Read at the loop's top.
+            b'&' => {}
             b'\t' | b'\n' | b'\r' => {
                 st.plain = false;
                 if let Some(s) = sink.as_deref_mut() {
