@@ -970,6 +970,8 @@ const TRICKY: &[&str] = &[
     "<message>\0</message>",
     "<message>\u{80}</message>",
     "<message a='1'b='2'/>",
+    // An unfinished leading-zero character reference (fuzz: framer_diff).
+    "&#000400000",
     // A character reference with leading zeros past max_stanza_size (found by
     // fuzzing: framer_diff, rule 14b).
     "<x>a&#00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000065;</x>",
@@ -984,6 +986,7 @@ const TRICKY: &[&str] = &[
 
 /// Whole streams (what goes before the first stanza).
 const STREAMS: &[&str] = &[
+    "&#000400000",
     "<message>\u{1}\u{2}</message>",
     "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' ",
     "<?xml version='1.0'?>",

@@ -513,10 +513,17 @@ fn deliberate_difference(data: &[u8], new: &Outcome, old: &Outcome) -> bool {
     //     (expat too), and the new framer reads on: to the reference's end
     //     (and goes on), or, the input ending first, waits for it, or trips
     //     max_stanza_size while reading it.
-    let zeros = data
-        .windows(3)
-        .enumerate()
-        .any(|(i, w)| w == b"&#0" && data[i + 2..].iter().take_while(|&&b| b == b'0').count() >= 8);
+    let after_amp = data
+        .iter()
+        .rposition(|&b| b == b'&')
+        .map(|i| &data[i + 1..]);
+    let unfinished = after_amp.is_some_and(|r| {
+        r.len() > 2 && r[0] == b'#' && r[1] == b'0' && r[1..].iter().all(u8::is_ascii_digit)
+    });
+    let zeros = unfinished
+        || data.windows(3).enumerate().any(|(i, w)| {
+            w == b"&#0" && data[i + 2..].iter().take_while(|&&b| b == b'0').count() >= 8
+        });
     let size_tripped = new.error == Some(StreamCondition::PolicyViolation)
         && new_detail.contains("larger than max_stanza_size");
     if zeros
