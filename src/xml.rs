@@ -47,9 +47,9 @@
 //! at most about `max_stanza_size` bytes of bookkeeping: element-name keys for
 //! end-tag matching up to `max_stanza_size / 16` levels (deeper end tags are
 //! counted, not matched), and namespace and duplicate-attribute checks up to
-//! `max_stanza_size / 64` declarations or attributes on one tag (past that,
-//! those two checks stop for the rest of the element). The stream header is
-//! never skipped.
+//! `max(max_stanza_size / 128, max_attributes)` declarations in scope and
+//! attributes on one tag (past that, those two checks stop for the rest of
+//! the element). The stream header is never skipped.
 //!
 //! A stanza's bytes are copied out of the read buffer: a slice would keep the
 //! whole read allocation (up to 64 KiB) alive while the stanza sits in a queue,
