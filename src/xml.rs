@@ -609,7 +609,7 @@ impl Framer {
     /// of the lexers' own fast paths (plain ASCII classes, the token limit).
     /// What is left goes the ordinary way.
     /// Whether all the bytes at hand were taken.
-    #[inline]
+    #[inline(always)]
     fn quick(&mut self) -> bool {
         if self.skip || self.phase != Phase::Stream {
             return false;
@@ -628,7 +628,12 @@ impl Framer {
             }
             Markup::Start if self.tag.at < end => {
                 let rest = tag::at(&self.buf, self.base, self.tag.at, end);
-                self.tag.quick(rest, self.limits.max_token, &self.hashing);
+                let lim = tag::QuickLimits {
+                    max_token: self.limits.max_token,
+                    max_attributes: self.limits.max_attributes,
+                    attrs: self.attrs.len(),
+                };
+                self.tag.quick(rest, lim, &self.hashing);
                 self.tag.at == all
             }
             _ => false,
@@ -1035,10 +1040,8 @@ impl Framer {
         }
         if r.key.is_none() {
             let s = r.open + 1;
-            r.key = Some(
-                self.keys
-                    .name(tag::at(&self.buf, self.base, s, s + r.name.len)),
-            );
+            let name = tag::at(&self.buf, self.base, s, s + r.name.len);
+            r.key = Some(self.keys.name(name, r.name.colon));
         }
     }
 
@@ -1388,7 +1391,8 @@ impl Framer {
         for o in self.open.iter_mut() {
             if let Open::At(s, l) = *o {
                 let name = tag::at(&self.buf, self.base, s, s + l as usize);
-                *o = Open::Key(self.keys.name(name).raw());
+                let colon = memchr::memchr(b':', name);
+                *o = Open::Key(self.keys.name(name, colon).raw());
             }
         }
         match self.markup {
@@ -1433,6 +1437,7 @@ impl Framer {
     /// without end; then the bytes no longer needed are dropped: those before
     /// the pending element, or while skipping, all that were read. `Ok(true)`:
     /// the element is skipped from now on, and reading goes on.
+    #[inline]
     fn wait(&mut self) -> Result<bool, FrameError> {
         let keep = if self.skip {
             match &self.markup {

@@ -89,6 +89,12 @@ pub(super) fn plain_value(b: &[u8]) -> usize {
     run_of(b, PLAIN_VALUE)
 }
 
+/// May the ASCII byte `b` start a name?
+#[inline]
+pub(super) fn is_name_start_ascii(b: u8) -> bool {
+    CLASS[b as usize] & NAME_START != 0
+}
+
 /// How many bytes at the start of `b` go on with a name past its first
 /// character (ASCII letters, digits, `-._`).
 #[inline]

@@ -171,16 +171,32 @@ impl Keys {
             mix: self.mix,
         }
     }
+    #[inline]
     pub fn of(&self, b: &[u8]) -> u64 {
+        if b.len() < 7 {
+            // What `KeyHasher` computes for fewer bytes than a word, directly.
+            let mut w = [0u8; 8];
+            w[..b.len()].copy_from_slice(b);
+            let word = u64::from_le_bytes(w) | (b.len() as u64) << 56;
+            return add_mod(mul_mod(word, self.r), b.len() as u64).wrapping_mul(self.mix);
+        }
         let mut h = self.hasher();
         h.write(b);
         h.finish()
     }
-    /// The key of a whole qualified name.
-    pub fn name(&self, name: &[u8]) -> NameKey {
-        let mut h = NameHasher::new(self);
-        h.feed(self, name);
-        h.finish()
+    /// The key of a whole qualified name (`colon`: where its `:` is, if any).
+    #[inline]
+    pub fn name(&self, name: &[u8], colon: Option<usize>) -> NameKey {
+        match colon {
+            Some(c) => NameKey {
+                prefix: self.of(&name[..c]),
+                local: self.of(&name[c + 1..]),
+            },
+            None => NameKey {
+                prefix: 0,
+                local: self.of(name),
+            },
+        }
     }
 }
 
@@ -668,6 +684,15 @@ mod tests {
             }
             assert_eq!(seen.insert(k, w.clone()), None, "{w:?} collides");
         }
+        // The short cut for short names is the same key.
+        for w in [&b""[..], b"a", b"xmlns", b"abcdef", b"abcdefg"] {
+            let mut h = keys.hasher();
+            h.write(w);
+            assert_eq!(keys.of(w), h.finish(), "{w:?}");
+        }
+        let mut n = NameHasher::new(&keys);
+        n.feed(&keys, b"pre:local");
+        assert_eq!(n.finish(), keys.name(b"pre:local", Some(3)));
         // Another framer, other keys.
         assert_ne!(Keys::new().of(b"xml"), keys.of(b"xml"));
     }

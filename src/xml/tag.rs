@@ -101,6 +101,14 @@ impl TagCx<'_> {
     }
 }
 
+/// The limits [`TagLex::quick`] keeps to, and how many attributes the tag has.
+#[derive(Clone, Copy)]
+pub(super) struct QuickLimits {
+    pub max_token: usize,
+    pub max_attributes: usize,
+    pub attrs: usize,
+}
+
 /// How far reading a tag got.
 pub(super) enum TagStep {
     More,
@@ -310,37 +318,97 @@ impl TagLex {
         Ok(q)
     }
 
-    /// Fast path for small reads (see `Framer::quick`): go on over plain bytes
-    /// of the value or name being read, within the token limit. Not while
-    /// keys are computed (skipping) or a reference is cut.
+    /// Fast path for small reads (see `Framer::quick`): go on through the
+    /// tag as far as the ordinary way would without anything but the tag's
+    /// own state: whitespace, a name (not its end), `=`, an opening quote
+    /// (not of a namespace declaration), plain value bytes; within the limits.
+    /// Not while keys are computed (skipping) or a reference is cut. The rest
+    /// (a name's end, a closing quote, `/`, `>`) goes the ordinary way.
     #[inline]
-    pub fn quick(&mut self, rest: &[u8], max_token: usize, hashing: &Hashing) {
+    pub fn quick(&mut self, mut rest: &[u8], lim: QuickLimits, hashing: &Hashing) {
+        if hashing.name.is_some() || hashing.value.is_some() {
+            return;
+        }
+        loop {
+            let before = self.at;
+            self.quick_one(rest, lim);
+            let n = self.at - before;
+            if n == 0 || n == rest.len() {
+                return;
+            }
+            rest = &rest[n..];
+        }
+    }
+
+    #[inline]
+    fn quick_one(&mut self, rest: &[u8], lim: QuickLimits) {
+        use TagState::*;
         match self.state {
-            TagState::Between | TagState::BeforeEq | TagState::AfterEq => {
+            Between | BeforeEq | AfterEq => {
                 let w = lex::skip_ws(rest);
                 self.at += w;
-                if self.state == TagState::Between {
+                if self.state == Between {
                     self.ws |= w > 0;
                 }
+                match (self.state, rest.get(w)) {
+                    (Between, Some(&b)) if self.ws && lex::is_name_start_ascii(b) => {
+                        self.state = AttrName;
+                        self.name = NameLex::default();
+                        self.name_start = self.at;
+                    }
+                    (BeforeEq, Some(b'=')) if lim.attrs < lim.max_attributes => {
+                        self.at += 1;
+                        self.state = AfterEq;
+                    }
+                    (AfterEq, Some(&q @ (b'\'' | b'"')))
+                        if matches!(
+                            self.attr,
+                            Some((_, _, AttrKind::Plain | AttrKind::Prefixed, _))
+                        ) =>
+                    {
+                        self.quote = q;
+                        self.value = ValueLex {
+                            plain: true,
+                            ..ValueLex::default()
+                        };
+                        self.at += 1;
+                        self.value_start = self.at;
+                        self.state = Value;
+                    }
+                    _ => {}
+                }
             }
-            TagState::Value if self.value.pending.len == 0 && hashing.value.is_none() => {
+            Value if self.value.pending.len == 0 => {
                 let n = lex::plain_value(rest);
-                if self.at + n - self.value_start <= max_token {
+                if self.at + n - self.value_start <= lim.max_token {
                     self.at += n;
                 }
             }
-            TagState::Name | TagState::AttrName
-                if self.name.len > 0
-                    && self.name.colon != Some(self.name.len - 1)
-                    && hashing.name.is_none() =>
-            {
+            Name | AttrName if self.name.len > 0 && self.name.colon != Some(self.name.len - 1) => {
+                // Inside a name: plain ASCII name characters, the common bytes.
                 let n = lex::name_chars(rest);
-                if self.name.len + n <= max_token {
+                if n > 0 && self.name.len + n <= lim.max_token {
                     self.name.len += n;
                     self.at += n;
+                    return;
                 }
+                self.quick_name(rest, lim);
             }
+            Name | AttrName => self.quick_name(rest, lim),
             _ => {}
+        }
+    }
+
+    /// A name's bytes as [`NameLex`] reads them, but only while it goes on
+    /// (its end goes the ordinary way).
+    #[inline]
+    fn quick_name(&mut self, rest: &[u8], lim: QuickLimits) {
+        let mut name = self.name;
+        if let Ok((n, None)) = name.step(rest, lim.max_token) {
+            if name.len <= lim.max_token {
+                self.name = name;
+                self.at += n;
+            }
         }
     }
 
@@ -522,10 +590,10 @@ impl TagLex {
         }
         if let Some((q, k @ None)) = &mut self.elem {
             let s = self.open + 1;
-            *k = Some(cx.keys.name(at(cx.buf, cx.base, s, s + q.len)));
+            *k = Some(cx.keys.name(at(cx.buf, cx.base, s, s + q.len), q.colon));
         }
         if let Some((s, q, _, k @ None)) = &mut self.attr {
-            *k = Some(cx.keys.name(at(cx.buf, cx.base, *s, *s + q.len)));
+            *k = Some(cx.keys.name(at(cx.buf, cx.base, *s, *s + q.len), q.colon));
         }
         match self.state {
             TagState::Name | TagState::AttrName => {
@@ -593,8 +661,12 @@ pub(super) fn key_declaration(
 
 /// Compute an attribute's name key from its bytes, if not known yet.
 pub(super) fn ensure_key(a: &mut AttrTok, buf: &[u8], base: usize, keys: &Keys) -> NameKey {
-    *a.key
-        .get_or_insert_with(|| keys.name(at(buf, base, a.name_start, a.name_start + a.name.len)))
+    *a.key.get_or_insert_with(|| {
+        keys.name(
+            at(buf, base, a.name_start, a.name_start + a.name.len),
+            a.name.colon,
+        )
+    })
 }
 
 /// The decoded value of a declaration whose bytes are kept: its key, its
