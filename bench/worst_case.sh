@@ -13,13 +13,13 @@
 # stopped on exit. Results: printed, and the loadgen JSON line in RESULTS
 # (default bench/results/worst_case-<date>.json, gitignored).
 #
-#   bench/worst_case.sh                  ROUNDS=3 BYTES=33554432
+#   bench/worst_case.sh                  ROUNDS=3 BYTES=67108864
 #   QUICK=1 bench/worst_case.sh          one short round (about a minute)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=${QUICK:-0}
 ROUNDS=${ROUNDS:-$([ "$QUICK" = 1 ] && echo 1 || echo 3)}
-BYTES=${BYTES:-$([ "$QUICK" = 1 ] && echo 4194304 || echo 33554432)}
+BYTES=${BYTES:-$([ "$QUICK" = 1 ] && echo 4194304 || echo 67108864)}
 DRIBBLE_BYTES=${DRIBBLE_BYTES:-$([ "$QUICK" = 1 ] && echo 20000 || echo 100000)}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mkdir -p "$ROOT/bench/results"
@@ -59,20 +59,22 @@ done
 
 say "against the binary: loadgen worst-case (pid $ROUTER_PID, $ROUNDS rounds of $BYTES bytes)"
 "$TARGET_DIR/release/loadgen" worst-case --addr "127.0.0.1:$PORT" --server-pid "$ROUTER_PID" \
-  --rounds "$ROUNDS" --bytes "$BYTES" --dribble-bytes "$DRIBBLE_BYTES" | tee "$RESULTS" | python3 -c '
+  --rounds "$ROUNDS" --bytes "$BYTES" --dribble-bytes "$DRIBBLE_BYTES" > "$RESULTS"
+python3 - "$RESULTS" <<'PY'
 import json, sys
-r = json.loads(sys.stdin.read())
+r = json.load(open(sys.argv[1]))
 if not r.get("ok"):
-    print("loadgen failed:", r.get("error")); sys.exit(1)
-print(f"router CPU per KB (median of the rounds, /proc/PID/stat)")
-print(f"{\"input\":<18} {\"KB/round\":>10} {\"us/KB\":>8} {\"ratio\":>6}  router answer")
+    print("loadgen failed:", r.get("error"))
+    sys.exit(1)
+print("router CPU per KB sent (median of the rounds, /proc/PID/stat)")
+print("%-18s %10s %8s %6s  %s" % ("input", "KB/round", "us/KB", "ratio", "router answer"))
 for c in r["cases"]:
-    ratio = "" if c["ratio"] is None else f"{c[\"ratio\"]:.2f}"
-    print(f"{c[\"case\"]:<18} {c[\"kb\"]:>10.0f} {c[\"us_per_kb\"]:>8.2f} {ratio:>6}  {c.get(\"router_answer\", \"\")}")
-print(f"worst ratio: {r[\"worst_ratio\"]:.2f} ({r[\"worst_case\"]}); bound 10")
+    ratio = "" if c["ratio"] is None else "%.2f" % c["ratio"]
+    print("%-18s %10.0f %8.2f %6s  %s" % (c["case"], c["kb"], c["us_per_kb"], ratio, c.get("router_answer", "")))
+print("worst ratio: %.2f (%s); bound 10" % (r["worst_ratio"], r["worst_case"]))
 d = r.get("dribbled")
 if d:
-    print(f"dribbled: {d[\"writes\"]} one-byte writes {d[\"gap_us\"]} us apart: router {d[\"us_per_write\"]:.2f} us CPU per write "
-          f"({d[\"us_per_kb\"]:.0f} us/KB), {d[\"server_wakeups\"]} router thread wake-ups")
-'
+    print("dribbled: %d one-byte writes %d us apart: router %.2f us CPU per write (%.0f us/KB), "
+          "%d router thread wake-ups" % (d["writes"], d["gap_us"], d["us_per_write"], d["us_per_kb"], d["server_wakeups"]))
+PY
 say "loadgen JSON: $RESULTS"
