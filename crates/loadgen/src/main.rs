@@ -98,7 +98,7 @@
 //! stanzas (see `worst.rs` and `crafted.rs`; `bench/worst_case.sh` runs it):
 //! `--server-pid PID` (required), `--bytes 33554432` per input and round,
 //! `--rounds 3`, `--cases ordinary,namespaces,...,handshake,dribbled`
-//! (default all), `--handshake-conns 20`, `--dribble-bytes 100000`,
+//! (default all), `--handshake-conns 200`, `--dribble-bytes 100000`,
 //! `--dribble-gap-us 30`, and the pair flags (`--addr`, `--sender-domain`,
 //! ...). JSON: `mode server_pid cases[{case kb cpu_s us_per_kb ratio
 //! router_answer}] worst_case worst_ratio dribbled{bytes writes gap_us
@@ -145,7 +145,7 @@ modes:
               [--secret-pattern secret-{i}] [--idle 3] [--baseline-rss-kb KB] [--ring-timeout 10]
   relay       --listen ADDR --to ADDR
   worst-case  --server-pid PID [--bytes 33554432] [--rounds 3] [--cases a,b,...]
-              [--handshake-conns 20] [--dribble-bytes 100000] [--dribble-gap-us 30]
+              [--handshake-conns 200] [--dribble-bytes 100000] [--dribble-gap-us 30]
               (and --addr, --sender-domain/secret, --receiver-domain/secret, --timeout)
 
 common (throughput/latency):
@@ -416,7 +416,7 @@ fn plan_worst(a: &Args) -> Result<worst::WorstCfg, String> {
         bytes: a.get("bytes", 32 << 20)?,
         rounds,
         cases,
-        handshake_conns: a.get("handshake-conns", 20)?,
+        handshake_conns: a.get("handshake-conns", 200)?,
         dribble_bytes: a.get("dribble-bytes", 100_000)?,
         dribble_gap: Duration::from_micros(a.get("dribble-gap-us", 30)?),
         timeout: secs(a, "timeout", 600.0)?,

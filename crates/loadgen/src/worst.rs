@@ -295,10 +295,12 @@ fn report(o: &mut Obj, results: &mut [Measured]) {
         .iter_mut()
         .map(|m| median(&mut m.cpu_s.clone()) * 1e6 / m.kb)
         .collect();
+    // No ratio without a measurable baseline (CPU ticks are 10 ms).
     let base = results
         .iter()
         .position(|m| m.case == "ordinary")
-        .map(|i| per_kb[i]);
+        .map(|i| per_kb[i])
+        .filter(|b| *b > 0.0);
     let mut worst = ("", 0.0f64);
     let mut rows = Vec::new();
     for (m, us) in results.iter().zip(&per_kb) {

@@ -381,3 +381,56 @@ fn many_5000() {
     assert_eq!(u(&v, "connected"), 5000);
     assert_eq!(u(&v, "ring_delivered"), 5000);
 }
+
+#[test]
+fn worst_case_small() {
+    let r = common::start();
+    let addr = r.addr.to_string();
+    let pid = std::process::id().to_string();
+    let (out, v) = run(&[
+        "worst-case",
+        "--addr",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--bytes",
+        "300000",
+        "--rounds",
+        "2",
+        "--cases",
+        "ordinary,namespaces,deep,handshake,dribbled",
+        "--handshake-conns",
+        "2",
+        "--dribble-bytes",
+        "400",
+        "--timeout",
+        "30",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(v["ok"], true);
+    let cases = v["cases"].as_array().expect("cases");
+    let names: Vec<&str> = cases.iter().map(|c| c["case"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ordinary", "namespaces", "deep", "handshake"]);
+    for c in cases {
+        assert!(c["kb"].as_f64().unwrap() > 0.0, "{c}");
+        assert_eq!(c["cpu_s"].as_array().unwrap().len(), 2, "{c}");
+    }
+    // (With too few CPU ticks for the baseline, no ratios.)
+    assert!(matches!(cases[0]["ratio"].as_f64(), None | Some(1.0)));
+    // Every stanza reached the receiver (else the run times out), at least
+    // --bytes of each input per round.
+    assert!(cases[1]["kb"].as_f64().unwrap() >= 300000.0 / 1024.0);
+    assert_eq!(u(&v["dribbled"], "writes"), u(&v["dribbled"], "bytes"));
+    assert!(u(&v["dribbled"], "bytes") >= 400);
+    // An unknown case is a usage error.
+    let (out, _) = run(&[
+        "worst-case",
+        "--addr",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--cases",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
