@@ -7,7 +7,11 @@ use xmpp_component_router::xml::{Excess, Limits};
 /// header, the streams namespace, is 32 bytes).
 #[allow(dead_code)] // framer_diff compares with an oracle that only fails
 pub fn pick_any(n: u8) -> Limits {
-    let excess = if n & 4 != 0 { Excess::Skip } else { Excess::Fail };
+    let excess = if n & 4 != 0 {
+        Excess::Skip
+    } else {
+        Excess::Fail
+    };
     let l = pick(n);
     Limits {
         excess,
