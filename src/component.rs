@@ -712,7 +712,9 @@ async fn write_loop(
     mut close: oneshot::Receiver<Closing>,
     keepalive: Option<Duration>,
 ) -> (OutboxReceiver, Vec<Bytes>) {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    // Allocated on first use (`recv_many` reserves): an unauthenticated
+    // connection may never need it.
+    let mut batch: Vec<Bytes> = Vec::new();
     let mut wrote_any = false;
     let mut last_write = Instant::now();
     loop {
