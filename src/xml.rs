@@ -8,7 +8,10 @@
 //! DTDs, processing instructions and comments as restricted XML. Its exact byte
 //! span is then copied out as one `Bytes` and forwarded as is. Only what routing
 //! needs is kept: the top-level name and namespace and the `to`, `from`, `type`
-//! and `id` attributes (plus the text of a `<handshake/>`). The per-byte work is
+//! and `id` attributes (plus the text of a `<handshake/>`), and where the
+//! element's own `xmlns` value lies in its bytes ([`Stanza::xmlns_value`]) and
+//! whether its name has a prefix ([`Stanza::prefixed`]), so that its default
+//! namespace can be rewritten by replacing exactly that span. The per-byte work is
 //! in [`lex`]; this module keeps the element stack and the namespace scope,
 //! both in buffers reused from stanza to stanza, so a stanza costs no
 //! allocation beyond its `Bytes` and its routing attributes.
@@ -190,6 +193,15 @@ pub struct Stanza {
     pub has_children: bool,
     /// Local name of the first child (kept for `<stream:error/>` only).
     pub first_child: Option<String>,
+    /// Where in `bytes` the value of this element's own `xmlns` attribute lies:
+    /// the bytes between its quotes, as written (references not expanded),
+    /// wherever the attribute sits and however it is quoted or spaced. `None`
+    /// when the element declares no default namespace. Replacing exactly this
+    /// span rewrites the default namespace and changes no other byte.
+    pub xmlns_value: Option<std::ops::Range<usize>>,
+    /// The element's name has a prefix (`<c:message xmlns:c='jabber:client'>`):
+    /// `head.ns` was reached through that prefix, not the default namespace.
+    pub prefixed: bool,
 }
 
 /// The peer's stream header.
@@ -241,6 +253,9 @@ struct Current {
     text: Option<Collect>,
     has_children: bool,
     first_child: Option<String>,
+    /// Offsets of its `xmlns` value from its start.
+    xmlns_value: Option<(u32, u32)>,
+    prefixed: bool,
 }
 
 /// A routing attribute of the element being read, until its bytes are complete.
@@ -662,6 +677,8 @@ impl Framer {
                 text: None,
                 has_children: false,
                 first_child: None,
+                xmlns_value: None,
+                prefixed: false,
             });
             self.open.clear();
             self.decls.clear();
@@ -712,6 +729,12 @@ impl Framer {
             }
             cur.head = head;
             cur.attrs = attrs;
+            cur.prefixed = name.colon.is_some();
+            cur.xmlns_value = self
+                .attrs
+                .iter()
+                .find(|a| a.name_bytes(tag) == b"xmlns")
+                .map(|a| (rel + a.value_start, a.value_len));
             if head.name == Name::Handshake {
                 cur.text = Some(Collect {
                     cap: MAX_HANDSHAKE_TEXT,
@@ -914,6 +937,8 @@ impl Framer {
             // An overlong handshake text is treated like one with children: invalid.
             has_children: cur.has_children || overflow,
             first_child: cur.first_child,
+            xmlns_value: cur.xmlns_value.map(|(s, l)| s as usize..(s + l) as usize),
+            prefixed: cur.prefixed,
         })
     }
 
@@ -1535,6 +1560,54 @@ mod tests {
         let mut f = framer();
         let err = feed_all(&mut f, b"<?xml version='1.0' encoding='f'\x00").unwrap_err();
         assert_eq!(err.condition, StreamCondition::NotWellFormed);
+    }
+
+    /// Frames `data` after the header in chunks of `chunk` bytes; the stanzas.
+    fn stanzas_in_chunks(data: &[u8], chunk: usize, limits: Limits) -> Vec<Stanza> {
+        let mut f = Framer::new(limits);
+        feed_all(&mut f, HEADER.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        for c in data.chunks(chunk.max(1)) {
+            for fr in feed_all(&mut f, c).unwrap() {
+                if let Frame::Stanza(s) = fr {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn default_namespace_value_span() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            ("<message xmlns='jabber:client' to='b'/>", Some("jabber:client"), false),
+            // After a value holding `>` and a double-quoted look-alike.
+            (
+                "<message id=\"xmlns='jabber:client'\" a='>' xmlns = \"jabber:client\"><body/></message>",
+                Some("jabber:client"),
+                false,
+            ),
+            ("<message xmlns\n=\t'jabber&#58;client'/>", Some("jabber&#58;client"), false),
+            ("<message to='b'><x xmlns='jabber:client'/></message>", None, false),
+            ("<c:message xmlns:c='jabber:client' to='b'/>", None, true),
+            ("<c:message xmlns:c='jabber:client' xmlns='urn:x'/>", Some("urn:x"), true),
+        ];
+        for &(st, want, prefixed) in cases {
+            for chunk in [usize::MAX, 1, 3] {
+                let got = stanzas_in_chunks(st.as_bytes(), chunk, Limits::new(10_000));
+                let s = &got[0];
+                assert_eq!(&s.bytes[..], st.as_bytes());
+                let span = s.xmlns_value.clone().map(|r| &st[r]);
+                assert_eq!(span, want, "{st} in chunks of {chunk}");
+                assert_eq!(s.prefixed, prefixed, "{st}");
+            }
+        }
+        let st = stanzas_in_chunks(
+            b"<c:message xmlns:c='jabber:client'/>",
+            5,
+            Limits::new(10_000),
+        );
+        assert_eq!(st[0].head.ns, Ns::Client);
     }
 
     #[test]
