@@ -39,7 +39,7 @@ use crate::router::{
 };
 use crate::stanza::{accept_header, error_header, reframe, Bounce, StreamCondition, StreamError};
 use crate::upstream::LinkSendError;
-use crate::xml::{Frame, FrameError, Framer, Head, Limits, Name, Ns, Stanza};
+use crate::xml::{Frame, FrameError, Framer, Head, Limits, Name, Ns, Stanza, NS_COMPONENT};
 
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -466,7 +466,11 @@ impl Connection {
                 let Some(link) = live.session.upstream.load_full() else {
                     return Some(Bounce::UPSTREAM_UNAVAILABLE);
                 };
-                match link.try_send(for_upstream(st)) {
+                let bytes = match for_upstream(st) {
+                    Ok(b) => b,
+                    Err(bounce) => return Some(bounce),
+                };
+                match link.try_send(bytes) {
                     Ok(()) => None,
                     Err(LinkSendError::Down) => Some(Bounce::UPSTREAM_UNAVAILABLE),
                     Err(LinkSendError::Full) => Some(Bounce::QUEUE_FULL),
@@ -669,35 +673,28 @@ pub fn new_stream_id() -> String {
 }
 
 /// The bytes to send upstream: a top-level `jabber:client` default namespace is
-/// rewritten to `jabber:component:accept`, which Prosody would otherwise drop.
-fn for_upstream(st: &Stanza) -> Bytes {
+/// rewritten to `jabber:component:accept`, which Prosody would otherwise drop
+/// silently. Exactly the value the framer recorded is replaced (wherever the
+/// declaration sits, however it is quoted, spaced or written with references);
+/// no other byte changes. A top-level element that is in `jabber:client` only
+/// through a prefix cannot be rewritten so: it is bounced `bad-request`.
+fn for_upstream(st: &Stanza) -> Result<Bytes, Bounce> {
     if st.head.ns != Ns::Client {
-        return st.bytes.clone();
+        return Ok(st.bytes.clone());
     }
-    rewrite_default_ns(&st.bytes).unwrap_or_else(|| st.bytes.clone())
+    match (&st.xmlns_value, st.prefixed) {
+        (Some(span), false) => Ok(replace_span(&st.bytes, span.clone(), NS_COMPONENT)),
+        _ => Err(Bounce::BAD_REQUEST),
+    }
 }
 
-/// Replace `xmlns='jabber:client'` (either quote) in the start tag.
-fn rewrite_default_ns(b: &[u8]) -> Option<Bytes> {
-    let tag_end = b.iter().position(|&c| c == b'>')?;
-    let tag = &b[..tag_end];
-    for pat in [
-        &b"xmlns='jabber:client'"[..],
-        &b"xmlns=\"jabber:client\""[..],
-    ] {
-        if let Some(i) = tag.windows(pat.len()).position(|w| w == pat) {
-            // Must be the attribute `xmlns`, not e.g. `foo:xmlns` or `xxmlns`.
-            if i > 0 && !tag[i - 1].is_ascii_whitespace() {
-                continue;
-            }
-            let mut v = Vec::with_capacity(b.len() + 16);
-            v.extend_from_slice(&b[..i]);
-            v.extend_from_slice(b"xmlns='jabber:component:accept'");
-            v.extend_from_slice(&b[i + pat.len()..]);
-            return Some(Bytes::from(v));
-        }
-    }
-    None
+/// `b` with the bytes in `span` replaced by `with`.
+fn replace_span(b: &[u8], span: std::ops::Range<usize>, with: &str) -> Bytes {
+    let mut v = Vec::with_capacity(b.len() + with.len());
+    v.extend_from_slice(&b[..span.start]);
+    v.extend_from_slice(with.as_bytes());
+    v.extend_from_slice(&b[span.end..]);
+    Bytes::from(v)
 }
 
 /// The writer task: drains the outbox in batches into `writev`, sends a
@@ -906,16 +903,47 @@ mod tests {
         assert_ne!(a, new_stream_id());
     }
 
-    #[test]
-    fn client_namespace_rewrite() {
-        let r = rewrite_default_ns(
-            b"<message xmlns='jabber:client' to='x'><body xmlns='jabber:client'/></message>",
-        )
-        .unwrap();
-        assert_eq!(
-            &r[..],
-            b"<message xmlns='jabber:component:accept' to='x'><body xmlns='jabber:client'/></message>"
+    /// Frame one stanza (after a component stream header).
+    fn frame(st: &str) -> Stanza {
+        let mut f = Framer::new(Limits::new(100_000));
+        f.buf_mut().extend_from_slice(
+            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='x'>",
         );
-        assert!(rewrite_default_ns(b"<message to='x'/>").is_none());
+        f.buf_mut().extend_from_slice(st.as_bytes());
+        loop {
+            match f.next_frame() {
+                Ok(Some(Frame::Stanza(s))) => return s,
+                Ok(Some(_)) => continue,
+                other => panic!("{st}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn client_namespace_rewrite_replaces_exactly_the_value() {
+        let cases = [
+            (
+                "<message xmlns='jabber:client' to='x'><body xmlns='jabber:client'/></message>",
+                "<message xmlns='jabber:component:accept' to='x'><body xmlns='jabber:client'/></message>",
+            ),
+            (
+                "<message a='>' id=\"xmlns='jabber:client'\" xmlns = \"jabber:client\"/>",
+                "<message a='>' id=\"xmlns='jabber:client'\" xmlns = \"jabber:component:accept\"/>",
+            ),
+            (
+                "<iq xmlns='jabber&#x3A;client' type='get'/>",
+                "<iq xmlns='jabber:component:accept' type='get'/>",
+            ),
+        ];
+        for (input, want) in cases {
+            let got = for_upstream(&frame(input)).unwrap();
+            assert_eq!(std::str::from_utf8(&got).unwrap(), want);
+        }
+        // Already jabber:component:accept (or inherited): unchanged.
+        let st = frame("<message to='x'/>");
+        assert_eq!(for_upstream(&st).unwrap(), st.bytes);
+        // jabber:client only through a prefix: bounced.
+        let st = frame("<c:message xmlns:c='jabber:client' to='x'/>");
+        assert_eq!(for_upstream(&st), Err(Bounce::BAD_REQUEST));
     }
 }

@@ -564,10 +564,30 @@ impl LinkTask {
 #[derive(Default)]
 struct Stop {
     reason: Mutex<Option<Reason>>,
+    drained: AtomicBool,
     notify: Notify,
 }
 
 impl Stop {
+    /// The reader has handled what the server sent before the stop (delivered
+    /// it, or queued bounces for it): the writer may close the stream.
+    fn mark_drained(&self) {
+        self.drained.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    async fn drained(&self) {
+        loop {
+            let n = self.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.drained.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+
     fn fire(&self, r: Reason) {
         if let Ok(mut g) = self.reason.lock() {
             if g.is_none() {
@@ -781,11 +801,20 @@ enum Next {
 
 impl Reader<'_> {
     async fn run(mut self) {
+        self.serve().await;
+        self.stop.mark_drained();
+    }
+
+    async fn serve(&mut self) {
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         loop {
             if let Next::Done = self.drain_frames().await {
                 return;
+            }
+            if self.read_size > MIN_READ {
+                // The server is sending fast: let others run between reads.
+                tokio::task::yield_now().await;
             }
             let deadline = match ping_sent {
                 Some(t) => t + self.live.ping_timeout,
@@ -794,6 +823,10 @@ impl Reader<'_> {
             tokio::select! {
                 biased;
                 _ = self.stop.wait() => {
+                    // What the server sent before the stop is handled before
+                    // our `</stream:stream>` goes out (the writer waits for it).
+                    self.drain_available().await;
+                    self.stop.mark_drained();
                     if self.stop.reason().graceful() {
                         self.linger().await;
                     }
@@ -829,6 +862,22 @@ impl Reader<'_> {
                     let _ = self.ctl.try_send(Bytes::from(ping));
                     ping_sent = Some(Instant::now());
                 }
+            }
+        }
+    }
+
+    /// After the stop: handle what has already arrived (without waiting for
+    /// more), a bounded amount.
+    async fn drain_available(&mut self) {
+        for _ in 0..16 {
+            if let Next::Done = self.drain_frames().await {
+                return;
+            }
+            let buf = self.framer.buf_mut();
+            buf.reserve(MAX_READ);
+            match self.rd.try_read_buf(buf) {
+                Ok(n) if n > 0 => {}
+                _ => return,
             }
         }
     }
@@ -911,6 +960,10 @@ impl Reader<'_> {
     /// full the link reads nothing more (TCP back-pressure on the server). It
     /// is delivered only if a reload has not detached the component meanwhile.
     async fn deliver(&mut self, st: &Stanza) -> Next {
+        if self.reg.is_detached() {
+            self.discard_for_detached();
+            return Next::Continue;
+        }
         let outbox = &self.session.outbox;
         loop {
             let give_up = self.give_up;
@@ -925,6 +978,10 @@ impl Reader<'_> {
                 }
             };
             match room {
+                None if self.reg.is_detached() => {
+                    self.discard_for_detached();
+                    return Next::Continue;
+                }
                 // The link is stopping: deliver it if room comes soon.
                 None => self.give_up = Some(Instant::now() + LINGER),
                 Some(Err(_)) => {
@@ -950,6 +1007,16 @@ impl Reader<'_> {
                 }
             }
         }
+    }
+
+    /// A reload detached the component: what the server still sends it is
+    /// dropped (as what the component sends is), counted and logged at debug.
+    fn discard_for_detached(&self) {
+        let n = self
+            .router
+            .discarded_for_detached
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(domain = %self.domain, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
     }
 
     /// Answer a stanza from the server with a stanza error over this link
@@ -1144,8 +1211,10 @@ async fn write_loop(
         }
     }
     if stop.reason().graceful() {
-        // Closing: what was accepted for the server goes to the server, then our
-        // `</stream:stream>`; whatever does not make it in time is bounced.
+        // Closing: what was accepted for the server goes to the server (with
+        // the reader's bounces for what the server sent before the stop), then
+        // our `</stream:stream>`; whatever does not make it in time is bounced.
+        let _ = timeout(CLOSE_GRACE, stop.drained()).await;
         let _ = timeout(CLOSE_GRACE, async {
             while let Ok(b) = q.rx.try_recv() {
                 pending.push(b, true);
