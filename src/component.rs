@@ -1,7 +1,7 @@
 //! One component connection, XEP-0114 server side: the whole protocol in one place.
 //!
 //! A connection goes through three phases, each error condition raised next to
-//! the check that decides it (SPEC §4):
+//! the check that decides it (README, "What it does"):
 //! 1. stream header: namespace, `to`, attached domain → our header with a fresh id;
 //! 2. handshake: SHA-1(id + secret) compared in constant time, then the conflict
 //!    policy → `<handshake/>`, and the session is attached to its registration;
@@ -501,7 +501,7 @@ impl Connection {
         loop {
             match self.framer.next_frame() {
                 // `</stream:stream>` ends the connection in every phase: answer
-                // with ours and close (SPEC §4 "Anywhere").
+                // with ours and close.
                 Ok(Some(Frame::End)) => return Input::End(End::PeerClosed),
                 Ok(Some(f)) => return Input::Frame(f),
                 Ok(None) => {}
@@ -626,7 +626,8 @@ fn is_peer_stream_error(head: Head) -> bool {
     head.name == Name::Error && head.ns == Ns::Streams
 }
 
-/// Checks on a top-level start tag after authentication, in SPEC order.
+/// Checks on a top-level start tag after authentication, in the order of the
+/// README's "What it does".
 fn check_head(head: Head) -> Option<StreamError> {
     if head == HANDSHAKE || is_peer_stream_error(head) {
         return None;
@@ -641,7 +642,7 @@ fn check_head(head: Head) -> Option<StreamError> {
 }
 
 /// The digest in a `<handshake/>`'s text: the text with XML whitespace trimmed,
-/// if that is exactly 40 hex digits (SPEC §4).
+/// if that is exactly 40 hex digits (XEP-0114 §3).
 pub fn handshake_token(text: &str) -> Option<&str> {
     let token = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     (token.len() == 40 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)

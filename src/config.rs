@@ -36,6 +36,9 @@ pub mod defaults {
     pub const MAX_QUEUE_BYTES: usize = 4 << 20;
     pub const KEEPALIVE_INTERVAL_SECS: u64 = 60;
     pub const DEAD_PEER_TIMEOUT_SECS: u64 = 120;
+    /// `[upstream] max_stanza_size`: what the server relays comes from anyone
+    /// on the network and is re-escaped (an apostrophe becomes six bytes).
+    pub const UPSTREAM_MAX_STANZA_SIZE: usize = 16 << 20;
 }
 
 /// A secret that never prints itself.
@@ -115,6 +118,9 @@ impl ComponentConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub address: String,
+    /// Largest stanza the links buffer and deliver; a larger one is skipped
+    /// and its sender gets `policy-violation`.
+    pub max_stanza_size: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -249,6 +255,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     address: Spanned<String>,
+    max_stanza_size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -470,8 +477,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     ),
                 ));
             }
+            let max_stanza_size = int(
+                &u.get_ref().max_stanza_size,
+                "upstream.max_stanza_size",
+                MIN_STANZA_SIZE as i64..=(1 << 30),
+                "bytes",
+                defaults::UPSTREAM_MAX_STANZA_SIZE as i64,
+            )? as usize;
             Some(UpstreamConfig {
                 address: addr.get_ref().clone(),
+                max_stanza_size,
             })
         }
     };
@@ -844,6 +859,10 @@ mod tests {
             .contains("valid domain"));
         assert!(err_line("[components.\"a.x\"]\nsecret=\"a\"\non_conflict=\"x\"\n").0 == 3);
         assert!(err_line("[upstream]\naddress = \"nope\"\n").0 == 2);
+        assert_eq!(
+            err_line("[upstream]\naddress = \"h:1\"\nmax_stanza_size = 9999\n").0,
+            3
+        );
         assert!(err_line("[components.\"a.x\"]\nsecret=\"a\"\nfoo=1\n").0 == 3);
     }
 
@@ -916,6 +935,15 @@ mod tests {
         assert_eq!((c.max_queue_stanzas, c.max_queue_bytes), (9, 2048));
         assert_eq!(c.keepalive_interval, None);
         assert_eq!(c.dead_peer_timeout, Duration::from_secs(4));
+        let u = |t: &str| p(t).unwrap().upstream.unwrap().max_stanza_size;
+        assert_eq!(
+            u("[upstream]\naddress = \"h:1\"\n"),
+            defaults::UPSTREAM_MAX_STANZA_SIZE
+        );
+        assert_eq!(
+            u("[upstream]\naddress = \"h:1\"\nmax_stanza_size = 10000\n"),
+            10_000
+        );
         for (body, key) in [
             ("\nmax_connections = 0\n", "max_connections"),
             ("\nmax_stanza_depth = -1\n", "max_stanza_depth"),

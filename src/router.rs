@@ -433,7 +433,7 @@ pub enum Delivery {
     Unknown,
 }
 
-/// What a reload changed, for the report (SPEC §6).
+/// What a reload changed, for the report.
 #[derive(Debug, Default)]
 pub struct ReloadReport {
     pub added: Vec<String>,
@@ -590,7 +590,7 @@ impl Router {
             .collect()
     }
 
-    /// Apply a validated new config (SPEC §6): attach added components, detach
+    /// Apply a validated new config (README, "Reloading"): attach added components, detach
     /// removed ones (their connections stay open but inert), update changed
     /// settings in place, and leave everything else untouched.
     pub fn apply(&self, old: &Config, new: &Config) -> ReloadReport {

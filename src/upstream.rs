@@ -1,5 +1,5 @@
 //! Upstream links: one XEP-0114 client stream per authenticated component to the
-//! XMPP server behind the router (SPEC §5).
+//! XMPP server behind the router (README, "In front of Prosody").
 //!
 //! Each link is one task that owns the link's bounded queue and loops:
 //! connect (TCP, with a timeout), send our header `to=DOMAIN`, read the server's
@@ -66,6 +66,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing link may take to flush its queue and `</stream:stream>`.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Attributes on one element of a stanza from the server (each costs the
+/// framer a few dozen bytes of scratch while its tag is read).
+const LINK_MAX_ATTRIBUTES: usize = 4096;
 /// After the link stops: how long it keeps reading and delivering what the
 /// server still sends.
 const LINGER: Duration = Duration::from_secs(4);
@@ -262,9 +265,9 @@ pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Sessio
     tokio::spawn(task.run(predecessor));
 }
 
-/// Apply a change of `[upstream]` from a reload (SPEC §6): when it appears,
-/// every live session gets a link; when it disappears, every link is closed;
-/// when the address changes, every link reconnects to the new one now.
+/// Apply a change of `[upstream]` from a reload: when it appears, every live
+/// session gets a link; when it disappears, every link is closed; when the
+/// address changes, every link reconnects to the new one now.
 pub fn apply_reload(router: &Router, old: Option<&UpstreamConfig>, new: Option<&UpstreamConfig>) {
     match (old, new) {
         (Some(_), None) => {
@@ -289,7 +292,8 @@ pub fn apply_reload(router: &Router, old: Option<&UpstreamConfig>, new: Option<&
                 }
             }
         }
-        (Some(a), Some(b)) if a != b => {
+        // A changed `max_stanza_size` applies at the next (re)connect.
+        (Some(a), Some(b)) if a.address != b.address => {
             info!(old = %a.address, new = %b.address, "reload: upstream address changed, reconnecting the upstream links");
             for s in router.sessions() {
                 if let Some(link) = s.upstream.load_full() {
@@ -375,9 +379,9 @@ impl LinkTask {
             let Some(upstream) = self.router.settings().upstream.clone() else {
                 break;
             };
+            let limits = link_limits(&upstream);
             let address = upstream.address;
             let secret = self.reg.settings().upstream_secret.clone();
-            let limits = self.router.settings().limits;
             let attempt = tokio::select! {
                 biased;
                 ev = self.link.event() => Err(ev),
@@ -1232,7 +1236,19 @@ async fn write_loop(
     q.release(pending.stanza_bytes());
 }
 
-/// Exponential backoff with jitter (SPEC §5).
+/// The limits of a link's framer. What the server relays comes from anyone on
+/// the network, re-escaped (an apostrophe becomes six bytes), so they are the
+/// link's own: `[upstream] max_stanza_size`, and no depth limit (each level
+/// takes at least three bytes of that size, so the size bounds it).
+fn link_limits(u: &UpstreamConfig) -> Limits {
+    Limits {
+        max_stanza_size: u.max_stanza_size,
+        max_depth: u.max_stanza_size,
+        max_attributes: LINK_MAX_ATTRIBUTES,
+    }
+}
+
+/// Exponential backoff with jitter.
 struct Backoff {
     next: Duration,
 }
