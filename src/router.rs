@@ -109,8 +109,21 @@ pub struct Outbox {
 #[derive(Default)]
 struct QueueBytes {
     queued: AtomicUsize,
-    /// Woken whenever the writer releases bytes.
+    /// Pushes waiting for bytes (so releasing wakes nobody when none wait).
+    waiting: AtomicUsize,
+    /// Woken when bytes are released while someone waits.
     room: Notify,
+}
+
+impl QueueBytes {
+    fn release(&self, n: usize) {
+        // SeqCst with the waiter's `waiting` increment and its check of
+        // `queued`: either it sees these bytes gone, or this sees it waiting.
+        self.queued.fetch_sub(n, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
 }
 
 /// The writer's side of an [`Outbox`].
@@ -124,8 +137,7 @@ impl OutboxReceiver {
     /// longer count against the bound.
     pub fn release(&self, n: usize) {
         if n > 0 {
-            self.bytes.queued.fetch_sub(n, Ordering::AcqRel);
-            self.bytes.room.notify_waiters();
+            self.bytes.release(n);
         }
     }
 
@@ -146,6 +158,22 @@ pub fn outbox(limits: QueueLimits) -> (Outbox, OutboxReceiver) {
         },
         OutboxReceiver { rx, bytes },
     )
+}
+
+/// Counts one waiting push while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Room for one stanza in an [`Outbox`]: a slot and its bytes, held until
@@ -169,8 +197,7 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if self.permit.is_some() {
-            self.bytes.queued.fetch_sub(self.len, Ordering::AcqRel);
-            self.bytes.room.notify_waiters();
+            self.bytes.release(self.len);
         }
     }
 }
@@ -181,7 +208,7 @@ impl Outbox {
         let max = self.max_bytes;
         self.bytes
             .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
                 (q == 0 || q.saturating_add(len) <= max).then_some(q + len)
             })
             .is_ok()
@@ -200,8 +227,7 @@ impl Outbox {
         match self.tx.try_send(b) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.bytes.queued.fetch_sub(len, Ordering::AcqRel);
-                self.bytes.room.notify_waiters();
+                self.bytes.release(len);
                 Err(match e {
                     mpsc::error::TrySendError::Full(_) => PushError::Full,
                     mpsc::error::TrySendError::Closed(_) => PushError::Closed,
@@ -215,6 +241,14 @@ impl Outbox {
     /// future (or the reservation) gives back what was taken.
     pub async fn reserve(&self, len: usize) -> Result<Reservation<'_>, PushError> {
         let permit = self.tx.reserve().await.map_err(|_| PushError::Closed)?;
+        if self.take_bytes(len) {
+            return Ok(Reservation {
+                permit: Some(permit),
+                bytes: &self.bytes,
+                len,
+            });
+        }
+        let _waiting = Waiting::new(&self.bytes.waiting);
         loop {
             let room = self.bytes.room.notified();
             tokio::pin!(room);
