@@ -67,7 +67,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     let (rd, wr) = stream.into_split();
     let (out, out_rx) = outbox(settings.queue);
     let (close_tx, close_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(
+    let mut writer = tokio::spawn(write_loop(
         wr,
         out_rx,
         close_rx,
@@ -96,7 +96,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     conn.finish(end);
     drop(conn);
     // The writer returns within its own grace periods; this bound is a backstop.
-    let unwritten = match timeout(3 * CLOSE_GRACE, writer).await {
+    let unwritten = match timeout(3 * CLOSE_GRACE, &mut writer).await {
         Ok(Ok((mut rx, mut unwritten))) => {
             // Whatever got into the queue is written or bounced, never dropped:
             // close it, then take what is left.
@@ -108,6 +108,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
         }
         _ => {
             debug!(%peer, "writer did not finish in time");
+            writer.abort();
             Vec::new()
         }
     };

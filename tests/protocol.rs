@@ -632,6 +632,63 @@ async fn conflict_replace_kicks_the_old_session() {
     assert_healthy(&d).await;
 }
 
+/// Stanzas queued for the replaced session and not yet written to it are
+/// bounced to their senders, never dropped: what the old session can still
+/// read plus what was bounced is everything sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_replace_bounces_what_the_old_session_could_not_write() {
+    const N: usize = 300;
+    let d = start_with("max_queue_bytes = 67108864");
+    let mut b = login(&d, "b.example", "sb").await;
+    // The old session does not read: what its socket buffers cannot hold
+    // waits in its queue.
+    let mut old = login(&d, "a.example", "sa").await;
+    let body = "q".repeat(64 * 1024);
+    for i in 0..N {
+        b.send(&format!(
+            "<message from='b.example' to='x@a.example' id='q{i}' type='chat'><body>{body}</body></message>"
+        ))
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut new = login(&d, "a.example", "sa").await;
+    let mut bounced = BTreeSet::new();
+    loop {
+        match b.recv_timeout(Duration::from_secs(4)).await {
+            Got::Stanza(s) => {
+                let e = parse_el(&s);
+                assert_eq!(e.attr("type"), Some("error"), "{s}");
+                assert_eq!(e.attr("from"), Some("x@a.example"), "{s}");
+                let err = e.child(NS_COMPONENT, "error").expect("no <error/>");
+                assert_eq!(err.attr("type"), Some("wait"), "{s}");
+                assert!(
+                    err.child(NS_STANZA_ERRORS, "remote-server-timeout")
+                        .is_some(),
+                    "{s}"
+                );
+                bounced.insert(e.attr("id").unwrap_or_default().to_string());
+            }
+            Got::Timeout => break,
+            other => panic!("b got {other:?}"),
+        }
+    }
+    let mut read = 0;
+    while let Got::Stanza(s) = old.recv_timeout(Duration::from_secs(2)).await {
+        if let Some(id) = support::comp::attr(&s, "id") {
+            assert!(!bounced.contains(&id), "{id} delivered and bounced");
+            read += 1;
+        }
+    }
+    eprintln!(
+        "replaced with {N} stanzas on their way: {read} written to the old session, {} bounced",
+        bounced.len()
+    );
+    assert!(!bounced.is_empty(), "nothing bounced");
+    assert_eq!(read + bounced.len(), N, "stanzas lost");
+    round_trip(&mut new, &mut b, "new").await;
+    assert_healthy(&d).await;
+}
+
 #[tokio::test]
 async fn conflict_reject_refuses_the_new_connection() {
     let d = start();
