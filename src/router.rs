@@ -69,6 +69,7 @@ impl Settings {
                 max_stanza_size: c.max_stanza_size,
                 max_depth: c.max_stanza_depth,
                 max_attributes: c.max_attributes,
+                ..Limits::new(c.max_stanza_size)
             },
             queue: QueueLimits {
                 max_stanzas: c.max_queue_stanzas,

@@ -29,6 +29,9 @@ pub const MAX_ECHO: usize = 3 * 1023 + 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamCondition {
     BadFormat,
+    /// RFC 6120 4.9.3.2: a namespace prefix that is not supported (a stream
+    /// header whose streams namespace is not under the prefix `stream`).
+    BadNamespacePrefix,
     Conflict,
     ConnectionTimeout,
     HostUnknown,
@@ -50,6 +53,7 @@ impl StreamCondition {
     pub fn as_str(self) -> &'static str {
         match self {
             StreamCondition::BadFormat => "bad-format",
+            StreamCondition::BadNamespacePrefix => "bad-namespace-prefix",
             StreamCondition::Conflict => "conflict",
             StreamCondition::ConnectionTimeout => "connection-timeout",
             StreamCondition::HostUnknown => "host-unknown",

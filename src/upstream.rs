@@ -692,7 +692,7 @@ async fn handshake(
                     sent = true;
                 }
             }
-            Ok(Some(Frame::Start(_))) => {}
+            Ok(Some(Frame::Start(_) | Frame::Skipped(_))) => {}
             Ok(Some(Frame::Stanza(st))) => {
                 if is_stream_error(&st) {
                     return Err(stream_error_reason(&st));
@@ -925,7 +925,7 @@ impl Reader<'_> {
                         .fire(Reason::Failed("the server closed the stream".into()));
                     return Next::Done;
                 }
-                Frame::Header(_) | Frame::Start(_) => continue,
+                Frame::Header(_) | Frame::Start(_) | Frame::Skipped(_) => continue,
             };
             if is_stream_error(&st) {
                 self.stop.fire(Reason::Failed(format!(

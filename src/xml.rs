@@ -5,23 +5,51 @@
 //! well-formed XML 1.0 and namespace-well-formed (names, characters, UTF-8,
 //! references to the five predefined entities only, matching end tags, bound
 //! prefixes, no duplicate attributes after namespace expansion), and refuses
-//! DTDs, processing instructions and comments as restricted XML. Its exact byte
-//! span is then copied out as one `Bytes` and forwarded as is. Only what routing
-//! needs is kept: the top-level name and namespace and the `to`, `from`, `type`
-//! and `id` attributes (plus the text of a `<handshake/>`), and where the
-//! element's own `xmlns` value lies in its bytes ([`Stanza::xmlns_value`]) and
-//! whether its name has a prefix ([`Stanza::prefixed`]), so that its default
-//! namespace can be rewritten by replacing exactly that span. The per-byte work is
-//! in [`lex`]; this module keeps the element stack and the namespace scope,
-//! both in buffers reused from stanza to stanza, so a stanza costs no
-//! allocation beyond its `Bytes` and its routing attributes.
+//! DTDs, processing instructions and comments as restricted XML. Names are
+//! those of XML 1.0 fourth edition ([`names`]), as expat reads them. Its exact
+//! byte span is then copied out as one `Bytes` and forwarded as is. Only what
+//! routing needs is kept: the top-level name and namespace and the `to`,
+//! `from`, `type` and `id` attributes (plus the text of a `<handshake/>`), and
+//! where the element's own `xmlns` value lies in its bytes
+//! ([`Stanza::xmlns_value`]) and whether its name has a prefix
+//! ([`Stanza::prefixed`]), so that its default namespace can be rewritten by
+//! replacing exactly that span. The per-byte work is in [`lex`] and [`tag`];
+//! namespaces in [`ns`]; this module keeps the element stack, in buffers
+//! reused from stanza to stanza, so a stanza costs no allocation beyond its
+//! `Bytes` and its routing attributes.
 //!
-//! Input arrives in pieces. Character data is checked as far as it can be and
-//! markup is read only once its end has arrived; the search for that end
-//! resumes where it stopped, so no byte is scanned twice however small the
-//! reads. Limits are checked while searching: a start tag with more than
-//! `max_attributes` attributes fails when the one too many is seen, and any
-//! element fails once its bytes pass `max_stanza_size`, whether complete or not.
+//! # Cost
+//!
+//! Input arrives in pieces. Character data is checked as it arrives; markup
+//! is read as far as it has arrived, and reading resumes where it stopped, so
+//! no byte is looked at twice however small the reads (but the at most three
+//! bytes of a UTF-8 sequence cut by a read, and the XML declaration, at most
+//! 256 bytes once per stream). Namespace prefixes are found through hash
+//! tables and duplicate attributes through a hash set once a tag has more
+//! than a few ([`ns`]): the work per byte is bounded by a small constant
+//! whatever the input (`cargo bench --bench worst_case` measures it).
+//!
+//! # Limits
+//!
+//! [`Limits`] are checked while reading: a start tag with more than
+//! `max_attributes` attributes trips at the one too many, a name, value or
+//! reference at its byte `max_token + 1`, an element once its bytes pass
+//! `max_stanza_size`, whether complete or not. No byte past `max_stanza_size`
+//! from the element's start is examined before that, so an element over the
+//! limit fails as such and not on what lies beyond. With [`Excess::Fail`] (the
+//! component side) that is a `policy-violation`. With [`Excess::Skip`] (the
+//! upstream link, whose stanzas come from anyone on the network) a top-level
+//! element past a limit is *skipped*: from then on its bytes are dropped as
+//! they are read, never buffered; the rest of it is still checked for
+//! well-formedness (names and prefixes by key, see [`ns`]); when it ends the
+//! framer yields [`Frame::Skipped`] with its head and routing attributes when
+//! its start tag was read before the limit. While skipping, the framer keeps
+//! at most about `max_stanza_size` bytes of bookkeeping: element-name keys for
+//! end-tag matching up to `max_stanza_size / 16` levels (deeper end tags are
+//! counted, not matched), and namespace and duplicate-attribute checks up to
+//! `max_stanza_size / 64` declarations or attributes on one tag (past that,
+//! those two checks stop for the rest of the element). The stream header is
+//! never skipped.
 //!
 //! A stanza's bytes are copied out of the read buffer: a slice would keep the
 //! whole read allocation (up to 64 KiB) alive while the stanza sits in a queue,
@@ -30,12 +58,19 @@
 //! Stream headers may declare no namespace prefix but `stream`: with any other
 //! prefix bound on the stream, a stanza could use it and its forwarded bytes would
 //! carry an unbound prefix into the receiving stream. Such headers get
-//! `invalid-namespace` (documented in the README).
+//! `invalid-namespace`; a root element in the streams namespace under another
+//! prefix (`<s:stream xmlns:s=…>`) or none gets `bad-namespace-prefix`
+//! (documented in the README).
 
 mod lex;
+mod names;
+mod ns;
+mod tag;
 
 use bytes::{Buf, Bytes, BytesMut};
-use lex::{nwf, restricted, Collect, QName, MAX_TOKEN};
+use lex::{nwf, restricted, Collect, QName, RefLex};
+use ns::{DupSet, Keys, Scope, NO_NS};
+use tag::{AttrKind, AttrTok, EndCx, EndLex, Expect, ResolveCx, TagCx, TagLex, TagStep};
 
 use crate::stanza::StreamCondition;
 
@@ -46,21 +81,78 @@ pub const NS_CLIENT: &str = "jabber:client";
 /// Text of a `<handshake/>` is 40 hex digits; anything much longer is not a handshake.
 const MAX_HANDSHAKE_TEXT: usize = 256;
 
-#[derive(Clone, Copy, Debug)]
+/// Longest name, attribute value or reference by default: nothing XMPP needs
+/// comes near it, and it bounds the work spent on one token.
+pub const DEFAULT_MAX_TOKEN: usize = 8192;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub max_stanza_size: usize,
     /// Maximum element depth inside a stanza (the stanza itself is depth 1).
     pub max_depth: usize,
     /// Maximum attributes on one element (namespace declarations count).
     pub max_attributes: usize,
+    /// Longest name, attribute value or character reference, in bytes.
+    pub max_token: usize,
+    /// What a top-level element beyond these limits gets.
+    pub excess: Excess,
+}
+
+/// What a top-level element beyond the [`Limits`] gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Excess {
+    /// A `policy-violation` stream error.
+    #[default]
+    Fail,
+    /// It is skipped (dropped unbuffered, still checked) and reported as
+    /// [`Frame::Skipped`]; only XML that is not well-formed is an error.
+    Skip,
 }
 
 impl Limits {
+    /// `max_stanza_size` with the defaults of the other limits
+    /// (`crate::config::defaults`), failing on excess.
     pub fn new(max_stanza_size: usize) -> Self {
         Limits {
             max_stanza_size,
-            max_depth: 64,
-            max_attributes: 256,
+            max_depth: crate::config::defaults::MAX_STANZA_DEPTH,
+            max_attributes: crate::config::defaults::MAX_ATTRIBUTES,
+            max_token: DEFAULT_MAX_TOKEN,
+            excess: Excess::Fail,
+        }
+    }
+}
+
+/// A limit a top-level element went beyond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// `max_stanza_size`.
+    Size,
+    /// `max_depth`.
+    Depth,
+    /// `max_attributes`.
+    Attributes,
+    /// `max_token`.
+    Token,
+}
+
+impl Limit {
+    /// What was too large, for a log line or an error text.
+    pub fn describe(self, limits: &Limits) -> String {
+        match self {
+            Limit::Size => format!(
+                "stanza larger than max_stanza_size ({} bytes)",
+                limits.max_stanza_size
+            ),
+            Limit::Depth => format!("elements nested deeper than {}", limits.max_depth),
+            Limit::Attributes => format!(
+                "more than {} attributes on one element",
+                limits.max_attributes
+            ),
+            Limit::Token => format!(
+                "a name or attribute value longer than {} bytes",
+                limits.max_token
+            ),
         }
     }
 }
@@ -204,6 +296,21 @@ pub struct Stanza {
     pub prefixed: bool,
 }
 
+/// A top-level element skipped for going beyond a limit ([`Excess::Skip`]):
+/// its bytes were checked and dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its name and namespace, when its start tag was read whole before the
+    /// limit was passed (otherwise nothing of it is known).
+    pub head: Option<Head>,
+    /// Its routing attributes (all `None` when `head` is).
+    pub attrs: Attrs,
+    /// The first limit it went beyond.
+    pub limit: Limit,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
 /// The peer's stream header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamHeader {
@@ -221,6 +328,10 @@ pub enum Frame {
     /// caller can refuse it early (the element may never end).
     Start(Head),
     Stanza(Stanza),
+    /// A top-level element went beyond a limit and was skipped
+    /// ([`Excess::Skip`] only). A [`Frame::Start`] came before it when its
+    /// start tag was read before the limit.
+    Skipped(Skipped),
     /// `</stream:stream>`: the peer closed its stream.
     End,
 }
@@ -242,11 +353,12 @@ impl FrameError {
     }
 }
 
-/// The top-level element being read.
+/// The top-level element being read (from its `<`).
 struct Current {
-    /// Offset in `buf` of its `<`.
+    /// Stream offset of its `<`.
     start: usize,
-    head: Head,
+    /// Its name and namespace, once its start tag is read.
+    head: Option<Head>,
     /// The routing attributes: `to`, `from`, `type`, `id`.
     attrs: [Pending; 4],
     /// Text of a `<handshake/>`.
@@ -256,6 +368,11 @@ struct Current {
     /// Offsets of its `xmlns` value from its start.
     xmlns_value: Option<(u32, u32)>,
     prefixed: bool,
+    /// Skipped since it went beyond this limit.
+    skip: Option<Limit>,
+    /// Skipping, the namespace and duplicate checks went past their budget
+    /// and stopped for the rest of the element.
+    ns_unchecked: bool,
 }
 
 /// A routing attribute of the element being read, until its bytes are complete.
@@ -280,69 +397,37 @@ impl Pending {
     }
 }
 
-/// A namespace URI, as found: built in, or an attribute value inside the
-/// current top-level element (offsets from its start).
+/// An open element of the current top-level element, for matching its end tag.
 #[derive(Clone, Copy, Debug)]
-enum Uri {
-    Static(&'static str),
-    At { start: u32, len: u32, plain: bool },
+enum Open {
+    /// Its qualified name: stream offset and length.
+    At(usize, u32),
+    /// The key of its qualified name (skipping: the bytes are gone).
+    Key(u64),
 }
 
-/// A prefix declared inside the current top-level element.
+/// A start tag just read: where its `<` is, its name (with its key while
+/// skipping), and whether its namespaces go unchecked (skipping, past budget).
 #[derive(Clone, Copy, Debug)]
-struct Decl {
-    /// Depth of the element that declared it.
-    depth: u32,
-    prefix_start: u32,
-    prefix_len: u32,
-    uri: Uri,
-}
-
-/// One attribute of the tag being read (offsets from the tag's `<`).
-#[derive(Clone, Copy, Debug)]
-struct AttrTok {
-    name_start: u32,
+struct Read {
+    open: usize,
     name: QName,
-    value_start: u32,
-    value_len: u32,
-    plain: bool,
-    /// Namespace of a prefixed attribute, once resolved.
-    uri: Option<Uri>,
+    key: Option<ns::NameKey>,
+    unchecked: bool,
 }
 
-/// Where reading a start tag stopped when its bytes ran out: it resumes there,
-/// so a tag that arrives in many reads is still read once.
+/// Markup being read, which goes on at the next read.
 #[derive(Debug, Default, Clone, Copy)]
-struct TagLex {
-    /// Offset from the tag's `<` to go on at (0: a new tag).
-    at: usize,
-    state: TagState,
-    /// The element's name, once read.
-    name: Option<QName>,
-    /// Start of the attribute being read, its name once read, and its value's start.
-    attr_start: usize,
-    attr_name: Option<QName>,
-    value_start: usize,
-    quote: u8,
-    plain: bool,
-    /// Whitespace since the last name or value (attributes must be separated).
-    ws: bool,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum TagState {
+enum Markup {
+    /// None: the next byte starts character data or markup.
     #[default]
-    Name,
-    /// After the name or an attribute: whitespace, an attribute, `/` or `>`.
-    Between,
-    /// After `/`: only `>`.
-    Slash,
-    AttrName,
-    /// After an attribute's name: whitespace, then `=`.
-    BeforeEq,
-    /// After `=`: whitespace, then a quote.
-    AfterEq,
-    Value,
+    None,
+    /// A start tag: [`Framer::tag`].
+    Start,
+    /// An end tag: [`Framer::end`].
+    End,
+    /// Inside `<![CDATA[`: its content starts at `content`, checked up to `at`.
+    Cdata { content: usize, at: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,57 +452,70 @@ enum Owed {
     End,
 }
 
-/// What one step over markup produced.
+/// What one step over the input produced.
 // A frame is moved, not boxed: boxing would cost an allocation per stanza.
 #[allow(clippy::large_enum_variant)]
 enum Step {
     Frame(Frame),
     Continue,
-    /// The markup at `pos` has not fully arrived.
+    /// More bytes are needed.
     More,
 }
 
 /// Incremental framer for one inbound XML stream.
 pub struct Framer {
     buf: BytesMut,
-    /// Bytes of `buf` checked and accounted for.
+    /// Stream offset of `buf[0]`: how many bytes were dropped before it.
+    base: usize,
+    /// Stream offset up to which bytes are checked and accounted for (the
+    /// start of the markup being read, if any).
     pos: usize,
-    /// Where the search for the end of the markup at `pos` goes on (0: start over).
-    resume: usize,
+    markup: Markup,
+    /// The start tag being read (reused from tag to tag).
     tag: TagLex,
+    /// The end tag being read.
+    end: EndLex,
+    /// A reference cut by the end of a read, in character data.
+    text_ref: RefLex,
     /// Open elements, the stream root included.
     depth: usize,
     phase: Phase,
     owed: Owed,
     cur: Option<Current>,
-    /// Qualified names of the open elements of the current top-level element
-    /// (offset from its start, length), for matching end tags.
-    open: Vec<(u32, u32)>,
-    /// Prefixes declared inside the current top-level element, innermost last.
-    decls: Vec<Decl>,
+    /// Names of the open elements of the current top-level element, it included.
+    open: Vec<Open>,
+    /// Namespace bindings inside the current top-level element.
+    scope: Scope,
     /// Scratch for the attributes of one tag.
     attrs: Vec<AttrTok>,
+    dups: DupSet,
+    decoded: String,
+    keys: Keys,
     limits: Limits,
 }
 
-const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
-const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 const STREAM_ROOT: &[u8] = b"stream:stream";
 
 impl Framer {
     pub fn new(limits: Limits) -> Self {
         Framer {
             buf: BytesMut::new(),
+            base: 0,
             pos: 0,
-            resume: 0,
-            tag: TagLex::default(),
+            markup: Markup::None,
+            tag: TagLex::new(0),
+            end: EndLex::new(0),
+            text_ref: RefLex::default(),
             depth: 0,
             phase: Phase::Start,
             owed: Owed::Nothing,
             cur: None,
             open: Vec::new(),
-            decls: Vec::new(),
+            scope: Scope::default(),
             attrs: Vec::new(),
+            dups: DupSet::default(),
+            decoded: String::new(),
+            keys: Keys::new(),
             limits,
         }
     }
@@ -433,18 +531,18 @@ impl Framer {
 
     /// Whether no bytes are held (nothing partial is pending).
     pub fn is_idle(&self) -> bool {
-        self.buf.is_empty() && self.cur.is_none()
+        self.buf.is_empty() && self.cur.is_none() && matches!(self.markup, Markup::None)
     }
 
     /// Drop buffers held by an idle stream, so an idle connection costs little memory.
     pub fn shrink(&mut self) {
-        if self.buf.is_empty() && self.cur.is_none() {
+        if self.is_idle() {
             self.buf = BytesMut::new();
-            self.pos = 0;
-            self.resume = 0;
             self.open = Vec::new();
-            self.decls = Vec::new();
             self.attrs = Vec::new();
+            self.decoded = String::new();
+            self.scope.release();
+            self.dups.release();
         }
     }
 
@@ -453,7 +551,7 @@ impl Framer {
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         match std::mem::take(&mut self.owed) {
             Owed::Nothing => {}
-            Owed::Stanza => return Ok(Some(self.finish_stanza())),
+            Owed::Stanza => return Ok(Some(self.finish_element())),
             Owed::End => {
                 self.phase = Phase::Ended;
                 return Ok(Some(Frame::End));
@@ -463,28 +561,34 @@ impl Framer {
             return Ok(None);
         }
         loop {
-            let Some(&first) = self.buf.get(self.pos) else {
-                self.compact();
-                return Ok(None);
+            let step = match self.markup {
+                Markup::None => self.at_pos()?,
+                Markup::Start => self.start_tag()?,
+                Markup::End => self.end_tag()?,
+                Markup::Cdata { .. } => self.cdata()?,
             };
-            if first != b'<' {
-                if !self.char_data()? {
-                    self.check_pending()?;
-                    self.compact();
-                    return Ok(None);
-                }
-                continue;
-            }
-            match self.markup()? {
+            match step {
                 Step::Frame(f) => return Ok(Some(f)),
                 Step::Continue => {}
                 Step::More => {
-                    self.check_pending()?;
+                    if self.check_pending()? {
+                        continue;
+                    }
                     self.compact();
                     return Ok(None);
                 }
             }
         }
+    }
+
+    /// The current top-level element is being skipped.
+    fn skipping(&self) -> bool {
+        self.cur.as_ref().is_some_and(|c| c.skip.is_some())
+    }
+
+    /// The bytes between stream offsets `start` and `end`.
+    fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        tag::at(&self.buf, self.base, start, end)
     }
 
     /// Where the bytes not yet handed out start: the open top-level element,
@@ -493,28 +597,114 @@ impl Framer {
         self.cur.as_ref().map_or(self.pos, |c| c.start)
     }
 
-    /// End of the bytes that may be examined: no further than one byte past
-    /// `max_stanza_size` from the start of the pending element, so that an
-    /// element over the limit fails as such (in [`Framer::check_pending`]) and
-    /// not on whatever error lies beyond the limit.
+    /// Stream offset of the end of the bytes that may be examined: no further
+    /// than one byte past `max_stanza_size` from the start of the pending
+    /// element, so that an element over the limit fails as such (in
+    /// [`Framer::check_pending`]) and not on whatever error lies beyond the
+    /// limit. A skipped element has no such bound.
     fn visible_end(&self) -> usize {
-        let start = self.pending_start();
-        self.buf.len().min(
-            start
+        let end = self.base + self.buf.len();
+        if self.skipping() {
+            return end;
+        }
+        end.min(
+            self.pending_start()
                 .saturating_add(self.limits.max_stanza_size)
                 .saturating_add(1),
         )
     }
 
-    /// Check the character data at `pos` (up to the next `<`); whether any
-    /// progress was made.
-    fn char_data(&mut self) -> Result<bool, FrameError> {
-        let rest = &self.buf[self.pos..self.visible_end()];
+    /// The limits that hold now: none but memory safety's while skipping.
+    fn max_token(&self) -> usize {
+        if self.skipping() {
+            usize::MAX
+        } else {
+            self.limits.max_token
+        }
+    }
+
+    /// A limit was passed: a `policy-violation`, or (skipping on excess,
+    /// inside a top-level element) the element is skipped from here on.
+    fn exceed(&mut self, limit: Limit) -> Result<(), FrameError> {
+        let skippable = self.limits.excess == Excess::Skip && self.phase == Phase::Stream;
+        match &self.cur {
+            Some(c) if skippable => {
+                if c.skip.is_none() {
+                    self.begin_skip(limit);
+                }
+                Ok(())
+            }
+            _ => Err(self.limit_error(limit, false)),
+        }
+    }
+
+    fn limit_error(&self, limit: Limit, pending: bool) -> FrameError {
+        let mut detail = limit.describe(&self.limits);
+        if pending {
+            detail = detail.replacen("stanza", "element", 1);
+        }
+        FrameError::new(StreamCondition::PolicyViolation, detail)
+    }
+
+    /// Character data or the start of markup at `pos`.
+    fn at_pos(&mut self) -> Result<Step, FrameError> {
+        let end = self.visible_end();
+        let rest = self.bytes(self.pos.min(end), end);
+        let Some(&first) = rest.first() else {
+            return Ok(Step::More);
+        };
+        if first != b'<' || self.text_ref.len > 0 {
+            return self.char_data();
+        }
+        let Some(&b1) = rest.get(1) else {
+            return Ok(Step::More);
+        };
+        match b1 {
+            b'/' => {
+                self.end = EndLex::new(self.pos);
+                self.markup = Markup::End;
+            }
+            b'!' => return self.bang(),
+            b'?' => return self.question(),
+            _ => {
+                if self.phase == Phase::Stream && self.depth == 1 {
+                    self.begin_element();
+                }
+                self.tag.reset(self.pos);
+                self.markup = Markup::Start;
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// A top-level element starts at `pos`.
+    fn begin_element(&mut self) {
+        self.cur = Some(Current {
+            start: self.pos,
+            head: None,
+            attrs: Default::default(),
+            text: None,
+            has_children: false,
+            first_child: None,
+            xmlns_value: None,
+            prefixed: false,
+            skip: None,
+            ns_unchecked: false,
+        });
+        self.open.clear();
+        self.scope.reset();
+    }
+
+    /// Check the character data at `pos` (up to the next `<`).
+    fn char_data(&mut self) -> Result<Step, FrameError> {
+        let end = self.visible_end();
+        let max_ref = self.max_token();
+        let rest = tag::at(&self.buf, self.base, self.pos, end);
         let (t, last) = match memchr::memchr(b'<', rest) {
             Some(e) => (&rest[..e], true),
             None => (rest, false),
         };
-        let collect = match (&mut self.cur, self.depth) {
+        let out = match (&mut self.cur, self.depth) {
             (Some(c), 2) => c.text.as_mut(),
             _ => None,
         };
@@ -523,32 +713,32 @@ impl Framer {
             _ if self.depth <= 1 => Some(between_stanzas),
             _ => None,
         };
-        let consumed = lex::text(t, lex::Chars::Text, last, collect, ws_only)?;
+        let cx = lex::TextCtx {
+            last,
+            out,
+            ws_only,
+            pending: &mut self.text_ref,
+            max_ref,
+        };
+        let consumed = lex::text(t, lex::Chars::Text, cx)?;
         if matches!(self.phase, Phase::Start) && consumed > 0 {
             self.phase = Phase::Prolog;
         }
         self.pos += consumed;
-        self.check_size()?;
-        Ok(consumed > 0)
-    }
-
-    /// Read the markup at `pos` (`buf[pos] == b'<'`).
-    fn markup(&mut self) -> Result<Step, FrameError> {
-        let rest = &self.buf[self.pos..self.visible_end()];
-        let Some(&b1) = rest.get(1) else {
-            return Ok(Step::More);
-        };
-        match b1 {
-            b'/' => self.end_tag(),
-            b'!' => self.bang(),
-            b'?' => self.question(),
-            _ => self.start_tag(),
+        if self.text_ref.len > max_ref {
+            self.exceed(Limit::Token)?;
         }
+        self.check_size()?;
+        Ok(if consumed > 0 {
+            Step::Continue
+        } else {
+            Step::More
+        })
     }
 
     /// `<?`: the XML declaration at the very start, else a processing instruction.
     fn question(&mut self) -> Result<Step, FrameError> {
-        let rest = &self.buf[self.pos..self.visible_end()];
+        let rest = self.bytes(self.pos, self.visible_end());
         if self.phase == Phase::Start {
             let n = rest.len().min(6);
             if rest[..n] == b"<?xml "[..n]
@@ -588,7 +778,7 @@ impl Framer {
     /// `<!`: a CDATA section inside a stanza; comments and DTDs are refused.
     fn bang(&mut self) -> Result<Step, FrameError> {
         const OPEN: &[u8] = b"<![CDATA[";
-        let rest = &self.buf[self.pos..self.visible_end()];
+        let rest = self.bytes(self.pos, self.visible_end());
         match rest.get(2) {
             None => return Ok(Step::More),
             Some(b'[') => {}
@@ -605,18 +795,30 @@ impl Framer {
         if matches!(self.phase, Phase::Start | Phase::Prolog) {
             return Err(nwf("CDATA section before the stream header"));
         }
-        // Content is checked as it arrives, up to where a `]]>` could begin.
         let content = self.pos + OPEN.len();
-        let checked = self.resume.max(content);
-        let end = self.pos + rest.len();
-        let search_from = checked.saturating_sub(2).max(content);
+        self.markup = Markup::Cdata {
+            content,
+            at: content,
+        };
+        Ok(Step::Continue)
+    }
+
+    /// Inside a CDATA section: its content is checked as it arrives, up to
+    /// where a `]]>` could begin.
+    fn cdata(&mut self) -> Result<Step, FrameError> {
+        let Markup::Cdata { content, at } = self.markup else {
+            return Ok(Step::Continue);
+        };
+        let end = self.visible_end();
+        // A `]]>` may begin in the (at most two) `]` held back last time.
+        let search_from = at.saturating_sub(2).max(content).max(self.base);
         let found =
-            memchr::memmem::find(&self.buf[search_from..end], b"]]>").map(|e| search_from + e);
+            memchr::memmem::find(self.bytes(search_from, end), b"]]>").map(|e| search_from + e);
         let (upto, last) = match found {
             Some(e) => (e, true),
             None => {
                 // Hold back only a `]` or `]]` that may begin the `]]>`.
-                let tail = &self.buf[checked..end];
+                let tail = self.bytes(at, end);
                 let hold = if tail.ends_with(b"]]") {
                     2
                 } else {
@@ -625,157 +827,323 @@ impl Framer {
                 (end - hold, false)
             }
         };
-        let collect = match (&mut self.cur, self.depth) {
+        let out = match (&mut self.cur, self.depth) {
             (Some(c), 2) => c.text.as_mut(),
             _ => None,
         };
         let ws_only: Option<fn() -> FrameError> = (self.depth <= 1).then_some(between_stanzas);
-        let n = lex::text(
-            &self.buf[checked..upto],
-            lex::Chars::Cdata,
+        let mut no_ref = RefLex::default();
+        let cx = lex::TextCtx {
             last,
-            collect,
+            out,
             ws_only,
-        )?;
+            pending: &mut no_ref,
+            max_ref: 0,
+        };
+        let t = tag::at(&self.buf, self.base, at, upto);
+        let n = lex::text(t, lex::Chars::Cdata, cx)?;
         let Some(e) = found else {
-            self.resume = checked + n;
+            self.markup = Markup::Cdata {
+                content,
+                at: at + n,
+            };
             return Ok(Step::More);
         };
-        self.resume = 0;
+        self.markup = Markup::None;
         self.pos = e + 3;
         self.check_size()?;
         Ok(Step::Continue)
     }
 
+    /// Go on reading the start tag at `pos`.
     fn start_tag(&mut self) -> Result<Step, FrameError> {
-        let tag_start = self.pos;
-        let Some((end, name, self_closing)) = lex_tag(
-            &self.buf[tag_start..self.visible_end()],
-            &mut self.tag,
-            &mut self.attrs,
-            self.limits.max_attributes,
-        )?
-        else {
-            return Ok(Step::More);
+        let end = self.visible_end();
+        let skipping = self.skipping();
+        let max_attributes = if skipping {
+            usize::MAX
+        } else {
+            self.limits.max_attributes
         };
-        self.tag = TagLex::default();
-        let end = tag_start + end;
+        let lx = &mut self.tag;
+        let mut cx = TagCx {
+            buf: &self.buf,
+            base: self.base,
+            end,
+            max_token: if skipping {
+                usize::MAX
+            } else {
+                self.limits.max_token
+            },
+            max_attributes,
+            budget: if skipping {
+                (self.limits.max_stanza_size / 128).max(self.limits.max_attributes)
+            } else {
+                usize::MAX
+            },
+            keys: &self.keys,
+            skipping,
+            attrs: &mut self.attrs,
+            dups: &mut self.dups,
+            decoded: &mut self.decoded,
+        };
+        match lx.step(&mut cx)? {
+            TagStep::More => Ok(Step::More),
+            TagStep::Limit(l) => {
+                self.exceed(l)?;
+                Ok(Step::Continue)
+            }
+            TagStep::Done { gt, self_closing } => {
+                self.markup = Markup::None;
+                let Some((name, key)) = lx.elem else {
+                    return Err(nwf("malformed start tag"));
+                };
+                let read = Read {
+                    open: lx.open,
+                    name,
+                    key,
+                    unchecked: lx.unchecked,
+                };
+                self.tag_done(read, gt, self_closing)
+            }
+        }
+    }
+
+    /// A start tag has been read whole: its `>` is at `gt`.
+    fn tag_done(&mut self, mut r: Read, gt: usize, self_closing: bool) -> Result<Step, FrameError> {
         match self.phase {
-            Phase::Start | Phase::Prolog => return self.header(end, name, self_closing),
+            Phase::Start | Phase::Prolog => return self.header(r, gt, self_closing),
             Phase::Stream => {}
             Phase::Ended => return Ok(Step::More),
         }
         let depth = self.depth + 1;
-        if depth == 2 {
-            self.cur = Some(Current {
-                start: tag_start,
-                head: Head {
-                    name: Name::Other,
-                    ns: Ns::Other,
-                },
-                attrs: Default::default(),
-                text: None,
-                has_children: false,
-                first_child: None,
-                xmlns_value: None,
-                prefixed: false,
-            });
-            self.open.clear();
-            self.decls.clear();
-        }
-        let Some(cur) = self.cur.as_mut() else {
-            return Err(nwf("element outside the stream"));
+        let unchecked = self.skipping()
+            && (r.unchecked || self.scope.len() + self.attrs.len() > self.skip_budget());
+        let ns_unchecked = match self.cur.as_mut() {
+            Some(c) => {
+                c.ns_unchecked |= unchecked;
+                c.ns_unchecked
+            }
+            None => false,
         };
-        let base = cur.start;
-        let rel = (tag_start - base) as u32;
-        let elem_ns = resolve(
-            &self.buf[base..],
-            rel,
-            depth as u32,
-            name,
-            &mut self.attrs,
-            &mut self.decls,
-            true,
-        )?;
-        if depth > 2 && depth - 1 > self.limits.max_depth {
-            return Err(FrameError::new(
-                StreamCondition::PolicyViolation,
-                format!("elements nested deeper than {}", self.limits.max_depth),
-            ));
+        let ns = if ns_unchecked {
+            NO_NS
+        } else {
+            self.resolve(&r, depth, true)?
+        };
+        // Checked after the namespaces, as a parser would find those faults
+        // in the tag before the tag's depth counts.
+        if depth > 2 && depth - 1 > self.limits.max_depth && !self.skipping() {
+            self.exceed(Limit::Depth)?;
+            if self.skipping() {
+                self.key_finished_tag(&mut r);
+            }
         }
-        let tag = &self.buf[tag_start..=end];
-        let qname = &tag[1..1 + name.len];
+        let skipping = self.skipping();
         self.depth = depth;
-        self.pos = end + 1;
-        if depth == 2 {
-            let head = Head {
-                name: classify_name(name.local(qname)),
-                ns: classify_ns(elem_ns, &self.buf[base..]),
-            };
-            let mut attrs: [Pending; 4] = Default::default();
-            for a in self.attrs.iter().filter(|a| a.name.colon.is_none()) {
-                let slot = match a.name_bytes(tag) {
-                    b"to" => 0,
-                    b"from" => 1,
-                    b"type" => 2,
-                    b"id" => 3,
-                    _ => continue,
-                };
-                attrs[slot] = if a.plain {
-                    Pending::Plain(rel + a.value_start, a.value_len)
-                } else {
-                    Pending::Decoded(lex::decode_attr(a.value(tag), false).into())
-                };
+        self.pos = gt + 1;
+        if depth == 2 && !skipping {
+            return self.top_level_start(&r, ns, self_closing);
+        }
+        if let Some(cur) = self.cur.as_mut() {
+            if !skipping && !cur.has_children && depth == 3 && cur.head_is(Name::Error) {
+                let q = tag::at(&self.buf, self.base, r.open + 1, r.open + 1 + r.name.len);
+                cur.first_child = Some(String::from_utf8_lossy(r.name.local(q)).into_owned());
             }
-            cur.head = head;
-            cur.attrs = attrs;
-            cur.prefixed = name.colon.is_some();
-            cur.xmlns_value = self
-                .attrs
-                .iter()
-                .find(|a| a.name_bytes(tag) == b"xmlns")
-                .map(|a| (rel + a.value_start, a.value_len));
-            if head.name == Name::Handshake {
-                cur.text = Some(Collect {
-                    cap: MAX_HANDSHAKE_TEXT,
-                    ..Collect::default()
-                });
-            }
-            if self_closing {
+            cur.has_children = true;
+        }
+        if self_closing {
+            if depth == 2 {
                 self.owed = Owed::Stanza;
             } else {
-                self.open.push((rel + 1, name.len as u32));
+                self.close_element();
             }
-            self.check_size()?;
-            return Ok(Step::Frame(Frame::Start(head)));
-        }
-        if !cur.has_children && depth == 3 && cur.head.name == Name::Error {
-            cur.first_child = Some(String::from_utf8_lossy(name.local(qname)).into_owned());
-        }
-        cur.has_children = true;
-        if self_closing {
-            self.close_element();
         } else {
-            self.open.push((rel + 1, name.len as u32));
+            self.push_open(&r);
         }
         self.check_size()?;
         Ok(Step::Continue)
     }
 
+    /// While skipping, how many attributes of one tag and namespace bindings
+    /// are kept for the namespace and duplicate checks.
+    fn skip_budget(&self) -> usize {
+        (self.limits.max_stanza_size / 128).max(self.limits.max_attributes)
+    }
+
+    /// Skipping began as a tag ended: the keys of its names from its bytes.
+    fn key_finished_tag(&mut self, r: &mut Read) {
+        for a in self.attrs.iter_mut() {
+            tag::ensure_key(a, &self.buf, self.base, &self.keys);
+        }
+        if r.key.is_none() {
+            let s = r.open + 1;
+            r.key = Some(
+                self.keys
+                    .name(tag::at(&self.buf, self.base, s, s + r.name.len)),
+            );
+        }
+    }
+
+    /// Apply Namespaces in XML to the tag just read (see [`tag::resolve`]).
+    fn resolve(&mut self, r: &Read, depth: usize, stream_bound: bool) -> Result<u32, FrameError> {
+        let mut cx = ResolveCx {
+            buf: &self.buf,
+            base: self.base,
+            keys: &self.keys,
+            scope: &mut self.scope,
+            attrs: &mut self.attrs,
+            decoded: &self.decoded,
+            exact: self.cur.as_ref().is_none_or(|c| c.skip.is_none()),
+            stream_bound,
+        };
+        tag::resolve(
+            &mut cx,
+            &mut self.dups,
+            r.open,
+            (r.name, r.key),
+            depth as u32,
+        )
+    }
+
+    /// The decoded value of the tag's `xmlns` attribute, when it has one.
+    fn default_ns(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let a = self.attrs.iter().find(|a| a.kind == AttrKind::Default)?;
+        Some(match a.decl {
+            Some((_, _, Some((s, l)))) => {
+                std::borrow::Cow::Borrowed(&self.decoded.as_bytes()[s as usize..(s + l) as usize])
+            }
+            _ => std::borrow::Cow::Borrowed(self.bytes(a.value_start, a.value_start + a.value_len)),
+        })
+    }
+
+    /// The namespace of the element whose tag was just read: through its
+    /// prefix (`ns`), or its own `xmlns`, else `None` (inherited).
+    fn elem_ns(&self, prefixed: bool, ns: u32) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if prefixed {
+            return Some(std::borrow::Cow::Borrowed(
+                self.scope.uri_bytes(ns).unwrap_or_default(),
+            ));
+        }
+        self.default_ns()
+    }
+
+    /// The start tag of a top-level element was read: its head, its routing
+    /// attributes, and [`Frame::Start`].
+    fn top_level_start(
+        &mut self,
+        r: &Read,
+        ns: u32,
+        self_closing: bool,
+    ) -> Result<Step, FrameError> {
+        let q = r.name;
+        let qname = self.bytes(r.open + 1, r.open + 1 + q.len);
+        let head = Head {
+            name: classify_name(q.local(qname)),
+            ns: classify_ns(self.elem_ns(q.colon.is_some(), ns).as_deref()),
+        };
+        let Some(cur) = self.cur.as_mut() else {
+            return Err(nwf("element outside the stream"));
+        };
+        let rel = |at: usize| (at - cur.start) as u32;
+        for a in self.attrs.iter().filter(|a| a.kind == AttrKind::Plain) {
+            let n = tag::at(
+                &self.buf,
+                self.base,
+                a.name_start,
+                a.name_start + a.name.len,
+            );
+            let slot = match n {
+                b"to" => 0,
+                b"from" => 1,
+                b"type" => 2,
+                b"id" => 3,
+                _ => continue,
+            };
+            cur.attrs[slot] = if a.plain {
+                Pending::Plain(rel(a.value_start), a.value_len as u32)
+            } else {
+                let v = tag::at(
+                    &self.buf,
+                    self.base,
+                    a.value_start,
+                    a.value_start + a.value_len,
+                );
+                Pending::Decoded(lex::decode_attr(v, false).into())
+            };
+        }
+        cur.xmlns_value = self
+            .attrs
+            .iter()
+            .find(|a| a.kind == AttrKind::Default)
+            .map(|a| (rel(a.value_start), a.value_len as u32));
+        cur.prefixed = q.colon.is_some();
+        cur.head = Some(head);
+        if head.name == Name::Handshake {
+            cur.text = Some(Collect {
+                cap: MAX_HANDSHAKE_TEXT,
+                ..Collect::default()
+            });
+        }
+        if self_closing {
+            self.owed = Owed::Stanza;
+        } else {
+            self.push_open(r);
+        }
+        self.check_size()?;
+        Ok(Step::Frame(Frame::Start(head)))
+    }
+
+    /// Remember an element's name until its end tag: where it is, or (while
+    /// skipping) its key, for up to `max_stanza_size / 16` levels.
+    fn push_open(&mut self, r: &Read) {
+        let entry = match r.key {
+            Some(k) if self.skipping() => Open::Key(k.raw()),
+            _ => Open::At(r.open + 1, r.name.len as u32),
+        };
+        if !self.skipping() || self.open.len() < (self.limits.max_stanza_size / 16).max(64) {
+            self.open.push(entry);
+        }
+    }
+
     /// The stream header: the root element's start tag.
-    fn header(&mut self, end: usize, name: QName, self_closing: bool) -> Result<Step, FrameError> {
-        let tag = &self.buf[self.pos..=end];
-        self.decls.clear();
-        let ns = resolve(tag, 0, 1, name, &mut self.attrs, &mut self.decls, false)?;
-        let qname = &tag[1..1 + name.len];
-        let in_streams = matches!(ns, Some(u) if uri_is(u, tag, NS_STREAMS));
-        if !in_streams || name.local(qname) != b"stream" {
+    fn header(&mut self, r: Read, gt: usize, self_closing: bool) -> Result<Step, FrameError> {
+        self.scope.reset();
+        let ns = self.resolve(&r, 1, false)?;
+        let q = r.name;
+        let qname = self.bytes(r.open + 1, r.open + 1 + q.len);
+        let in_streams =
+            self.elem_ns(q.colon.is_some(), ns).as_deref() == Some(NS_STREAMS.as_bytes());
+        if !in_streams || q.local(qname) != b"stream" {
             return Err(FrameError::new(
                 StreamCondition::InvalidNamespace,
                 "first element is not <stream:stream/> in http://etherx.jabber.org/streams",
             ));
         }
-        let mut default = None;
+        if q.prefix(qname) != Some(b"stream") {
+            let p = String::from_utf8_lossy(q.prefix(qname).unwrap_or_default()).into_owned();
+            return Err(FrameError::new(
+                StreamCondition::BadNamespacePrefix,
+                format!("the streams namespace has the prefix {p:?}, not 'stream'"),
+            ));
+        }
+        let header = self.header_attrs()?;
+        self.scope.reset();
+        self.depth = 1;
+        self.phase = Phase::Stream;
+        self.pos = gt + 1;
+        // Nothing before the first stanza is ever forwarded.
+        self.consume(self.pos - self.base);
+        if self_closing {
+            self.owed = Owed::End;
+        }
+        Ok(Step::Frame(Frame::Header(header)))
+    }
+
+    /// The stream header's attributes, and its declarations checked.
+    fn header_attrs(&self) -> Result<StreamHeader, FrameError> {
+        let default = self
+            .default_ns()
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
         let mut other_prefix = None;
         let mut header = StreamHeader {
             to: None,
@@ -784,14 +1152,16 @@ impl Framer {
             from: None,
         };
         for a in &self.attrs {
-            let n = a.name_bytes(tag);
-            let value = || lex::decode_attr(a.value(tag), a.plain).into_owned();
-            match a.name.prefix(n) {
-                None if n == b"xmlns" => default = Some(value()),
-                Some(b"xmlns") if a.name.local(n) != b"stream" => {
+            let n = self.bytes(a.name_start, a.name_start + a.name.len);
+            let value = || {
+                let v = self.bytes(a.value_start, a.value_start + a.value_len);
+                lex::decode_attr(v, a.plain).into_owned()
+            };
+            match a.kind {
+                AttrKind::Declaration if a.name.local(n) != b"stream" => {
                     other_prefix = Some(String::from_utf8_lossy(a.name.local(n)).into_owned())
                 }
-                None => match n {
+                AttrKind::Plain => match n {
                     b"to" => header.to = Some(value()),
                     b"version" => header.version = Some(value()),
                     b"id" => header.id = Some(value()),
@@ -816,106 +1186,95 @@ impl Framer {
                 format!("stream header declares prefix {p:?}; only 'stream' is supported"),
             ));
         }
-        self.decls.clear();
-        self.depth = 1;
-        self.phase = Phase::Stream;
-        self.pos = end + 1;
-        // Nothing before the first stanza is ever forwarded.
-        self.consume(self.pos);
-        if self_closing {
-            self.owed = Owed::End;
-        }
-        Ok(Step::Frame(Frame::Header(header)))
+        Ok(header)
     }
 
+    /// Go on reading the end tag at `pos`.
     fn end_tag(&mut self) -> Result<Step, FrameError> {
-        let from = self.resume.max(self.pos + 2);
-        let visible = self.visible_end();
-        let Some(e) = memchr::memchr(b'>', &self.buf[from.min(visible)..visible]) else {
-            self.resume = visible;
-            if visible - self.pos > MAX_TOKEN + 3 {
-                return Err(lex::too_long());
-            }
-            // What has come must be the start of a name and whitespace.
-            let so_far = &self.buf[self.pos + 2..visible];
-            if let Some(name) = lex::qname(so_far)? {
-                self.check_end_name(&so_far[..name.len])?;
-                if lex::skip_ws(&so_far[name.len..]) != so_far.len() - name.len {
-                    return Err(nwf("malformed end tag"));
+        let end = self.visible_end();
+        let skipping = self.skipping();
+        let max_token = self.max_token();
+        let expect = match self.depth {
+            0 => Expect::Nothing,
+            1 => Expect::Bytes(STREAM_ROOT),
+            d if self.open.len() < d - 1 => Expect::Any,
+            _ => match self.open.last() {
+                Some(&Open::At(s, l)) => {
+                    Expect::Bytes(tag::at(&self.buf, self.base, s, s + l as usize))
                 }
+                Some(&Open::Key(k)) => Expect::Key(k),
+                None => Expect::Any,
+            },
+        };
+        let lx = &mut self.end;
+        let cx = EndCx {
+            buf: &self.buf,
+            base: self.base,
+            end,
+            max_token,
+            keys: &self.keys,
+            skipping,
+            expect,
+        };
+        let gt = match lx.step(&cx)? {
+            TagStep::More => return Ok(Step::More),
+            TagStep::Limit(l) => {
+                self.exceed(l)?;
+                return Ok(Step::Continue);
             }
-            return Ok(Step::More);
+            TagStep::Done { gt, .. } => gt,
         };
-        self.resume = 0;
-        let end = from + e;
-        // The same bound whether or not the `>` came in the same read.
-        if end - self.pos > MAX_TOKEN + 3 {
-            return Err(lex::too_long());
-        }
-        let tag = &self.buf[self.pos..=end];
-        let Some(name) = lex::qname(&tag[2..])? else {
-            return Err(nwf("malformed end tag"));
-        };
-        let after = 2 + name.len;
-        self.check_end_name(&tag[2..after])?;
-        if after + lex::skip_ws(&tag[after..]) != tag.len() - 1 {
-            return Err(nwf("malformed end tag"));
-        }
+        self.markup = Markup::None;
+        self.pos = gt + 1;
         if self.depth == 1 {
             self.depth = 0;
-            self.pos = end + 1;
             self.phase = Phase::Ended;
             return Ok(Step::Frame(Frame::End));
         }
-        self.open.pop();
-        self.pos = end + 1;
+        if self.open.len() >= self.depth - 1 {
+            self.open.pop();
+        }
         self.check_size()?;
         if self.depth == 2 {
             self.depth = 1;
-            return Ok(Step::Frame(self.finish_stanza()));
+            return Ok(Step::Frame(self.finish_element()));
         }
         self.close_element();
         Ok(Step::Continue)
     }
 
-    /// Whether `qname` names the element an end tag may close now.
-    fn check_end_name(&self, qname: &[u8]) -> Result<(), FrameError> {
-        let matches = match self.depth {
-            0 => return Err(nwf("end tag before the stream header")),
-            1 => qname == STREAM_ROOT,
-            _ => match (self.open.last(), &self.cur) {
-                (Some(&(s, l)), Some(c)) => {
-                    let s = c.start + s as usize;
-                    self.buf[s..s + l as usize] == *qname
-                }
-                _ => false,
-            },
-        };
-        if !matches {
-            return Err(nwf("end tag does not match the start tag"));
-        }
-        Ok(())
-    }
-
     /// Leave an element below the top level: its declarations go out of scope.
     fn close_element(&mut self) {
-        let d = self.depth as u32;
-        while self.decls.last().is_some_and(|x| x.depth >= d) {
-            self.decls.pop();
-        }
+        self.scope.close(self.depth as u32);
         self.depth -= 1;
     }
 
-    fn finish_stanza(&mut self) -> Frame {
+    /// The current top-level element has ended (at `pos`).
+    fn finish_element(&mut self) -> Frame {
         self.depth = 1;
         let Some(cur) = self.cur.take() else {
             // Unreachable: only called with a top-level element open.
             return Frame::End;
         };
-        let bytes = Bytes::copy_from_slice(&self.buf[cur.start..self.pos]);
-        self.consume(self.pos);
-        self.decls.clear();
         self.open.clear();
+        self.scope.reset();
+        if let Some(limit) = cur.skip {
+            self.consume(self.pos - self.base);
+            let [to, from, type_, id] = cur.attrs.map(|p| p.value(&Bytes::new()));
+            return Frame::Skipped(Skipped {
+                head: cur.head,
+                attrs: Attrs {
+                    to,
+                    from,
+                    type_,
+                    id,
+                },
+                limit,
+                size: (self.pos - cur.start) as u64,
+            });
+        }
+        let bytes = Bytes::copy_from_slice(self.bytes(cur.start, self.pos));
+        self.consume(self.pos - self.base);
         let (text, overflow) = match cur.text {
             // Too long to be a handshake: nothing of it is kept.
             Some(c) if c.overflow => (String::new(), true),
@@ -930,7 +1289,10 @@ impl Framer {
             id: id.value(&bytes),
         };
         Frame::Stanza(Stanza {
-            head: cur.head,
+            head: cur.head.unwrap_or(Head {
+                name: Name::Other,
+                ns: Ns::Other,
+            }),
             attrs,
             bytes,
             text,
@@ -942,343 +1304,111 @@ impl Framer {
         })
     }
 
-    fn check_size(&self) -> Result<(), FrameError> {
-        if let Some(c) = &self.cur {
-            if self.pos - c.start > self.limits.max_stanza_size {
-                return Err(FrameError::new(
-                    StreamCondition::PolicyViolation,
-                    format!(
-                        "stanza larger than max_stanza_size ({} bytes)",
-                        self.limits.max_stanza_size
-                    ),
-                ));
+    /// The current top-level element went beyond `limit` (and [`Excess::Skip`]
+    /// applies): from now on its bytes are dropped as they are read. What is
+    /// still needed of the bytes read so far becomes keys and owned values.
+    fn begin_skip(&mut self, limit: Limit) {
+        let Some(cur) = self.cur.as_mut() else {
+            return;
+        };
+        cur.skip = Some(limit);
+        cur.text = None;
+        if cur.head.is_some() {
+            for p in cur.attrs.iter_mut() {
+                if let Pending::Plain(s, l) = *p {
+                    let s = cur.start + s as usize;
+                    let v = tag::at(&self.buf, self.base, s, s + l as usize);
+                    *p = Pending::Decoded(String::from_utf8_lossy(v).into());
+                }
+            }
+        } else {
+            cur.attrs = Default::default();
+        }
+        for o in self.open.iter_mut() {
+            if let Open::At(s, l) = *o {
+                let name = tag::at(&self.buf, self.base, s, s + l as usize);
+                *o = Open::Key(self.keys.name(name).raw());
             }
         }
-        Ok(())
-    }
-
-    /// Bytes held but not yet part of finished markup: bounded by the stanza size
-    /// limit, so no read can grow the buffer without end.
-    fn check_pending(&self) -> Result<(), FrameError> {
-        let start = self.pending_start();
-        if self.buf.len() - start > self.limits.max_stanza_size {
-            return Err(FrameError::new(
-                StreamCondition::PolicyViolation,
-                format!(
-                    "element larger than max_stanza_size ({} bytes)",
-                    self.limits.max_stanza_size
-                ),
-            ));
+        match self.markup {
+            Markup::Start => {
+                let mut cx = TagCx {
+                    buf: &self.buf,
+                    base: self.base,
+                    end: self.base + self.buf.len(),
+                    max_token: usize::MAX,
+                    max_attributes: usize::MAX,
+                    budget: usize::MAX,
+                    keys: &self.keys,
+                    skipping: true,
+                    attrs: &mut self.attrs,
+                    dups: &mut self.dups,
+                    decoded: &mut self.decoded,
+                };
+                self.tag.start_hashing(&mut cx);
+            }
+            Markup::End => self.end.start_hashing(&self.buf, self.base, &self.keys),
+            _ => {}
         }
-        Ok(())
     }
 
-    /// Forget bytes that belong to no pending element.
+    /// After a piece of markup: the element so far within `max_stanza_size`.
+    fn check_size(&mut self) -> Result<(), FrameError> {
+        match &self.cur {
+            Some(c) if c.skip.is_none() && self.pos - c.start > self.limits.max_stanza_size => {
+                self.exceed(Limit::Size)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes held but not yet part of finished markup: bounded by the stanza
+    /// size limit, so no read can grow the buffer without end. `Ok(true)`: the
+    /// element is skipped from now on, and reading goes on.
+    fn check_pending(&mut self) -> Result<bool, FrameError> {
+        if self.skipping() {
+            return Ok(false);
+        }
+        let held = self.base + self.buf.len() - self.pending_start();
+        if held <= self.limits.max_stanza_size {
+            return Ok(false);
+        }
+        if self.limits.excess == Excess::Skip && self.phase == Phase::Stream && self.cur.is_some() {
+            self.begin_skip(Limit::Size);
+            return Ok(true);
+        }
+        Err(self.limit_error(Limit::Size, true))
+    }
+
+    /// Forget bytes that are no longer needed: those before the pending
+    /// element, or while skipping, all that were read.
     fn compact(&mut self) {
-        let keep_from = self.pending_start();
-        if keep_from > 0 {
-            self.consume(keep_from);
+        let keep = if self.skipping() {
+            match &self.markup {
+                Markup::None => self.pos,
+                Markup::Start => self.tag.at,
+                Markup::End => self.end.at,
+                Markup::Cdata { at, .. } => *at,
+            }
+        } else {
+            self.pending_start()
+        };
+        if keep > self.base {
+            self.consume(keep - self.base);
         }
     }
 
     /// Drop the first `n` bytes of `buf` (all checked and accounted for).
     fn consume(&mut self, n: usize) {
         self.buf.advance(n);
-        self.pos -= n;
-        self.resume = self.resume.saturating_sub(n);
-        if let Some(c) = self.cur.as_mut() {
-            c.start -= n;
-        }
+        self.base += n;
     }
 }
 
-impl AttrTok {
-    fn name_bytes<'t>(&self, tag: &'t [u8]) -> &'t [u8] {
-        let s = self.name_start as usize;
-        &tag[s..s + self.name.len]
+impl Current {
+    fn head_is(&self, name: Name) -> bool {
+        self.head.is_some_and(|h| h.name == name)
     }
-    fn value<'t>(&self, tag: &'t [u8]) -> &'t [u8] {
-        let s = self.value_start as usize;
-        &tag[s..s + self.value_len as usize]
-    }
-}
-
-/// Read the start tag at the start of `t` (`t[0] == b'<'`), going on from where
-/// `lx` stopped: its `>` (offset in `t`), name and whether it closes itself,
-/// with its attributes in `attrs`; `None` when `t` ends first. The attribute
-/// count is checked at each attribute's `=`, so a tag with too many fails
-/// before the rest of it is read.
-fn lex_tag(
-    t: &[u8],
-    lx: &mut TagLex,
-    attrs: &mut Vec<AttrTok>,
-    max_attributes: usize,
-) -> Result<Option<(usize, QName, bool)>, FrameError> {
-    use TagState::*;
-    if lx.at == 0 {
-        *lx = TagLex {
-            at: 1,
-            ..TagLex::default()
-        };
-        attrs.clear();
-    }
-    let mut i = lx.at;
-    loop {
-        match lx.state {
-            Name => match lex::qname(&t[1..])? {
-                None => break,
-                Some(q) => {
-                    lx.name = Some(q);
-                    i = 1 + q.len;
-                    lx.state = Between;
-                    lx.ws = false;
-                }
-            },
-            Between => {
-                let w = lex::skip_ws(&t[i..]);
-                lx.ws |= w > 0;
-                i += w;
-                let Some(&b) = t.get(i) else {
-                    break;
-                };
-                match b {
-                    b'>' => return Ok(lx.name.map(|n| (i, n, false))),
-                    b'/' => {
-                        i += 1;
-                        lx.state = Slash;
-                    }
-                    _ if !lx.ws => return Err(nwf("malformed start tag")),
-                    _ => {
-                        lx.attr_start = i;
-                        lx.state = AttrName;
-                    }
-                }
-            }
-            Slash => match t.get(i) {
-                None => break,
-                Some(b'>') => return Ok(lx.name.map(|n| (i, n, true))),
-                Some(_) => return Err(nwf("'/' not followed by '>' in a start tag")),
-            },
-            AttrName => match lex::qname(&t[lx.attr_start..])? {
-                None => break,
-                Some(q) => {
-                    lx.attr_name = Some(q);
-                    i = lx.attr_start + q.len;
-                    lx.state = BeforeEq;
-                }
-            },
-            BeforeEq => {
-                i += lex::skip_ws(&t[i..]);
-                match t.get(i) {
-                    None => break,
-                    Some(b'=') => {
-                        if attrs.len() >= max_attributes {
-                            return Err(too_many_attributes(max_attributes));
-                        }
-                        i += 1;
-                        lx.state = AfterEq;
-                    }
-                    Some(_) => return Err(nwf("attribute without '='")),
-                }
-            }
-            AfterEq => {
-                i += lex::skip_ws(&t[i..]);
-                match t.get(i) {
-                    None => break,
-                    Some(&q @ (b'\'' | b'"')) => {
-                        lx.quote = q;
-                        lx.plain = true;
-                        i += 1;
-                        lx.value_start = i;
-                        lx.state = Value;
-                    }
-                    Some(_) => return Err(nwf("attribute value not quoted")),
-                }
-            }
-            Value => {
-                let v = &t[lx.value_start..];
-                match lex::value(v, i - lx.value_start, lx.quote, &mut lx.plain)? {
-                    Err(at) => {
-                        i = lx.value_start + at;
-                        break;
-                    }
-                    Ok(len) => {
-                        let Some(name) = lx.attr_name else {
-                            return Err(nwf("malformed start tag"));
-                        };
-                        // The same name twice; the same expanded name under two
-                        // prefixes is found once the tag's declarations are known.
-                        let this = &t[lx.attr_start..lx.attr_start + name.len];
-                        if attrs.iter().any(|a| a.name_bytes(t) == this) {
-                            return Err(nwf("duplicate attribute"));
-                        }
-                        if this.starts_with(b"xmlns") {
-                            let v = &t[lx.value_start..lx.value_start + len];
-                            check_declaration(name, this, &lex::decode_attr(v, lx.plain))?;
-                        }
-                        attrs.push(AttrTok {
-                            name_start: lx.attr_start as u32,
-                            name,
-                            value_start: lx.value_start as u32,
-                            value_len: len as u32,
-                            plain: lx.plain,
-                            uri: None,
-                        });
-                        i = lx.value_start + len + 1;
-                        lx.state = Between;
-                        lx.ws = false;
-                    }
-                }
-            }
-        }
-    }
-    lx.at = i;
-    Ok(None)
-}
-
-/// The constraints of Namespaces in XML 1.0 on a declaration by itself
-/// (section 3): the reserved prefixes and namespaces, and no undeclaring.
-/// `n` is the attribute's name; anything but `xmlns` and `xmlns:*` passes.
-fn check_declaration(name: QName, n: &[u8], value: &str) -> Result<(), FrameError> {
-    let reserved = value == NS_XML || value == NS_XMLNS;
-    match name.prefix(n) {
-        None if n == b"xmlns" && reserved => {
-            return Err(nwf("default namespace bound to a reserved namespace"));
-        }
-        Some(b"xmlns") => match name.local(n) {
-            b"xmlns" => return Err(nwf("the xmlns prefix declared")),
-            b"xml" if value != NS_XML => {
-                return Err(nwf("the xml prefix bound to another namespace"))
-            }
-            b"xml" => {}
-            _ if value.is_empty() => {
-                return Err(nwf("a prefix undeclared (not allowed in XML 1.0)"))
-            }
-            _ if reserved => return Err(nwf("a prefix bound to a reserved namespace")),
-            _ => {}
-        },
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Apply Namespaces in XML to one start tag: record its declarations in
-/// `decls`, check every prefix is bound and no two prefixed attributes share
-/// an expanded name (the same name twice and the declarations' own
-/// constraints were checked as the tag was read). `base` holds the bytes the offsets in `decls` and `rel` (the
-/// tag's `<`) count from. The element's namespace comes back, `None` for an
-/// unprefixed element without a default declared here (the caller knows the
-/// inherited default). `stream_bound`: the stream header bound `stream`.
-fn resolve(
-    base: &[u8],
-    rel: u32,
-    depth: u32,
-    name: QName,
-    attrs: &mut [AttrTok],
-    decls: &mut Vec<Decl>,
-    stream_bound: bool,
-) -> Result<Option<Uri>, FrameError> {
-    let tag = &base[rel as usize..];
-    let mut default = None;
-    for a in attrs.iter() {
-        let n = a.name_bytes(tag);
-        let is_default = n == b"xmlns";
-        let prefix = a.name.prefix(n);
-        if !is_default && prefix != Some(b"xmlns") {
-            continue;
-        }
-        let uri = Uri::At {
-            start: rel + a.value_start,
-            len: a.value_len,
-            plain: a.plain,
-        };
-        if is_default {
-            default = Some(uri);
-            continue;
-        }
-        // `xmlns:xml` (checked in `check_declaration`) binds what is built in.
-        if a.name.local(n) == b"xml" {
-            continue;
-        }
-        decls.push(Decl {
-            depth,
-            prefix_start: rel + a.name_start + 6,
-            prefix_len: (a.name.len - 6) as u32,
-            uri,
-        });
-    }
-    let lookup = |decls: &[Decl], p: &[u8]| -> Option<Uri> {
-        for d in decls.iter().rev() {
-            let s = d.prefix_start as usize;
-            if &base[s..s + d.prefix_len as usize] == p {
-                return Some(d.uri);
-            }
-        }
-        match p {
-            b"xml" => Some(Uri::Static(NS_XML)),
-            b"stream" if stream_bound => Some(Uri::Static(NS_STREAMS)),
-            _ => None,
-        }
-    };
-    let qn = &tag[1..1 + name.len];
-    let elem = match name.prefix(qn) {
-        Some(b"xmlns") => return Err(nwf("an element with the xmlns prefix")),
-        Some(p) => match lookup(decls, p) {
-            Some(u) => Some(u),
-            None => return Err(nwf("an element with an undeclared prefix")),
-        },
-        None => default,
-    };
-    for a in attrs.iter_mut() {
-        let n = a.name_bytes(tag);
-        match a.name.prefix(n) {
-            None | Some(b"xmlns") => {}
-            Some(p) => match lookup(decls, p) {
-                Some(u) => a.uri = Some(u),
-                None => return Err(nwf("an attribute with an undeclared prefix")),
-            },
-        }
-    }
-    for (i, a) in attrs.iter().enumerate() {
-        let an = a.name_bytes(tag);
-        for b in &attrs[..i] {
-            let bn = b.name_bytes(tag);
-            if let (Some(ua), Some(ub)) = (a.uri, b.uri) {
-                if a.name.local(an) == b.name.local(bn) && uri_eq(ua, ub, base) {
-                    return Err(nwf("duplicate attribute (same namespace and name)"));
-                }
-            }
-        }
-    }
-    Ok(elem)
-}
-
-fn uri_value(u: Uri, base: &[u8]) -> std::borrow::Cow<'_, str> {
-    match u {
-        Uri::Static(s) => std::borrow::Cow::Borrowed(s),
-        Uri::At { start, len, plain } => {
-            let s = start as usize;
-            lex::decode_attr(&base[s..s + len as usize], plain)
-        }
-    }
-}
-
-fn uri_is(u: Uri, base: &[u8], ns: &str) -> bool {
-    match u {
-        Uri::At {
-            start,
-            len,
-            plain: true,
-        } => {
-            let s = start as usize;
-            &base[s..s + len as usize] == ns.as_bytes()
-        }
-        _ => uri_value(u, base) == ns,
-    }
-}
-
-fn uri_eq(a: Uri, b: Uri, base: &[u8]) -> bool {
-    uri_value(a, base) == uri_value(b, base)
 }
 
 fn classify_name(name: &[u8]) -> Name {
@@ -1292,32 +1422,21 @@ fn classify_name(name: &[u8]) -> Name {
     }
 }
 
-/// Namespace of a top-level element: declared on it, or the stream's default.
-fn classify_ns(ns: Option<Uri>, base: &[u8]) -> Ns {
-    let Some(u) = ns else {
-        return Ns::Component;
-    };
-    if uri_is(u, base, NS_COMPONENT) {
-        Ns::Component
-    } else if uri_is(u, base, NS_CLIENT) {
-        Ns::Client
-    } else if uri_is(u, base, NS_STREAMS) {
-        Ns::Streams
-    } else {
-        Ns::Other
+/// Namespace of a top-level element: declared on it (or through its
+/// prefix), else the stream's default.
+fn classify_ns(ns: Option<&[u8]>) -> Ns {
+    match ns {
+        None => Ns::Component,
+        Some(u) if u == NS_COMPONENT.as_bytes() => Ns::Component,
+        Some(u) if u == NS_CLIENT.as_bytes() => Ns::Client,
+        Some(u) if u == NS_STREAMS.as_bytes() => Ns::Streams,
+        Some(_) => Ns::Other,
     }
 }
 
 /// Between stanzas only whitespace (a keepalive) is allowed.
 fn between_stanzas() -> FrameError {
     FrameError::new(StreamCondition::BadFormat, "character data between stanzas")
-}
-
-fn too_many_attributes(max: usize) -> FrameError {
-    FrameError::new(
-        StreamCondition::PolicyViolation,
-        format!("more than {max} attributes on one element"),
-    )
 }
 
 #[cfg(test)]
@@ -1353,7 +1472,7 @@ mod tests {
             match fr {
                 Frame::Header(h) => header = Some(h),
                 Frame::Stanza(s) => stanzas.push(s),
-                Frame::Start(_) => {}
+                Frame::Start(_) | Frame::Skipped(_) => {}
                 Frame::End => ended = true,
             }
         }
@@ -1386,8 +1505,18 @@ mod tests {
             header_error("<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' xmlns:foo='urn:foo'>"),
             StreamCondition::InvalidNamespace
         );
+        // The streams namespace under another prefix, or none.
         assert_eq!(
             header_error("<s:stream xmlns='jabber:component:accept' xmlns:s='http://etherx.jabber.org/streams'>"),
+            StreamCondition::BadNamespacePrefix
+        );
+        assert_eq!(
+            header_error("<stream xmlns='http://etherx.jabber.org/streams'>"),
+            StreamCondition::BadNamespacePrefix
+        );
+        // The prefix `stream` bound to something else.
+        assert_eq!(
+            header_error("<stream:stream xmlns='jabber:component:accept' xmlns:stream='urn:x'>"),
             StreamCondition::InvalidNamespace
         );
         // SPEC §4 allows either condition for a DTD.
@@ -1452,9 +1581,8 @@ mod tests {
     #[test]
     fn attribute_limit_is_checked_before_the_parser_collects_them() {
         let limits = Limits {
-            max_stanza_size: 1 << 30,
-            max_depth: 64,
             max_attributes: 3,
+            ..Limits::new(1 << 30)
         };
         // Namespace declarations count; `=`, `>` and quotes inside values,
         // CDATA, text and the XML declaration do not.
@@ -1608,6 +1736,347 @@ mod tests {
             Limits::new(10_000),
         );
         assert_eq!(st[0].head.ns, Ns::Client);
+    }
+
+    fn skipping(max_stanza_size: usize) -> Limits {
+        Limits {
+            excess: Excess::Skip,
+            ..Limits::new(max_stanza_size)
+        }
+    }
+
+    /// Frames `HEADER` + `data` in chunks of `chunk` bytes: the frames after
+    /// the header, or the error; and the most bytes held after a read.
+    fn run_chunked(
+        data: &str,
+        chunk: usize,
+        limits: Limits,
+    ) -> (Vec<Frame>, Option<FrameError>, usize) {
+        let mut f = Framer::new(limits);
+        feed_all(&mut f, HEADER.as_bytes()).unwrap();
+        let (mut frames, mut held) = (Vec::new(), 0);
+        for c in data.as_bytes().chunks(chunk.max(1)) {
+            match feed_all(&mut f, c) {
+                Ok(fr) => frames.extend(fr),
+                Err(e) => return (frames, Some(e), held),
+            }
+            held = held.max(f.buf.len());
+        }
+        (frames, None, held)
+    }
+
+    fn skipped(frames: &[Frame]) -> Vec<&Skipped> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Skipped(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stanza_bytes(frames: &[Frame]) -> Vec<&[u8]> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Stanza(s) => Some(&s.bytes[..]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn skip_mode_skips_what_is_beyond_a_limit_and_goes_on() {
+        let small = "<message from='a@x' to='b@y' id='s'/>";
+        let body = "&apos;".repeat(2000);
+        let big = format!(
+            "<message from='c@x/r' to='d@y' id='big' type='chat'><body>{body}</body>\
+             <x:y xmlns:x='urn:x' x:a='1' b:c='2' xmlns:b='urn:b'/><!-- -->"
+        );
+        // (The comment is restricted XML: cut it off below.)
+        let big = big.replace("<!-- -->", "</message>");
+        let deep = format!(
+            "<iq from='e@x' to='f@y' id='deep'>{}{}</iq>",
+            "<a>".repeat(100),
+            "</a>".repeat(100)
+        );
+        let attrs: String = (0..20).map(|i| format!(" a{i}='v'")).collect();
+        let many = format!("<presence from='g@x' id='many'><c{attrs}/></presence>");
+        let long = format!("<message id='long'><b v='{}'/></message>", "v".repeat(100));
+        let data = format!("{small}{big}{small} {deep}{many}{long}{small}");
+        let limits = Limits {
+            max_depth: 10,
+            max_attributes: 8,
+            max_token: 64,
+            ..skipping(1000)
+        };
+        for chunk in [usize::MAX, 1, 7, 333] {
+            let (frames, err, held) = run_chunked(&data, chunk, limits);
+            assert!(err.is_none(), "chunk {chunk}: {err:?}");
+            assert_eq!(
+                stanza_bytes(&frames),
+                [small.as_bytes(); 3],
+                "chunk {chunk}"
+            );
+            let sk = skipped(&frames);
+            let got: Vec<_> = sk
+                .iter()
+                .map(|s| (s.limit, s.attrs.id.as_deref().unwrap_or("")))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (Limit::Size, "big"),
+                    (Limit::Depth, "deep"),
+                    (Limit::Attributes, "many"),
+                    (Limit::Token, "long")
+                ],
+                "chunk {chunk}"
+            );
+            let s = sk[0];
+            assert_eq!(
+                s.head,
+                Some(Head {
+                    name: Name::Message,
+                    ns: Ns::Component
+                })
+            );
+            assert_eq!(s.attrs.from.as_deref(), Some("c@x/r"));
+            assert_eq!(s.attrs.to.as_deref(), Some("d@y"));
+            assert_eq!(s.attrs.type_.as_deref(), Some("chat"));
+            assert_eq!(s.size, big.len() as u64);
+            // Never more held than the limit and a read.
+            assert!(
+                held <= 1000 + chunk.min(data.len()),
+                "chunk {chunk}: held {held}"
+            );
+        }
+    }
+
+    #[test]
+    fn skip_mode_start_tag_beyond_the_limit_has_no_head() {
+        let big = format!(
+            "<message to='b@y' from='a@x' v='{}'><body/></message>",
+            "x".repeat(5000)
+        );
+        let data = format!("{big}<iq from='a@x' id='after'/>");
+        let limits = Limits {
+            max_token: usize::MAX,
+            ..skipping(1000)
+        };
+        for chunk in [usize::MAX, 1, 100] {
+            let (frames, err, held) = run_chunked(&data, chunk, limits);
+            assert!(err.is_none(), "{err:?}");
+            assert!(!frames
+                .iter()
+                .any(|f| matches!(f, Frame::Start(h) if h.name == Name::Message)));
+            let sk = skipped(&frames);
+            assert_eq!(sk.len(), 1);
+            assert_eq!(sk[0].head, None);
+            assert_eq!(sk[0].attrs, Attrs::default());
+            assert_eq!(sk[0].size, big.len() as u64);
+            assert_eq!(stanza_bytes(&frames), [&b"<iq from='a@x' id='after'/>"[..]]);
+            assert!(held <= 1000 + chunk.min(data.len()));
+        }
+    }
+
+    #[test]
+    fn skip_mode_still_refuses_what_is_not_well_formed() {
+        let pad = "x".repeat(3000);
+        for (bad, why) in [
+            (
+                format!("<message><b>{pad}</c></message>"),
+                "end tag does not match",
+            ),
+            (
+                format!("<message><b>{pad}</b><p:q/></message>"),
+                "undeclared prefix",
+            ),
+            (
+                format!("<message><b>{pad}</b><q a='1' a='2'/></message>"),
+                "duplicate",
+            ),
+            (
+                format!(
+                    "<message><b>{pad}</b><q xmlns:a='u' xmlns:b='u' a:x='1' b:x='2'/></message>"
+                ),
+                "duplicate",
+            ),
+            (
+                format!("<message><b>{pad}&bogus;</b></message>"),
+                "undeclared entity",
+            ),
+            (
+                format!("<message><b>{pad}\u{1}</b></message>"),
+                "control character",
+            ),
+            (
+                format!("<message><b>{pad}</b><𝒳/></message>"),
+                "fourth edition",
+            ),
+            (
+                format!("<message><b>{pad}</b><q xmlns:p=''/></message>"),
+                "undeclared",
+            ),
+            (
+                format!("<message><b>{pad}</b><!-- c --></message>"),
+                "comment",
+            ),
+        ] {
+            for chunk in [usize::MAX, 1, 64] {
+                let (frames, err, _) = run_chunked(&bad, chunk, skipping(1000));
+                let err = err.unwrap_or_else(|| panic!("{why}: no error in chunks of {chunk}"));
+                assert!(
+                    matches!(
+                        err.condition,
+                        StreamCondition::NotWellFormed | StreamCondition::RestrictedXml
+                    ),
+                    "{why}: {err:?}"
+                );
+                assert!(err.detail.contains(why), "{why}: {err:?}");
+                assert!(skipped(&frames).is_empty());
+            }
+        }
+        // What is well-formed passes, prefixes declared while skipping included.
+        let ok = format!(
+            "<message><b>{pad}</b><p:q xmlns:p='u' xmlns:r='u' p:x='1' r:y='2'><p:z/></p:q>\
+             <stream:q/><q a='1' b='2' xml:lang='en' xmlns:stream='urn:s' stream:z=''/></message>"
+        );
+        for chunk in [usize::MAX, 1, 64] {
+            let (frames, err, _) = run_chunked(&ok, chunk, skipping(1000));
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(skipped(&frames).len(), 1);
+        }
+    }
+
+    #[test]
+    fn skip_mode_deep_nesting_costs_bounded_memory() {
+        // 300,000 levels: far deeper than the names kept for end-tag matching
+        // (max_stanza_size / 16 = 625 here), which are checked as deep as kept.
+        let n = 300_000;
+        let data = format!(
+            "<message>{}{}</message><iq/>",
+            "<a>".repeat(n),
+            "</a>".repeat(n)
+        );
+        for chunk in [usize::MAX, 65536] {
+            let mut f = Framer::new(skipping(10_000));
+            feed_all(&mut f, HEADER.as_bytes()).unwrap();
+            let mut frames = Vec::new();
+            for c in data.as_bytes().chunks(chunk.min(data.len())) {
+                frames.extend(feed_all(&mut f, c).unwrap());
+                assert!(f.open.len() <= 10_000 / 16 + 1);
+                assert!(f.buf.len() <= 10_000 + chunk.min(data.len()));
+            }
+            assert_eq!(skipped(&frames).len(), 1);
+            assert_eq!(stanza_bytes(&frames), [&b"<iq/>"[..]]);
+        }
+        // A wrong end tag among the levels kept is still found.
+        let bad = format!(
+            "<message>{}</b>{}</message>",
+            "<a>".repeat(2000),
+            "</a>".repeat(2000)
+        );
+        let (_, err, _) = run_chunked(&bad, 4096, skipping(10_000));
+        assert_eq!(
+            err.map(|e| e.condition),
+            Some(StreamCondition::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn fail_mode_limits_are_errors() {
+        for (limits, data) in [
+            (
+                Limits {
+                    max_token: 40,
+                    ..Limits::new(10_000)
+                },
+                format!("<message a='{}'/>", "x".repeat(41)),
+            ),
+            (
+                Limits {
+                    max_token: 40,
+                    ..Limits::new(10_000)
+                },
+                format!("<message><{}/></message>", "x".repeat(41)),
+            ),
+            (
+                Limits {
+                    max_token: 40,
+                    ..Limits::new(10_000)
+                },
+                format!("<message>&#{};</message>", "0".repeat(41)),
+            ),
+        ] {
+            for chunk in [usize::MAX, 1] {
+                let (_, err, _) = run_chunked(&data, chunk, limits);
+                assert_eq!(
+                    err.map(|e| e.condition),
+                    Some(StreamCondition::PolicyViolation),
+                    "{data}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_values_pass_with_a_larger_token_limit() {
+        // A client's 1,500 apostrophes, re-escaped by the server as `&apos;`.
+        let v = "&apos;".repeat(1500);
+        let st = format!("<message from='a@x' to='b@y' id='{v}'><body>{v}</body></message>");
+        let limits = Limits {
+            max_token: 1 << 20,
+            ..skipping(1 << 20)
+        };
+        for chunk in [usize::MAX, 1, 1000] {
+            let (frames, err, _) = run_chunked(&st, chunk, limits);
+            assert!(err.is_none());
+            assert_eq!(stanza_bytes(&frames), [st.as_bytes()]);
+        }
+        let (_, err, _) = run_chunked(&st, 100, Limits::new(1 << 20));
+        assert_eq!(
+            err.map(|e| e.condition),
+            Some(StreamCondition::PolicyViolation)
+        );
+    }
+
+    /// The namespace-heavy input that cost quadratic time (255 prefixes bound
+    /// to ~1 KB URIs with a reference in them, then child tags using every
+    /// prefix): accepted, and the same whatever the reads. Its cost is
+    /// measured by `cargo bench --bench worst_case`.
+    #[test]
+    fn many_prefixes_reused_by_many_attributes() {
+        let uri = |i: usize| format!("urn:{}&amp;{i}", "u".repeat(1000));
+        let decls: String = (0..255)
+            .map(|i| format!(" xmlns:p{i}='{}'", uri(i)))
+            .collect();
+        let uses: String = (0..255).map(|i| format!(" p{i}:a='1'")).collect();
+        let child = format!("<c{uses}/>");
+        let st = format!("<message{decls}>{}</message>", child.repeat(20));
+        let limits = Limits::new(1 << 20);
+        for chunk in [usize::MAX, 4096] {
+            let (frames, err, _) = run_chunked(&st, chunk, limits);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(stanza_bytes(&frames), [st.as_bytes()]);
+        }
+        // The same URI under two prefixes is the same namespace.
+        let dup = format!(
+            "<message{decls} xmlns:q='{}'><c p7:a='1' q:a='2'/></message>",
+            uri(7)
+        );
+        let (_, err, _) = run_chunked(&dup, usize::MAX, limits);
+        assert_eq!(
+            err.map(|e| e.detail),
+            Some("duplicate attribute (same namespace and name)".to_string())
+        );
+        // Plain attributes: duplicates found past the pairwise threshold too.
+        let plain: String = (0..200).map(|i| format!(" a{i}='1'")).collect();
+        let (_, err, _) = run_chunked(&format!("<message{plain} a150='2'/>"), 7, limits);
+        assert_eq!(
+            err.map(|e| e.detail),
+            Some("duplicate attribute".to_string())
+        );
     }
 
     #[test]

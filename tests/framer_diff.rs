@@ -12,6 +12,11 @@
 //! (a) the new framer must give what it gives on the whole input and (b) what
 //! the oracle gives on the same chunking.
 //!
+//! Every input is also checked against expat, the parser of the router's
+//! receivers (`tests/support/expat_oracle.rs`): what the router forwards,
+//! expat reads whole with the same infoset, and what expat refuses, the router
+//! refuses.
+//!
 //! `cargo test --test framer_diff`; `PROPTEST_CASES=N` for more cases (the
 //! defaults keep this file to a few seconds in a debug build). A failure prints
 //! the input (shortened by deleting bytes while it fails the same way) as a
@@ -21,6 +26,9 @@
 
 #[path = "support/rxml_oracle.rs"]
 mod rxml_oracle;
+
+#[path = "support/expat_oracle.rs"]
+mod expat_oracle;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
@@ -61,6 +69,7 @@ fn roomy() -> Limits {
         max_stanza_size: 1 << 20,
         max_depth: 64,
         max_attributes: 256,
+        ..Limits::new(1 << 20)
     }
 }
 
@@ -224,10 +233,11 @@ const ATTR_NAMES_OK: &[&str] = &[
     "xml:space",
     "b-c.d_e",
     "é",
+    "属性",
     "stream:x",
     "xmlns",
 ];
-const ATTR_NAMES_BAD: &[&str] = &["q:z", "a:b:c", ":a", "a:", "1a", "-a", "xmlns:"];
+const ATTR_NAMES_BAD: &[&str] = &["q:z", "a:b:c", ":a", "a:", "1a", "-a", "xmlns:", "𝒳", "aｽ"];
 /// Groups of attributes that mean something together (all well-formed).
 const ATTR_GROUPS_OK: &[&str] = &[
     " xmlns:x='urn:x' x:attr='1'",
@@ -316,7 +326,9 @@ fn child_name(dirty: bool) -> BoxedStrategy<&'static str> {
         2 => Just("item"),
         1 => Just("a-b.c_d"),
         1 => Just("é"),
-        1 => Just("𝄞x"),
+        // A name of XML 1.0 fourth edition (an ideograph, an extender), or
+        // one only the fifth edition allows (beyond the BMP).
+        1 => Just(if dirty { "𝄞x" } else { "名前·x" }),
         1 => Just("stream:features"),
         1 => Just("error"),
         1 => Just("not-authorized"),
@@ -713,6 +725,7 @@ fn limits() -> BoxedStrategy<Limits> {
                 max_stanza_size: s,
                 max_depth: d,
                 max_attributes: a,
+                ..Limits::new(s)
             }),
     ]
     .boxed()
@@ -850,7 +863,8 @@ fn case(edited: f64) -> impl Strategy<Value = (Input, Limits, Vec<Vec<usize>>)> 
 }
 
 fn check(data: &Input, limits: Limits, ch: &[Vec<usize>]) -> Result<(), TestCaseError> {
-    check_input_minimized(&data.0, ch, limits).map_err(TestCaseError::fail)
+    check_input_minimized(&data.0, ch, limits).map_err(TestCaseError::fail)?;
+    expat_oracle::check_minimized(&data.0, limits).map_err(TestCaseError::fail)
 }
 
 proptest! {
@@ -1057,11 +1071,13 @@ fn tricky_limits() -> Vec<Limits> {
             max_stanza_size: 64,
             max_depth: 2,
             max_attributes: 1,
+            ..Limits::new(64)
         },
         Limits {
             max_stanza_size: 200,
             max_depth: 3,
             max_attributes: 3,
+            ..Limits::new(200)
         },
     ]
 }
@@ -1075,6 +1091,9 @@ fn tricky_inputs_agree() {
         for limits in tricky_limits() {
             if let Err(e) = check_input(data, &chunkings, limits) {
                 failures.push(e);
+            }
+            if let Err(e) = expat_oracle::check(data, limits) {
+                failures.push(format!("expat: {e}"));
             }
         }
     }
@@ -1154,6 +1173,60 @@ fn harness_sanity() {
             assert_eq!(sized_stanza(size, how).len(), size, "{how}");
         }
     }
+}
+
+/// The expat oracle itself: what it reads, where, and what it refuses.
+#[test]
+fn expat_harness_sanity() {
+    use expat_oracle::{expat, Node, CANON_HEADER};
+    let s = "<message to='b' xmlns:x='urn:x' x:a='1'><x:b>t&amp;<![CDATA[<]]></x:b></message>";
+    let mut data = CANON_HEADER.to_vec();
+    data.extend_from_slice(format!("{s}<iq/> ").as_bytes());
+    let r = expat(&data);
+    assert!(r.error.is_none(), "{r:?}");
+    assert_eq!(r.elems.len(), 2);
+    let e = &r.elems[0];
+    assert_eq!(&data[e.start..e.end], s.as_bytes());
+    assert_eq!(&data[r.elems[1].start..r.elems[1].end], b"<iq/>");
+    let Node::Elem {
+        name,
+        attrs,
+        children,
+    } = &e.tree
+    else {
+        panic!()
+    };
+    assert_eq!(name, "jabber:component:accept\x01message");
+    assert_eq!(attrs[0], ("to".to_string(), "b".to_string()));
+    assert_eq!(attrs[1], ("urn:x\x01a\x01x".to_string(), "1".to_string()));
+    assert!(
+        matches!(&children[0], Node::Elem { children, .. } if children == &[Node::Text("t&<".into())])
+    );
+    // What expat refuses and the framer must: fifth-edition names, an unbound
+    // prefix; and what the framer refuses that expat reads (named rules).
+    for bad in [
+        "<a><\u{1D4B3}/></a>",
+        "<a><p:b/></a>",
+        "<a b='1' b='2'/>",
+        "<a>\u{1}</a>",
+    ] {
+        let mut d = CANON_HEADER.to_vec();
+        d.extend_from_slice(bad.as_bytes());
+        assert!(expat(&d).error.is_some(), "{bad}");
+    }
+    for (ok, what) in [("<a><!-- c --></a>", "restricted"), ("x<a/>", "text")] {
+        let mut d = CANON_HEADER.to_vec();
+        d.extend_from_slice(ok.as_bytes());
+        let r = expat(&d);
+        assert!(r.error.is_none(), "{ok}");
+        assert!(r.restricted.is_some() || r.text_between.is_some(), "{what}");
+    }
+    // The check catches a framer that forwarded what expat refuses: here the
+    // framer refuses it too, so the check passes, and both refusals agree.
+    let input = format!("{HEADER}<message><\u{1D4B3}/></message>");
+    expat_oracle::check(input.as_bytes(), roomy()).unwrap();
+    let f = expat_oracle::frame(input.as_bytes(), roomy());
+    assert_eq!(f.error.map(|e| e.0), Some(StreamCondition::NotWellFormed));
 }
 
 /// rxml 0.14 gets a carriage return in an attribute value wrong (XML makes it

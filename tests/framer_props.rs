@@ -16,7 +16,9 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
 use xmpp_component_router::stanza::StreamCondition;
-use xmpp_component_router::xml::{Attrs, Frame, FrameError, Framer, Head, Limits, Name, Ns, Value};
+use xmpp_component_router::xml::{
+    Attrs, Frame, FrameError, Framer, Head, Limits, Name, Ns, Skipped, Value,
+};
 
 // ---------------------------------------------------------------------------
 // Feeding the framer
@@ -35,6 +37,7 @@ enum Out {
         has_children: bool,
         first_child: Option<String>,
     },
+    Skipped(Skipped),
     End,
 }
 
@@ -51,6 +54,7 @@ impl From<Frame> for Out {
                 has_children: s.has_children,
                 first_child: s.first_child,
             },
+            Frame::Skipped(s) => Out::Skipped(s),
             Frame::End => Out::End,
         }
     }
@@ -625,6 +629,7 @@ fn roomy() -> Limits {
         max_stanza_size: 1 << 24,
         max_depth: 64,
         max_attributes: 256,
+        ..Limits::new(1 << 24)
     }
 }
 
@@ -817,7 +822,7 @@ proptest! {
     #[test]
     fn any_bytes_any_chunking_never_panics(data in garbage(), chunks in chunking(), limit in 16usize..400) {
         // A tiny limit, so the bound is exercised...
-        let small = Limits { max_stanza_size: limit, max_depth: 8, max_attributes: 4 };
+        let small = Limits { max_stanza_size: limit, max_depth: 8, max_attributes: 4, ..Limits::new(limit) };
         check_bounded(&data, &chunks, small)?;
         // ...and one that cannot trigger: then chunking cannot change the outcome.
         let c = check_bounded(&data, &chunks, roomy())?;
@@ -936,7 +941,7 @@ proptest! {
         data.push_str(&big);
         let mut data = data.into_bytes();
         data.extend_from_slice(&after);
-        let limits = Limits { max_stanza_size: limit, max_depth: 64, max_attributes: 1024 };
+        let limits = Limits { max_stanza_size: limit, max_depth: 64, max_attributes: 1024, ..Limits::new(limit) };
         for fed in [feed(&data, &chunks, limits), whole(&data, limits)] {
             prop_assert_eq!(
                 condition(&fed),
@@ -963,7 +968,7 @@ proptest! {
         let big = oversized(size, 1, &how);
         let n = big.len();
         let data = format!("{HEADER}{big}{}</stream:stream>", small(0)).into_bytes();
-        let at = Limits { max_stanza_size: n, max_depth: 64, max_attributes: 1024 };
+        let at = Limits { max_stanza_size: n, max_depth: 64, max_attributes: 1024, ..Limits::new(n) };
         let fed = feed(&data, &chunks, at);
         prop_assert!(fed.err.is_none(), "{} bytes, limit {}: {:?}", n, n, fed.err);
         prop_assert_eq!(fed.outs.iter().filter(|o| matches!(o, Out::Stanza { .. })).count(), 2);

@@ -1,6 +1,15 @@
 //! Byte-level XML lexing for the framer: names, references, character data,
 //! CDATA, attribute values and the XML declaration, checked against XML 1.0
-//! (fifth edition) and Namespaces in XML 1.0.
+//! (fourth edition for name characters, see [`super::names`]) and Namespaces
+//! in XML 1.0.
+//!
+//! Every token that may arrive in pieces (a name, a reference, an attribute
+//! value, character data) is read by a lexer that keeps how far it got, so
+//! the next read goes on from there: each byte is looked at once (a UTF-8
+//! sequence cut by a read, at most three bytes, is looked at again), however
+//! small the reads. Token lengths are not judged here: each lexer stops as
+//! soon as its token passes the `max` it is given and leaves the verdict
+//! (error, or skipping the element) to the framer.
 //!
 //! Everything here works on borrowed bytes and allocates nothing, except when a
 //! caller asks for a decoded value ([`decode_attr`], or a [`Collect`] for the
@@ -8,14 +17,11 @@
 //! enforces, and each failure names what was wrong for the operator's log.
 
 use std::borrow::Cow;
+use std::hash::Hasher as _;
 
+use super::names;
 use super::FrameError;
 use crate::stanza::StreamCondition;
-
-/// Longest name, reference or attribute value accepted. Longer ones are a
-/// `policy-violation`: nothing XMPP needs comes near it, and it bounds the work
-/// spent on one token.
-pub(super) const MAX_TOKEN: usize = 8192;
 
 pub(super) fn nwf(detail: &'static str) -> FrameError {
     FrameError::new(StreamCondition::NotWellFormed, detail)
@@ -25,13 +31,6 @@ pub(super) fn restricted(detail: &'static str) -> FrameError {
     FrameError::new(
         StreamCondition::RestrictedXml,
         format!("restricted XML: {detail}"),
-    )
-}
-
-pub(super) fn too_long() -> FrameError {
-    FrameError::new(
-        StreamCondition::PolicyViolation,
-        format!("a name or attribute value longer than {MAX_TOKEN} bytes"),
     )
 }
 
@@ -143,64 +142,8 @@ pub(super) fn decode_utf8(b: &[u8]) -> Result<Option<(u32, usize)>, FrameError> 
     Ok(Some((c, len)))
 }
 
-/// `NameStartChar` without `:` (an NCName's first character).
-#[inline]
-fn is_name_start(c: u32) -> bool {
-    matches!(c,
-        0x41..=0x5A | 0x5F | 0x61..=0x7A | 0xC0..=0xD6 | 0xD8..=0xF6 | 0xF8..=0x2FF
-        | 0x370..=0x37D | 0x37F..=0x1FFF | 0x200C..=0x200D | 0x2070..=0x218F
-        | 0x2C00..=0x2FEF | 0x3001..=0xD7FF | 0xF900..=0xFDCF | 0xFDF0..=0xFFFD
-        | 0x10000..=0xEFFFF)
-}
-
-/// `NameChar` without `:`.
-#[inline]
-fn is_name_char(c: u32) -> bool {
-    is_name_start(c)
-        || matches!(c, 0x2D | 0x2E | 0x30..=0x39 | 0xB7 | 0x300..=0x36F | 0x203F..=0x2040)
-}
-
-/// Length of the NCName at the start of `b` (0 when there is none). It ends at
-/// the first byte that cannot continue it (`:` included).
-pub(super) fn ncname(b: &[u8]) -> Result<usize, FrameError> {
-    // ASCII fast path: the whole name, most of the time.
-    let mut i = match b.first() {
-        Some(&x) if CLASS[x as usize] & NAME_START != 0 => 1 + run_of(&b[1..], NAME_CHAR),
-        _ => 0,
-    };
-    if i > 0 && b.get(i).is_none_or(|&x| x < 0x80) {
-        if i > MAX_TOKEN {
-            return Err(too_long());
-        }
-        return Ok(i);
-    }
-    while let Some(&x) = b.get(i) {
-        let (c, n) = if x < 0x80 {
-            (u32::from(x), 1)
-        } else {
-            match decode_utf8(&b[i..])? {
-                Some(v) => v,
-                None => break,
-            }
-        };
-        let ok = if i == 0 {
-            is_name_start(c)
-        } else {
-            is_name_char(c)
-        };
-        if !ok {
-            break;
-        }
-        i += n;
-        if i > MAX_TOKEN {
-            return Err(too_long());
-        }
-    }
-    Ok(i)
-}
-
 /// A qualified name (`prefix:local` or `local`) at the start of some bytes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct QName {
     pub len: usize,
     /// Offset of the `:`, when there is a prefix.
@@ -219,136 +162,227 @@ impl QName {
     }
 }
 
-/// Whether a name that stopped at `b[i]` could go on with more bytes: `b`
-/// ends there, or in the middle of a UTF-8 sequence.
-fn may_continue(b: &[u8], i: usize) -> bool {
-    match b.get(i) {
-        None => true,
-        Some(&x) if x >= 0x80 => matches!(decode_utf8(&b[i..]), Ok(None)),
-        Some(_) => false,
-    }
-}
-
-/// The `QName` production at the start of `b`; `None` when `b` ends before
-/// the name does.
-pub(super) fn qname(b: &[u8]) -> Result<Option<QName>, FrameError> {
-    let p = ncname(b)?;
-    if may_continue(b, p) {
-        return Ok(None);
-    }
-    if p == 0 {
-        return Err(nwf("expected a name"));
-    }
-    if b[p] != b':' {
-        return Ok(Some(QName {
-            len: p,
-            colon: None,
-        }));
-    }
-    let rest = &b[p + 1..];
-    let l = ncname(rest)?;
-    if may_continue(rest, l) {
-        return Ok(None);
-    }
-    if l == 0 || rest[l] == b':' {
-        return Err(nwf("a name that is not a namespace-qualified name"));
-    }
-    let len = p + 1 + l;
-    if len > MAX_TOKEN {
-        return Err(too_long());
-    }
-    Ok(Some(QName {
-        len,
-        colon: Some(p),
-    }))
-}
-
-/// The reference at the start of `b` (`b[0] == b'&'`): its length and the
-/// character it stands for; `None` when `b` ends before the reference does.
-/// Only the five predefined entities exist (there is never a DTD).
-pub(super) fn reference(b: &[u8]) -> Result<Option<(usize, u32)>, FrameError> {
-    let Some(&b1) = b.get(1) else {
-        return Ok(None);
+/// A character that cannot be in a name where it stands, for the log.
+fn not_a_name_char(c: u32, at_start: bool) -> FrameError {
+    let what = if at_start {
+        "cannot start a name"
+    } else {
+        "cannot be in a name"
     };
-    if b1 == b'#' {
-        let (radix, start) = match b.get(2) {
-            None => return Ok(None),
-            Some(b'x') => (16, 3),
-            Some(_) => (10, 2),
-        };
-        let mut value: u32 = 0;
-        let mut i = start;
-        loop {
-            let Some(&d) = b.get(i) else {
-                return if i > MAX_TOKEN {
-                    Err(too_long())
-                } else {
-                    Ok(None)
-                };
-            };
-            if d == b';' {
+    FrameError::new(
+        StreamCondition::NotWellFormed,
+        format!("U+{c:04X} {what} (XML 1.0 fourth edition)"),
+    )
+}
+
+/// Reading the `QName` production, in pieces: how much of it has been checked.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct NameLex {
+    /// Bytes of the name checked so far.
+    pub len: usize,
+    /// Offset of its `:`, once seen.
+    pub colon: Option<usize>,
+}
+
+impl NameLex {
+    /// Go on reading the name: `b` holds its bytes from the first not yet
+    /// checked. Returns how many bytes of `b` were checked and, once a byte
+    /// that cannot continue the name is seen (right after them), the name.
+    /// Stops early, without the name, at the end of `b`, before a UTF-8
+    /// sequence `b` cuts, and as soon as the name is longer than `max`.
+    pub fn step(&mut self, b: &[u8], max: usize) -> Result<(usize, Option<QName>), FrameError> {
+        let mut i = 0;
+        while let Some(&x) = b.get(i) {
+            if self.len > max {
                 break;
             }
-            let Some(v) = char::from(d).to_digit(radix) else {
-                return Err(nwf("malformed character reference"));
+            let at_start = self.len == 0 || self.colon == Some(self.len - 1);
+            if x < 0x80 {
+                let class = if at_start { NAME_START } else { NAME_CHAR };
+                if CLASS[x as usize] & class != 0 {
+                    let n = 1 + run_of(&b[i + 1..], NAME_CHAR);
+                    i += n;
+                    self.len += n;
+                } else if x == b':' && !at_start && self.colon.is_none() {
+                    self.colon = Some(self.len);
+                    i += 1;
+                    self.len += 1;
+                } else if x == b':' && self.len > 0 {
+                    return Err(nwf("a name that is not a namespace-qualified name"));
+                } else {
+                    return self.finish().map(|q| (i, Some(q)));
+                }
+                continue;
+            }
+            let Some((c, n)) = decode_utf8(&b[i..])? else {
+                break;
             };
-            value = value.saturating_mul(radix).saturating_add(v);
-            if value > 0x10FFFF {
-                // No more digits can make it a character.
-                return Err(nwf("character reference to a character XML does not allow"));
+            let ok = if at_start {
+                names::is_start(c)
+            } else {
+                names::is_char(c)
+            };
+            if !ok {
+                return Err(not_a_name_char(c, at_start));
+            }
+            i += n;
+            self.len += n;
+        }
+        Ok((i, None))
+    }
+
+    fn finish(&self) -> Result<QName, FrameError> {
+        if self.len == 0 {
+            return Err(nwf("expected a name"));
+        }
+        if self.colon == Some(self.len - 1) {
+            return Err(nwf("a name that is not a namespace-qualified name"));
+        }
+        Ok(QName {
+            len: self.len,
+            colon: self.colon,
+        })
+    }
+}
+
+/// The five predefined entities: there is never a DTD to declare others.
+const ENTITIES: [(&[u8], char); 5] = [
+    (b"lt", '<'),
+    (b"gt", '>'),
+    (b"amp", '&'),
+    (b"apos", '\''),
+    (b"quot", '"'),
+];
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum RefState {
+    /// After the `&`.
+    #[default]
+    Amp,
+    /// After `&#`.
+    Hash,
+    Dec,
+    Hex,
+    /// After `&` and the first letters of an entity name.
+    Named,
+}
+
+/// Reading a reference (`&name;`, `&#N;`, `&#xN;`), in pieces.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RefLex {
+    /// Bytes read so far, `&` included; 0 when no reference is being read.
+    pub len: usize,
+    state: RefState,
+    value: u32,
+    digits: usize,
+    /// Letters of an entity name so far (no name is longer).
+    name: [u8; 4],
+}
+
+impl RefLex {
+    /// Go on reading the reference: `b` holds its bytes from the first not
+    /// yet read (its `&` when none was). Returns how many bytes of `b` were
+    /// read and, once its `;` is among them, the character it stands for
+    /// (the reader is then ready for the next reference). Stops early at the
+    /// end of `b` and as soon as the reference is longer than `max`. Fails as
+    /// soon as what has come cannot become a reference XML allows.
+    pub fn step(&mut self, b: &[u8], max: usize) -> Result<(usize, Option<u32>), FrameError> {
+        let mut i = 0;
+        if self.len == 0 {
+            *self = RefLex {
+                len: 1,
+                ..RefLex::default()
+            };
+            i = 1;
+        }
+        while let Some(&x) = b.get(i) {
+            if self.len > max {
+                break;
             }
             i += 1;
-            if i > MAX_TOKEN {
-                return Err(too_long());
+            self.len += 1;
+            if let Some(c) = self.byte(x)? {
+                self.len = 0;
+                return Ok((i, Some(c)));
             }
         }
-        if i == start {
-            return Err(nwf("empty character reference"));
+        Ok((i, None))
+    }
+
+    /// One byte of the reference; the character once it is complete.
+    fn byte(&mut self, x: u8) -> Result<Option<u32>, FrameError> {
+        match self.state {
+            RefState::Amp if x == b'#' => self.state = RefState::Hash,
+            RefState::Amp => {
+                self.state = RefState::Named;
+                return self.named(x);
+            }
+            RefState::Hash if x == b'x' => self.state = RefState::Hex,
+            RefState::Hash => {
+                self.state = RefState::Dec;
+                return self.digit(x, 10);
+            }
+            RefState::Dec => return self.digit(x, 10),
+            RefState::Hex => return self.digit(x, 16),
+            RefState::Named => return self.named(x),
         }
-        if !is_char(value) {
+        Ok(None)
+    }
+
+    fn digit(&mut self, d: u8, radix: u32) -> Result<Option<u32>, FrameError> {
+        if d == b';' {
+            if self.digits == 0 {
+                return Err(nwf("empty character reference"));
+            }
+            if !is_char(self.value) {
+                return Err(nwf("character reference to a character XML does not allow"));
+            }
+            return Ok(Some(self.value));
+        }
+        let Some(v) = char::from(d).to_digit(radix) else {
+            return Err(nwf("malformed character reference"));
+        };
+        self.value = self.value.saturating_mul(radix).saturating_add(v);
+        self.digits += 1;
+        if self.value > 0x10FFFF {
+            // No more digits can make it a character.
             return Err(nwf("character reference to a character XML does not allow"));
         }
-        return Ok(Some((i + 1, value)));
+        Ok(None)
     }
-    // The five names are short ASCII words: decided byte by byte, failing as
-    // soon as what has come cannot become one of them.
-    const ENTITIES: [(&[u8], char); 5] = [
-        (b"lt", '<'),
-        (b"gt", '>'),
-        (b"amp", '&'),
-        (b"apos", '\''),
-        (b"quot", '"'),
-    ];
-    for n in 0..=4 {
-        let name = &b[1..1 + n];
-        match b.get(1 + n) {
-            None => return Ok(None),
-            Some(b';') => {
-                return match ENTITIES.iter().find(|(e, _)| *e == name) {
-                    Some(&(_, c)) => Ok(Some((n + 2, u32::from(c)))),
-                    None if n == 0 => Err(nwf("malformed entity reference")),
-                    None => Err(nwf("reference to an undeclared entity")),
-                };
-            }
-            Some(&x) => {
-                let longer = &b[1..2 + n];
-                if !ENTITIES.iter().any(|(e, _)| e.starts_with(longer)) {
-                    // A name that is not one of the five, or no name at all.
-                    let name_like = x >= 0x80 || x.is_ascii_alphanumeric() || b"_:-.".contains(&x);
-                    return Err(
-                        if n == 0 && !(x >= 0x80 || x.is_ascii_alphabetic() || x == b'_') {
-                            nwf("malformed entity reference")
-                        } else if name_like {
-                            nwf("reference to an undeclared entity")
-                        } else {
-                            nwf("malformed entity reference")
-                        },
-                    );
-                }
-            }
+
+    /// The next byte of an entity name: decided byte by byte, failing as soon
+    /// as what has come cannot become one of the five names.
+    fn named(&mut self, x: u8) -> Result<Option<u32>, FrameError> {
+        // `len` counts the `&` and `x`.
+        let n = self.len - 2;
+        let name = &self.name[..n];
+        if x == b';' {
+            return match ENTITIES.iter().find(|(e, _)| *e == name) {
+                Some(&(_, c)) => Ok(Some(u32::from(c))),
+                None if n == 0 => Err(nwf("malformed entity reference")),
+                None => Err(nwf("reference to an undeclared entity")),
+            };
         }
+        let fits = ENTITIES
+            .iter()
+            .any(|(e, _)| e.len() > n && e.starts_with(name) && e[n] == x);
+        if !fits {
+            // A name that is not one of the five, or no name at all.
+            let name_like = x >= 0x80 || x.is_ascii_alphanumeric() || b"_:-.".contains(&x);
+            return Err(
+                if n == 0 && !(x >= 0x80 || x.is_ascii_alphabetic() || x == b'_') {
+                    nwf("malformed entity reference")
+                } else if name_like {
+                    nwf("reference to an undeclared entity")
+                } else {
+                    nwf("malformed entity reference")
+                },
+            );
+        }
+        self.name[n] = x;
+        Ok(None)
     }
-    Err(nwf("reference to an undeclared entity"))
 }
 
 /// Where decoded character data goes when a caller keeps it (the text of a
@@ -381,48 +415,70 @@ pub(super) enum Chars {
     Cdata,
 }
 
+/// How [`text`] treats what it checks besides the checks themselves.
+pub(super) struct TextCtx<'a> {
+    /// `t` is all of it (the markup after it has come).
+    pub last: bool,
+    /// Where the decoded characters go, if anywhere.
+    pub out: Option<&'a mut Collect>,
+    /// Only whitespace may come here: the first other character fails with this.
+    pub ws_only: Option<fn() -> FrameError>,
+    /// A reference still being read when the last piece ended.
+    pub pending: &'a mut RefLex,
+    /// Longest reference.
+    pub max_ref: usize,
+}
+
 /// Check character data `t` (which holds no `<` in `Chars::Text`). Unless
-/// `last`, stop before a reference, UTF-8 sequence, `]` run or CR that the next
-/// bytes could still change the meaning of. With `ws_only`, the first
-/// character that is not whitespace fails with that error: at once, so the
-/// outcome does not depend on how the bytes were split into reads. Returns how
-/// many bytes were checked (all of them when `last`).
-pub(super) fn text(
-    t: &[u8],
-    kind: Chars,
-    last: bool,
-    mut out: Option<&mut Collect>,
-    ws_only: Option<fn() -> FrameError>,
-) -> Result<usize, FrameError> {
+/// `cx.last`, stop before a UTF-8 sequence, `]` run or CR that the next bytes
+/// could still change the meaning of; a reference cut by the end of `t` is
+/// read as far as it goes and goes on in `cx.pending`. With `ws_only`, the
+/// first character that is not whitespace fails with that error: at once, so
+/// the outcome does not depend on how the bytes were split into reads.
+/// Returns how many bytes were checked (all of them when `last`); the caller
+/// judges a reference longer than `max_ref` from `cx.pending.len`.
+pub(super) fn text(t: &[u8], kind: Chars, cx: TextCtx<'_>) -> Result<usize, FrameError> {
+    let TextCtx {
+        last,
+        mut out,
+        ws_only,
+        pending,
+        max_ref,
+    } = cx;
     let markup = kind == Chars::Text;
     let mut i = 0;
     let mut all_ws = true;
-    while i < t.len() {
+    loop {
         if !all_ws {
             if let Some(err) = ws_only {
                 return Err(err());
             }
         }
+        // A reference: one cut by the end of the last piece, or a new one.
+        if pending.len > 0 || (markup && t.get(i) == Some(&b'&')) {
+            let (n, c) = pending.step(&t[i..], max_ref)?;
+            i += n;
+            let Some(c) = c else {
+                if last && pending.len <= max_ref {
+                    return Err(nwf("unterminated reference"));
+                }
+                return Ok(i);
+            };
+            all_ws &= matches!(c, 0x20 | 0x9 | 0xA | 0xD);
+            if let Some(o) = out.as_deref_mut() {
+                o.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+            }
+            continue;
+        }
         if out.is_none() && ws_only.is_none() {
             // Fast path inside a stanza: skip what needs no attention.
             i += run_of(&t[i..], PLAIN_TEXT);
-            if i == t.len() {
-                break;
-            }
         }
-        let b = t[i];
+        let Some(&b) = t.get(i) else {
+            break;
+        };
         match b {
-            b'&' if markup => match reference(&t[i..])? {
-                Some((n, c)) => {
-                    all_ws &= matches!(c, 0x20 | 0x9 | 0xA | 0xD);
-                    if let Some(o) = out.as_deref_mut() {
-                        o.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
-                    }
-                    i += n;
-                }
-                None if last => return Err(nwf("unterminated reference")),
-                None => break,
-            },
+            b'&' if markup => {}
             b']' if markup => {
                 let rest = &t[i..];
                 if rest.starts_with(b"]]>") {
@@ -487,45 +543,135 @@ pub(super) fn text(
     Ok(i)
 }
 
-/// Go on checking an attribute value: `v` starts right after its opening
-/// quote and checking resumes at `from`. `Ok(Ok(len))` when `v[len]` is the
-/// closing quote; `Ok(Err(at))` when `v` ends first, to resume at `at` (before
-/// any reference or UTF-8 sequence not yet complete). `plain` is cleared on a
-/// reference or on whitespace that normalisation changes (the value is then not
-/// its bytes).
+/// The decoded value of an attribute, as a key (see `super::ns::Keys`) and
+/// its length, for a namespace declaration read while its bytes are not kept.
+#[derive(Clone, Debug)]
+pub(super) struct ValueKey {
+    pub hasher: std::collections::hash_map::DefaultHasher,
+    /// Decoded bytes so far.
+    pub len: usize,
+    /// The last byte was a CR (a LF right after it adds nothing).
+    cr: bool,
+}
+
+impl ValueKey {
+    pub fn new(hasher: std::collections::hash_map::DefaultHasher) -> Self {
+        ValueKey {
+            hasher,
+            len: 0,
+            cr: false,
+        }
+    }
+    fn raw(&mut self, b: &[u8]) {
+        if !b.is_empty() {
+            self.hasher.write(b);
+            self.len += b.len();
+            self.cr = false;
+        }
+    }
+    fn char(&mut self, c: u32) {
+        let mut buf = [0; 4];
+        let s = char::from_u32(c)
+            .unwrap_or('\u{FFFD}')
+            .encode_utf8(&mut buf);
+        self.raw(s.as_bytes());
+    }
+    /// A literal tab, LF or CR: one space (CR LF together: one).
+    fn space(&mut self, b: u8) {
+        if b == b'\n' && self.cr {
+            self.cr = false;
+            return;
+        }
+        self.raw(b" ");
+        self.cr = b == b'\r';
+    }
+}
+
+/// Reading an attribute value, in pieces.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ValueLex {
+    /// No reference and no whitespace that normalisation changes so far: the
+    /// value is its bytes.
+    pub plain: bool,
+    /// A reference cut by the end of the last piece.
+    pub pending: RefLex,
+}
+
+/// Go on checking an attribute value quoted with `quote`: `v` holds its bytes
+/// from the first not yet checked, and `max` is how many more it may have.
+/// `Ok(Ok(n))` when `v[n]` is the closing quote; `Ok(Err(n))` when `n` bytes
+/// were checked and `v` ended, or a UTF-8 sequence is cut, or the value went
+/// past `max` (the caller judges that). Decoded characters go to `sink`.
 pub(super) fn value(
     v: &[u8],
-    from: usize,
     quote: u8,
-    plain: &mut bool,
+    st: &mut ValueLex,
+    max: usize,
+    mut sink: Option<&mut ValueKey>,
 ) -> Result<Result<usize, usize>, FrameError> {
-    let mut i = from;
+    let mut i = 0;
     loop {
-        i += run_of(&v[i..], PLAIN_VALUE);
-        if i > MAX_TOKEN {
-            return Err(too_long());
+        if st.pending.len > 0 {
+            let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
+            i += n;
+            match c {
+                Some(c) => {
+                    if let Some(s) = sink.as_deref_mut() {
+                        s.char(c);
+                    }
+                }
+                None => return Ok(Err(i)),
+            }
+        }
+        let run = run_of(&v[i..], PLAIN_VALUE);
+        if let Some(s) = sink.as_deref_mut() {
+            s.raw(&v[i..i + run]);
+        }
+        i += run;
+        if i > max {
+            return Ok(Err(i));
         }
         let Some(&b) = v.get(i) else {
             return Ok(Err(i));
         };
         match b {
             _ if b == quote => return Ok(Ok(i)),
-            b'\'' | b'"' => i += 1,
-            b'<' => return Err(nwf("'<' in an attribute value")),
-            b'&' => match reference(&v[i..])? {
-                Some((n, _)) => {
-                    *plain = false;
-                    i += n;
+            b'\'' | b'"' => {
+                if let Some(s) = sink.as_deref_mut() {
+                    s.raw(&v[i..=i]);
                 }
-                None => return Ok(Err(i)),
-            },
+                i += 1;
+            }
+            b'<' => return Err(nwf("'<' in an attribute value")),
+            b'&' => {
+                st.plain = false;
+                st.pending = RefLex::default();
+                let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
+                i += n;
+                match c {
+                    Some(c) => {
+                        if let Some(s) = sink.as_deref_mut() {
+                            s.char(c);
+                        }
+                    }
+                    None => return Ok(Err(i)),
+                }
+            }
             b'\t' | b'\n' | b'\r' => {
-                *plain = false;
+                st.plain = false;
+                if let Some(s) = sink.as_deref_mut() {
+                    s.space(b);
+                }
                 i += 1;
             }
             0..=0x1F => return Err(nwf("a control character XML does not allow")),
             _ => match decode_utf8(&v[i..])? {
-                Some((c, n)) if is_char_non_ascii(c) => i += n,
+                Some((c, n)) if is_char_non_ascii(c) => {
+                    if let Some(s) = sink.as_deref_mut() {
+                        s.raw(&v[i..i + n]);
+                    }
+                    i += n;
+                }
                 Some(_) => return Err(nwf("a character XML does not allow")),
                 None => return Ok(Err(i)),
             },
@@ -543,16 +689,24 @@ pub(super) fn decode_attr(v: &[u8], plain: bool) -> Cow<'_, str> {
         };
     }
     let mut out = String::with_capacity(v.len());
+    decode_into(v, &mut out);
+    Cow::Owned(out)
+}
+
+/// [`decode_attr`] of a value that is not plain, appended to `out`.
+pub(super) fn decode_into(v: &[u8], out: &mut String) {
     let mut i = 0;
     while i < v.len() {
         let b = v[i];
         match b {
             b'&' => {
-                if let Ok(Some((n, c))) = reference(&v[i..]) {
-                    out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
-                    i += n;
-                } else {
-                    i += 1;
+                let mut r = RefLex::default();
+                match r.step(&v[i..], usize::MAX) {
+                    Ok((n, Some(c))) => {
+                        out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+                        i += n;
+                    }
+                    _ => i += 1,
                 }
             }
             b'\r' => {
@@ -574,7 +728,6 @@ pub(super) fn decode_attr(v: &[u8], plain: bool) -> Cow<'_, str> {
             }
         }
     }
-    Cow::Owned(out)
 }
 
 /// Check the inside of an XML declaration: the bytes between `<?xml` and `?>`.
@@ -622,41 +775,47 @@ pub(super) fn xml_decl(d: &[u8]) -> Result<(), FrameError> {
             return Err(bad());
         };
         let value = &d[i + 1..i + 1 + len];
-        let ok = match rank {
-            0 => {
-                value.len() > 2
-                    && value.starts_with(b"1.")
-                    && value[2..].iter().all(u8::is_ascii_digit)
-            }
-            1 => {
-                // EncName: [A-Za-z] ([A-Za-z0-9._] | '-')*
-                let enc_name = value.first().is_some_and(u8::is_ascii_alphabetic)
-                    && value
-                        .iter()
-                        .all(|&b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
-                if !enc_name {
-                    return Err(bad());
-                }
-                value.eq_ignore_ascii_case(b"utf-8")
-            }
-            _ => value == b"yes" || value == b"no",
-        };
-        if !ok {
-            return Err(if rank == 1 {
-                FrameError::new(
-                    StreamCondition::UnsupportedEncoding,
-                    "XML declaration names an encoding other than UTF-8",
-                )
-            } else {
-                bad()
-            });
-        }
+        check_decl_value(rank, value)?;
         i += len + 2;
         let ws = skip_ws(&d[i..]);
         i += ws;
         if ws == 0 && i < d.len() {
             return Err(bad());
         }
+    }
+}
+
+/// One pseudo-attribute value of the XML declaration (`rank`: version,
+/// encoding, standalone).
+fn check_decl_value(rank: u8, value: &[u8]) -> Result<(), FrameError> {
+    let bad = || nwf("malformed XML declaration");
+    let ok = match rank {
+        0 => {
+            value.len() > 2 && value.starts_with(b"1.") && value[2..].iter().all(u8::is_ascii_digit)
+        }
+        1 => {
+            // EncName: [A-Za-z] ([A-Za-z0-9._] | '-')*
+            let enc_name = value.first().is_some_and(u8::is_ascii_alphabetic)
+                && value
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
+            if !enc_name {
+                return Err(bad());
+            }
+            if !value.eq_ignore_ascii_case(b"utf-8") {
+                return Err(FrameError::new(
+                    StreamCondition::UnsupportedEncoding,
+                    "XML declaration names an encoding other than UTF-8",
+                ));
+            }
+            true
+        }
+        _ => value == b"yes" || value == b"no",
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad())
     }
 }
 
@@ -691,17 +850,48 @@ mod tests {
         assert!(decode_utf8(b"\xED\xA0").is_err());
     }
 
+    /// A whole reference at the start of `b`.
+    fn reference(b: &[u8]) -> Result<Option<(usize, u32)>, FrameError> {
+        let mut r = RefLex::default();
+        r.step(b, usize::MAX).map(|(n, c)| c.map(|c| (n, c)))
+    }
+
     #[test]
     fn references() {
         assert_eq!(reference(b"&amp;x").unwrap(), Some((5, 0x26)));
         assert_eq!(reference(b"&#x41;").unwrap(), Some((6, 0x41)));
         assert_eq!(reference(b"&#65;").unwrap(), Some((5, 65)));
+        assert_eq!(reference(b"&#0000000000065;").unwrap(), Some((16, 65)));
         assert_eq!(reference(b"&am").unwrap(), None);
         assert!(reference(b"&foo;").is_err());
         assert!(reference(b"&#0;").is_err());
         assert!(reference(b"&#xD800;").is_err());
         assert!(reference(b"&#;").is_err());
         assert!(reference(b"& ").is_err());
+        assert!(reference(b"&#x110000").is_err());
+    }
+
+    #[test]
+    fn references_in_pieces_read_each_byte_once() {
+        for whole in [&b"&quot;"[..], b"&#x1F600;", b"&#00000000000000000000065;"] {
+            let mut r = RefLex::default();
+            let mut got = None;
+            for (k, byte) in whole.chunks(1).enumerate() {
+                let (n, c) = r.step(byte, usize::MAX).unwrap();
+                assert_eq!(n, 1, "byte {k}");
+                got = c;
+            }
+            assert_eq!(got, reference(whole).unwrap().map(|(_, c)| c));
+        }
+        // The length bound stops the reader, which says so through `len`.
+        let mut r = RefLex::default();
+        let (n, c) = r.step(b"&#000000000000000", 8).unwrap();
+        assert!(c.is_none() && r.len > 8 && n == r.len);
+    }
+
+    /// A whole name at the start of `b`.
+    fn qname(b: &[u8]) -> Result<Option<QName>, FrameError> {
+        NameLex::default().step(b, usize::MAX).map(|(_, q)| q)
     }
 
     #[test]
@@ -710,12 +900,47 @@ mod tests {
         assert!(qname(b":a").is_err());
         assert!(qname(b"a:>").is_err());
         assert!(qname(b"a:b:c").is_err());
+        assert!(qname(b"a::b").is_err());
         assert_eq!(qname("é-1 ".as_bytes()).unwrap().unwrap().len, 4);
-        assert!(qname(b"1a").is_err());
+        assert!(qname(b"1a ").is_err());
         // Not over yet: the name may go on.
         assert!(qname(b"a:").unwrap().is_none());
         assert!(qname(b"ab").unwrap().is_none());
         assert!(qname(b"a\xC3").unwrap().is_none());
+        // Fourth edition: no name characters beyond the BMP, none from the
+        // compatibility area; the detail names the character.
+        let e = qname("a𝒳>".as_bytes()).unwrap_err();
+        assert_eq!(
+            e.detail,
+            "U+1D4B3 cannot be in a name (XML 1.0 fourth edition)"
+        );
+        assert!(qname("ｽ>".as_bytes()).is_err());
+        assert!(qname("·a>".as_bytes()).is_err());
+        assert_eq!(qname("a·>".as_bytes()).unwrap().unwrap().len, 3);
+    }
+
+    #[test]
+    fn names_in_pieces_read_each_byte_once() {
+        let whole = "prefix:lоcal-名前>".as_bytes();
+        let mut lx = NameLex::default();
+        let mut at = 0;
+        let mut seen = 0;
+        let mut done = None;
+        for end in 1..=whole.len() {
+            let (n, q) = lx.step(&whole[at..end], usize::MAX).unwrap();
+            seen += n;
+            at += n;
+            if q.is_some() {
+                done = q;
+                break;
+            }
+        }
+        assert_eq!(done, qname(whole).unwrap());
+        assert_eq!(seen, whole.len() - 1);
+        // Too long: stops once past the bound.
+        let mut lx = NameLex::default();
+        let (n, q) = lx.step(&[b'a'; 100], 10).unwrap();
+        assert!(q.is_none() && lx.len > 10 && n == lx.len);
     }
 
     #[test]
@@ -732,15 +957,45 @@ mod tests {
     #[test]
     fn attribute_values() {
         let check = |v: &[u8]| {
-            let mut plain = true;
-            value(v, 0, b'\'', &mut plain).map(|r| (r, plain))
+            let mut st = ValueLex {
+                plain: true,
+                ..ValueLex::default()
+            };
+            value(v, b'\'', &mut st, usize::MAX, None).map(|r| (r, st.plain))
         };
         assert_eq!(check(b"plain\" x'").unwrap(), (Ok(8), true));
         assert_eq!(check(b"a&amp;b'").unwrap(), (Ok(7), false));
-        assert_eq!(check(b"a&am").unwrap(), (Err(1), true));
+        assert_eq!(check(b"a&am").unwrap(), (Err(4), false));
         assert_eq!(check(b"ab\xC3").unwrap(), (Err(2), true));
         assert_eq!(decode_attr(b"a&amp;b\r\nc\td", false), "a&b c d");
         assert!(check(b"a<b'").is_err());
         assert!(check(b"a\x01'").is_err());
+    }
+
+    #[test]
+    fn value_keys_hash_the_decoded_value_whatever_the_pieces() {
+        use std::hash::{BuildHasher, Hasher};
+        let rs = std::collections::hash_map::RandomState::new();
+        let raw = "a&amp;b\r\nc\t&#x20AC;'\r\r\nd&#13;&#10;";
+        let decoded = decode_attr(raw.as_bytes(), false);
+        let mut want = rs.build_hasher();
+        want.write(decoded.as_bytes());
+        let bytes = format!("{raw}\"");
+        let bytes = bytes.as_bytes();
+        for chunk in [bytes.len(), 1, 2, 3] {
+            let mut st = ValueLex::default();
+            let mut key = ValueKey::new(rs.build_hasher());
+            let (mut at, mut end) = (0, 0);
+            let close = loop {
+                end = (end + chunk).min(bytes.len());
+                match value(&bytes[at..end], b'"', &mut st, usize::MAX, Some(&mut key)).unwrap() {
+                    Ok(n) => break at + n,
+                    Err(n) => at += n,
+                }
+            };
+            assert_eq!(close, raw.len(), "chunk {chunk}");
+            assert_eq!(key.len, decoded.len());
+            assert_eq!(key.hasher.finish(), want.finish(), "chunk {chunk}");
+        }
     }
 }

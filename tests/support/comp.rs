@@ -57,6 +57,7 @@ impl Comp {
                 max_stanza_size: 64 << 20,
                 max_depth: 1000,
                 max_attributes: 100_000,
+                ..Limits::new(64 << 20)
             }),
             stream_id: None,
             header: None,
@@ -135,7 +136,7 @@ impl Comp {
                 Ok(Some(Frame::Stanza(s))) => {
                     return Got::Stanza(String::from_utf8_lossy(&s.bytes).to_string())
                 }
-                Ok(Some(Frame::Start(_))) => continue,
+                Ok(Some(Frame::Start(_) | Frame::Skipped(_))) => continue,
                 Ok(Some(Frame::End)) => return Got::End,
                 Ok(None) => {}
                 Err(e) => {

@@ -1,0 +1,753 @@
+//! Start and end tags, read in pieces, and Namespaces in XML applied to each
+//! start tag once it is whole.
+//!
+//! A tag's lexer keeps where it stopped ([`TagLex::at`]) and goes on from
+//! there on the next read, so a tag that arrives a byte at a time is still
+//! read once. Offsets are *stream offsets* (bytes since the stream began;
+//! `base` is the offset of the read buffer's first byte), so they stay valid
+//! as the buffer drops what it no longer needs.
+//!
+//! While an element is skipped its bytes are dropped as soon as they are read,
+//! so the lexers also compute keys (see [`super::ns`]) of the names and of
+//! namespace declarations' values as the bytes go by; otherwise keys are
+//! computed from the bytes when a check needs them.
+
+use super::lex::{self, nwf, NameLex, QName, ValueKey, ValueLex};
+use super::ns::{
+    check_declaration, DeclValue, DupSet, Given, Keys, NameHasher, NameKey, Scope, NO_NS, SMALL,
+};
+use super::{FrameError, Limit};
+
+/// What an attribute is to Namespaces in XML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AttrKind {
+    Plain,
+    /// `p:name`.
+    Prefixed,
+    /// `xmlns`.
+    Default,
+    /// `xmlns:p`.
+    Declaration,
+}
+
+/// One attribute of the tag being read.
+#[derive(Clone, Debug)]
+pub(super) struct AttrTok {
+    pub name_start: usize,
+    pub name: QName,
+    pub value_start: usize,
+    pub value_len: usize,
+    pub plain: bool,
+    pub kind: AttrKind,
+    /// Key of its name, once needed.
+    pub key: Option<NameKey>,
+    /// A declaration's value: key and facts of its decoded form, and where
+    /// that form is in the tag's scratch (`None`: the value is its bytes, or
+    /// they are not kept).
+    pub decl: Option<Decl>,
+    /// Namespace of a prefixed attribute, once resolved.
+    pub ns: u32,
+}
+
+/// A namespace declaration's value: the key of its decoded form, facts about
+/// it, and where the decoded form is in the tag's scratch when it is not the
+/// value's bytes (`None` also when the bytes are not kept).
+pub(super) type Decl = (u64, DeclValue, Option<(u32, u32)>);
+
+/// The bytes between stream offsets `start` and `end`.
+#[inline]
+pub(super) fn at(buf: &[u8], base: usize, start: usize, end: usize) -> &[u8] {
+    &buf[start - base..end - base]
+}
+
+/// What reading a tag needs besides its own state.
+pub(super) struct TagCx<'a> {
+    pub buf: &'a [u8],
+    pub base: usize,
+    /// Stream offset to read no further than.
+    pub end: usize,
+    pub max_token: usize,
+    pub max_attributes: usize,
+    /// While skipping, attributes past this many are read but not kept (nor
+    /// checked for duplicates or namespaces).
+    pub budget: usize,
+    pub keys: &'a Keys,
+    /// The element is being skipped: its bytes go once read.
+    pub skipping: bool,
+    pub attrs: &'a mut Vec<AttrTok>,
+    pub dups: &'a mut DupSet,
+    /// Decoded values of this tag's declarations that are not plain.
+    pub decoded: &'a mut String,
+}
+
+impl TagCx<'_> {
+    fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        at(self.buf, self.base, start, end)
+    }
+}
+
+/// How far reading a tag got.
+pub(super) enum TagStep {
+    More,
+    /// A limit was passed; the lexer goes on from here if called again.
+    Limit(Limit),
+    /// The tag's `>` is at this stream offset.
+    Done {
+        gt: usize,
+        self_closing: bool,
+    },
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum TagState {
+    #[default]
+    Name,
+    /// After the name or an attribute: whitespace, an attribute, `/` or `>`.
+    Between,
+    /// After `/`: only `>`.
+    Slash,
+    AttrName,
+    /// After an attribute's name: whitespace, then `=`.
+    BeforeEq,
+    /// After `=`: whitespace, then a quote.
+    AfterEq,
+    Value,
+}
+
+/// A start tag being read.
+#[derive(Debug)]
+pub(super) struct TagLex {
+    /// Stream offset of its `<`.
+    pub open: usize,
+    /// Stream offset to go on at.
+    pub at: usize,
+    state: TagState,
+    /// The name being read (the element's, then each attribute's).
+    name: NameLex,
+    name_start: usize,
+    hasher: Option<NameHasher>,
+    /// The element's name once read, and its key while skipping.
+    pub elem: Option<(QName, Option<NameKey>)>,
+    /// The attribute whose value comes next.
+    attr: Option<(usize, QName, AttrKind, Option<NameKey>)>,
+    value: ValueLex,
+    value_start: usize,
+    quote: u8,
+    value_key: Option<ValueKey>,
+    /// Whitespace since the last name or value (attributes must be separated).
+    ws: bool,
+    /// Attributes went past the budget of a skipped tag: its namespaces are
+    /// not checked.
+    pub unchecked: bool,
+}
+
+impl TagLex {
+    /// Start over for the tag whose `<` is at `open`.
+    pub fn reset(&mut self, open: usize) {
+        *self = TagLex::new(open);
+    }
+
+    pub fn new(open: usize) -> Self {
+        TagLex {
+            open,
+            at: open + 1,
+            state: TagState::Name,
+            name: NameLex::default(),
+            name_start: open + 1,
+            hasher: None,
+            elem: None,
+            attr: None,
+            value: ValueLex::default(),
+            value_start: 0,
+            quote: 0,
+            value_key: None,
+            ws: false,
+            unchecked: false,
+        }
+    }
+
+    /// Go on reading the tag, the attributes going to `cx.attrs` (cleared
+    /// when the tag begins). The attribute count is checked at each
+    /// attribute's `=`, so a tag with too many stops before the rest is read.
+    pub fn step(&mut self, cx: &mut TagCx<'_>) -> Result<TagStep, FrameError> {
+        use TagState::*;
+        if self.at == self.open + 1 && self.state == Name && self.name.len == 0 {
+            cx.attrs.clear();
+            cx.dups.clear();
+            cx.decoded.clear();
+            if cx.skipping {
+                self.hasher = Some(NameHasher::new(cx.keys));
+            }
+        }
+        loop {
+            let rest = cx.bytes(self.at, cx.end);
+            match self.state {
+                Name | AttrName => {
+                    let (n, q) = self.name.step(rest, cx.max_token)?;
+                    if let Some(h) = &mut self.hasher {
+                        h.feed(cx.keys, &rest[..n]);
+                    }
+                    self.at += n;
+                    if self.name.len > cx.max_token {
+                        return Ok(TagStep::Limit(Limit::Token));
+                    }
+                    let Some(q) = q else {
+                        return Ok(TagStep::More);
+                    };
+                    self.name_done(q, cx);
+                }
+                Between => {
+                    let w = lex::skip_ws(rest);
+                    self.ws |= w > 0;
+                    self.at += w;
+                    let Some(&b) = rest.get(w) else {
+                        return Ok(TagStep::More);
+                    };
+                    match b {
+                        b'>' => return Ok(self.done(false)),
+                        b'/' => {
+                            self.at += 1;
+                            self.state = Slash;
+                        }
+                        _ if !self.ws => return Err(nwf("malformed start tag")),
+                        _ => {
+                            self.state = AttrName;
+                            self.name = NameLex::default();
+                            self.name_start = self.at;
+                            self.hasher = cx.skipping.then(|| NameHasher::new(cx.keys));
+                        }
+                    }
+                }
+                Slash => match rest.first() {
+                    None => return Ok(TagStep::More),
+                    Some(b'>') => return Ok(self.done(true)),
+                    Some(_) => return Err(nwf("'/' not followed by '>' in a start tag")),
+                },
+                BeforeEq => {
+                    let w = lex::skip_ws(rest);
+                    self.at += w;
+                    match rest.get(w) {
+                        None => return Ok(TagStep::More),
+                        Some(b'=') => {
+                            if cx.attrs.len() >= cx.max_attributes {
+                                return Ok(TagStep::Limit(Limit::Attributes));
+                            }
+                            self.at += 1;
+                            self.state = AfterEq;
+                        }
+                        Some(_) => return Err(nwf("attribute without '='")),
+                    }
+                }
+                AfterEq => {
+                    let w = lex::skip_ws(rest);
+                    self.at += w;
+                    match rest.get(w) {
+                        None => return Ok(TagStep::More),
+                        Some(&q @ (b'\'' | b'"')) => self.value_begins(q, cx),
+                        Some(_) => return Err(nwf("attribute value not quoted")),
+                    }
+                }
+                Value => {
+                    let room = cx.max_token.saturating_sub(self.at - self.value_start);
+                    let r = lex::value(
+                        rest,
+                        self.quote,
+                        &mut self.value,
+                        room,
+                        self.value_key.as_mut(),
+                    )?;
+                    match r {
+                        Err(n) => {
+                            self.at += n;
+                            if self.at - self.value_start > cx.max_token {
+                                return Ok(TagStep::Limit(Limit::Token));
+                            }
+                            return Ok(TagStep::More);
+                        }
+                        Ok(n) => {
+                            self.at += n;
+                            self.attr_done(cx)?;
+                            self.at += 1;
+                            self.state = Between;
+                            self.ws = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn done(&self, self_closing: bool) -> TagStep {
+        TagStep::Done {
+            gt: self.at,
+            self_closing,
+        }
+    }
+
+    /// A name has ended (the element's or an attribute's).
+    fn name_done(&mut self, q: QName, cx: &TagCx<'_>) {
+        let key = self.hasher.take().map(|h| h.finish());
+        if self.state == TagState::Name {
+            self.elem = Some((q, key));
+        } else {
+            let kind = if cx.skipping {
+                kind_of_key(key.unwrap_or_default(), q, cx.keys)
+            } else {
+                kind_of(cx.bytes(self.name_start, self.name_start + q.len), q)
+            };
+            self.attr = Some((self.name_start, q, kind, key));
+        }
+        self.state = if self.state == TagState::Name {
+            TagState::Between
+        } else {
+            TagState::BeforeEq
+        };
+        self.ws = false;
+    }
+
+    fn value_begins(&mut self, quote: u8, cx: &TagCx<'_>) {
+        self.quote = quote;
+        self.value = ValueLex {
+            plain: true,
+            ..ValueLex::default()
+        };
+        self.at += 1;
+        self.value_start = self.at;
+        let decl = matches!(
+            self.attr,
+            Some((_, _, AttrKind::Default | AttrKind::Declaration, _))
+        );
+        self.value_key = (cx.skipping && decl).then(|| ValueKey::new(cx.keys.hasher()));
+        self.state = TagState::Value;
+    }
+
+    /// An attribute's value has ended (its closing quote is at `self.at`).
+    fn attr_done(&mut self, cx: &mut TagCx<'_>) -> Result<(), FrameError> {
+        let Some((name_start, name, kind, key)) = self.attr.take() else {
+            return Err(nwf("malformed start tag"));
+        };
+        if cx.skipping && cx.attrs.len() >= cx.budget {
+            self.unchecked = true;
+            self.value_key = None;
+            return Ok(());
+        }
+        let mut a = AttrTok {
+            name_start,
+            name,
+            value_start: self.value_start,
+            value_len: self.at - self.value_start,
+            plain: self.value.plain,
+            kind,
+            key,
+            decl: None,
+            ns: NO_NS,
+        };
+        if raw_duplicate(cx, &mut a) {
+            return Err(nwf("duplicate attribute"));
+        }
+        if matches!(kind, AttrKind::Default | AttrKind::Declaration) {
+            let decl = match self.value_key.take() {
+                Some(k) => {
+                    use std::hash::Hasher;
+                    let v = DeclValue::of_key(k.hasher.finish(), k.len, cx.keys);
+                    (k.hasher.finish(), v, None)
+                }
+                None => decode_declaration(cx, &a),
+            };
+            let local = |word: &[u8]| match key {
+                Some(k) if cx.skipping => k.local == cx.keys.of(word),
+                _ => name.local(cx.bytes(name_start, name_start + name.len)) == word,
+            };
+            check_declaration(kind == AttrKind::Default, local, decl.1)?;
+            a.decl = Some(decl);
+        }
+        cx.attrs.push(a);
+        Ok(())
+    }
+
+    /// The element is skipped from now on: compute the keys that reading it
+    /// needs from the bytes that are about to be dropped.
+    pub fn start_hashing(&mut self, cx: &mut TagCx<'_>) {
+        for a in cx.attrs.iter_mut() {
+            ensure_key(a, cx.buf, cx.base, cx.keys);
+        }
+        if let Some((q, k @ None)) = &mut self.elem {
+            let s = self.open + 1;
+            *k = Some(cx.keys.name(at(cx.buf, cx.base, s, s + q.len)));
+        }
+        if let Some((s, q, _, k @ None)) = &mut self.attr {
+            *k = Some(cx.keys.name(at(cx.buf, cx.base, *s, *s + q.len)));
+        }
+        match self.state {
+            TagState::Name | TagState::AttrName => {
+                let mut h = NameHasher::new(cx.keys);
+                h.feed(cx.keys, at(cx.buf, cx.base, self.name_start, self.at));
+                self.hasher = Some(h);
+            }
+            TagState::Value
+                if matches!(
+                    self.attr,
+                    Some((_, _, AttrKind::Default | AttrKind::Declaration, _))
+                ) =>
+            {
+                // Read the value so far again, into a key: the same state results.
+                let mut key = ValueKey::new(cx.keys.hasher());
+                let mut st = ValueLex {
+                    plain: true,
+                    ..ValueLex::default()
+                };
+                let so_far = at(cx.buf, cx.base, self.value_start, self.at);
+                let _ = lex::value(so_far, self.quote, &mut st, usize::MAX, Some(&mut key));
+                self.value = st;
+                self.value_key = Some(key);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn kind_of(n: &[u8], q: QName) -> AttrKind {
+    match q.prefix(n) {
+        None if n == b"xmlns" => AttrKind::Default,
+        None => AttrKind::Plain,
+        Some(b"xmlns") => AttrKind::Declaration,
+        Some(_) => AttrKind::Prefixed,
+    }
+}
+
+fn kind_of_key(k: NameKey, q: QName, keys: &Keys) -> AttrKind {
+    match q.colon {
+        None if k.local == keys.xmlns => AttrKind::Default,
+        None => AttrKind::Plain,
+        Some(_) if k.prefix == keys.xmlns => AttrKind::Declaration,
+        Some(_) => AttrKind::Prefixed,
+    }
+}
+
+/// Compute an attribute's name key from its bytes, if not known yet.
+pub(super) fn ensure_key(a: &mut AttrTok, buf: &[u8], base: usize, keys: &Keys) -> NameKey {
+    *a.key
+        .get_or_insert_with(|| keys.name(at(buf, base, a.name_start, a.name_start + a.name.len)))
+}
+
+/// The decoded value of a declaration whose bytes are kept: its key, its
+/// facts, and (when not plain) where it was decoded to in `cx.decoded`.
+fn decode_declaration(cx: &mut TagCx<'_>, a: &AttrTok) -> Decl {
+    let raw = at(cx.buf, cx.base, a.value_start, a.value_start + a.value_len);
+    if a.plain {
+        return (cx.keys.of(raw), DeclValue::of_bytes(raw), None);
+    }
+    let start = cx.decoded.len();
+    lex::decode_into(raw, cx.decoded);
+    let v = &cx.decoded.as_bytes()[start..];
+    let span = (start as u32, v.len() as u32);
+    (cx.keys.of(v), DeclValue::of_bytes(v), Some(span))
+}
+
+/// Whether `a`, the tag's next attribute, has the name of one before it.
+/// Below [`SMALL`] attributes by comparing pairs, from there through `cx.dups`.
+fn raw_duplicate(cx: &mut TagCx<'_>, a: &mut AttrTok) -> bool {
+    let (buf, base, skipping) = (cx.buf, cx.base, cx.skipping);
+    let same = |x: &AttrTok, y: &AttrTok| {
+        if skipping {
+            x.key == y.key
+        } else {
+            at(buf, base, x.name_start, x.name_start + x.name.len)
+                == at(buf, base, y.name_start, y.name_start + y.name.len)
+        }
+    };
+    let n = cx.attrs.len();
+    if n < SMALL {
+        return cx.attrs.iter().any(|b| same(b, a));
+    }
+    for i in cx.dups.len()..n {
+        let k = ensure_key(&mut cx.attrs[i], buf, base, cx.keys);
+        cx.dups.insert(k.raw(), i as u32, |_| false);
+    }
+    let k = ensure_key(a, buf, base, cx.keys);
+    let attrs = &*cx.attrs;
+    cx.dups
+        .insert(k.raw(), n as u32, |j| same(&attrs[j as usize], a))
+}
+
+/// An end tag being read.
+#[derive(Debug)]
+pub(super) struct EndLex {
+    /// Stream offset of its `<`.
+    pub open: usize,
+    pub at: usize,
+    name: NameLex,
+    hasher: Option<NameHasher>,
+    /// Its name has been read and matched.
+    named: bool,
+}
+
+/// The name an end tag must have.
+pub(super) enum Expect<'a> {
+    /// No element is open.
+    Nothing,
+    Bytes(&'a [u8]),
+    /// The key of the name (the bytes are gone).
+    Key(u64),
+    /// Any name (an element deeper than what skipping keeps names for).
+    Any,
+}
+
+pub(super) struct EndCx<'a> {
+    pub buf: &'a [u8],
+    pub base: usize,
+    pub end: usize,
+    pub max_token: usize,
+    pub keys: &'a Keys,
+    pub skipping: bool,
+    pub expect: Expect<'a>,
+}
+
+impl EndLex {
+    pub fn new(open: usize) -> Self {
+        EndLex {
+            open,
+            at: open + 2,
+            name: NameLex::default(),
+            hasher: None,
+            named: false,
+        }
+    }
+
+    /// The element is skipped from now on: its name so far becomes a key.
+    pub fn start_hashing(&mut self, buf: &[u8], base: usize, keys: &Keys) {
+        if !self.named {
+            let mut h = NameHasher::new(keys);
+            h.feed(keys, at(buf, base, self.open + 2, self.at));
+            self.hasher = Some(h);
+        }
+    }
+
+    /// Go on reading; `Done` with the stream offset of its `>`.
+    pub fn step(&mut self, cx: &EndCx<'_>) -> Result<TagStep, FrameError> {
+        if cx.skipping && self.hasher.is_none() && !self.named && self.at == self.open + 2 {
+            self.hasher = Some(NameHasher::new(cx.keys));
+        }
+        // The tag's whole length is bounded: name and whitespace.
+        let over = |s: &Self| s.at - s.open > cx.max_token.saturating_add(3);
+        if !self.named {
+            let rest = at(cx.buf, cx.base, self.at, cx.end);
+            let (n, q) = self.name.step(rest, cx.max_token)?;
+            if let Some(h) = &mut self.hasher {
+                h.feed(cx.keys, &rest[..n]);
+            }
+            self.at += n;
+            if over(self) {
+                return Ok(TagStep::Limit(Limit::Token));
+            }
+            let Some(q) = q else {
+                return Ok(TagStep::More);
+            };
+            self.check_name(q, cx)?;
+            self.named = true;
+        }
+        let rest = at(cx.buf, cx.base, self.at, cx.end);
+        let w = lex::skip_ws(rest);
+        self.at += w;
+        if over(self) {
+            return Ok(TagStep::Limit(Limit::Token));
+        }
+        match rest.get(w) {
+            None => Ok(TagStep::More),
+            Some(b'>') => Ok(TagStep::Done {
+                gt: self.at,
+                self_closing: false,
+            }),
+            Some(_) => Err(nwf("malformed end tag")),
+        }
+    }
+
+    fn check_name(&self, q: QName, cx: &EndCx<'_>) -> Result<(), FrameError> {
+        let ok = match cx.expect {
+            Expect::Nothing => return Err(nwf("end tag before the stream header")),
+            Expect::Any => true,
+            Expect::Bytes(want) => {
+                let s = self.open + 2;
+                at(cx.buf, cx.base, s, s + q.len) == want
+            }
+            Expect::Key(k) => self.hasher.as_ref().is_some_and(|h| h.finish().raw() == k),
+        };
+        if !ok {
+            return Err(nwf("end tag does not match the start tag"));
+        }
+        Ok(())
+    }
+}
+
+/// What [`resolve`] works on.
+pub(super) struct ResolveCx<'a> {
+    pub buf: &'a [u8],
+    pub base: usize,
+    pub keys: &'a Keys,
+    pub scope: &'a mut Scope,
+    pub attrs: &'a mut [AttrTok],
+    pub decoded: &'a str,
+    /// The tag's bytes are at hand (not skipping).
+    pub exact: bool,
+    /// The stream header bound the `stream` prefix.
+    pub stream_bound: bool,
+}
+
+impl<'a> ResolveCx<'a> {
+    fn name_bytes(&self, a: &AttrTok) -> Option<&'a [u8]> {
+        let buf = self.buf;
+        self.exact
+            .then(|| at(buf, self.base, a.name_start, a.name_start + a.name.len))
+    }
+    /// A declaration's decoded value, when at hand.
+    pub fn decl_value(&self, a: &AttrTok) -> Option<&'a [u8]> {
+        let (buf, decoded) = (self.buf, self.decoded);
+        if !self.exact {
+            return None;
+        }
+        match a.decl {
+            Some((_, _, Some((s, l)))) => Some(&decoded.as_bytes()[s as usize..(s + l) as usize]),
+            _ => Some(at(
+                buf,
+                self.base,
+                a.value_start,
+                a.value_start + a.value_len,
+            )),
+        }
+    }
+}
+
+/// Apply Namespaces in XML to a start tag (its `<` at `open`, its name `elem`,
+/// its attributes in `cx.attrs`, its element at `depth`): record its
+/// declarations, check every prefix is bound and that no two prefixed
+/// attributes share an expanded name (the same name twice and the
+/// declarations' own constraints were checked as the tag was read). Returns
+/// the element's namespace, [`NO_NS`] for an unprefixed element (its default
+/// namespace is the caller's business).
+pub(super) fn resolve(
+    cx: &mut ResolveCx<'_>,
+    dups: &mut DupSet,
+    open: usize,
+    elem: (QName, Option<NameKey>),
+    depth: u32,
+) -> Result<u32, FrameError> {
+    for i in 0..cx.attrs.len() {
+        if cx.attrs[i].kind == AttrKind::Declaration {
+            declare(cx, i, depth);
+        }
+    }
+    let (q, key) = elem;
+    let ns = match q.colon {
+        None => NO_NS,
+        Some(c) => {
+            let prefix = if cx.exact {
+                let b = at(cx.buf, cx.base, open + 1, open + 1 + c);
+                Given {
+                    key: cx.keys.of(b),
+                    bytes: Some(b),
+                }
+            } else {
+                Given {
+                    key: key.unwrap_or_default().prefix,
+                    bytes: None,
+                }
+            };
+            if prefix
+                .bytes
+                .map_or(prefix.key == cx.keys.xmlns, |b| b == b"xmlns")
+            {
+                return Err(nwf("an element with the xmlns prefix"));
+            }
+            match cx.scope.lookup(prefix, cx.stream_bound, cx.keys) {
+                NO_NS => return Err(nwf("an element with an undeclared prefix")),
+                ns => ns,
+            }
+        }
+    };
+    let mut prefixed = 0;
+    for i in 0..cx.attrs.len() {
+        if cx.attrs[i].kind != AttrKind::Prefixed {
+            continue;
+        }
+        prefixed += 1;
+        let k = ensure_key(&mut cx.attrs[i], cx.buf, cx.base, cx.keys);
+        let a = &cx.attrs[i];
+        let prefix = Given {
+            key: k.prefix,
+            bytes: cx.name_bytes(a).and_then(|n| a.name.prefix(n)),
+        };
+        match cx.scope.lookup(prefix, cx.stream_bound, cx.keys) {
+            NO_NS => return Err(nwf("an attribute with an undeclared prefix")),
+            ns => cx.attrs[i].ns = ns,
+        }
+    }
+    if prefixed > 1 && expanded_duplicate(cx, dups) {
+        return Err(nwf("duplicate attribute (same namespace and name)"));
+    }
+    Ok(ns)
+}
+
+/// Record the declaration `cx.attrs[i]` (`xmlns:p='uri'`).
+fn declare(cx: &mut ResolveCx<'_>, i: usize, depth: u32) {
+    let k = ensure_key(&mut cx.attrs[i], cx.buf, cx.base, cx.keys);
+    let a = &cx.attrs[i];
+    let local = cx.name_bytes(a).map(|n| a.name.local(n));
+    // `xmlns:xml` (checked already) binds what is built in.
+    if local.map_or(k.local == cx.keys.xml, |l| l == b"xml") {
+        return;
+    }
+    let Some((value_key, _, _)) = a.decl else {
+        return;
+    };
+    let prefix = Given {
+        key: k.local,
+        bytes: local,
+    };
+    let uri = Given {
+        key: value_key,
+        bytes: cx.decl_value(a),
+    };
+    cx.scope.declare(depth, prefix, uri, cx.keys);
+}
+
+/// Whether two prefixed attributes of the tag share namespace and local name.
+fn expanded_duplicate(cx: &ResolveCx<'_>, dups: &mut DupSet) -> bool {
+    let local = |a: &AttrTok| cx.name_bytes(a).map(|n| a.name.local(n));
+    let same = |a: &AttrTok, b: &AttrTok| {
+        a.ns == b.ns
+            && match (local(a), local(b)) {
+                (Some(x), Some(y)) => x == y,
+                _ => a.key.map(|k| k.local) == b.key.map(|k| k.local),
+            }
+    };
+    let count = cx
+        .attrs
+        .iter()
+        .filter(|a| a.kind == AttrKind::Prefixed)
+        .count();
+    if count <= SMALL {
+        for (i, a) in cx.attrs.iter().enumerate() {
+            if a.kind == AttrKind::Prefixed
+                && cx.attrs[i + 1..]
+                    .iter()
+                    .any(|b| b.kind == AttrKind::Prefixed && same(a, b))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+    dups.clear();
+    for (i, a) in cx.attrs.iter().enumerate() {
+        if a.kind != AttrKind::Prefixed {
+            continue;
+        }
+        // Prefixed attributes have their keys (resolving them needed them).
+        let local = a.key.map_or(0, |k| k.local);
+        let key = local ^ u64::from(a.ns).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if dups.insert(key, i as u32, |j| same(&cx.attrs[j as usize], a)) {
+            return true;
+        }
+    }
+    false
+}
