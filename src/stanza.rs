@@ -198,6 +198,12 @@ impl Bounce {
     );
     pub const NOT_FOUND: Bounce = Bounce::new(ErrorType::Cancel, "remote-server-not-found", None);
     pub const QUEUE_FULL: Bounce = Bounce::new(ErrorType::Wait, "resource-constraint", None);
+    /// From the upstream server, beyond the link's limits (skipped unread).
+    pub const TOO_LARGE: Bounce = Bounce::new(
+        ErrorType::Modify,
+        "policy-violation",
+        Some("Stanza too large"),
+    );
     /// Queued for a session that ended (replaced, or its peer gone) before it
     /// was written.
     pub const NOT_DELIVERED: Bounce = Bounce::new(
@@ -318,10 +324,14 @@ impl fmt::Display for Escaped<'_> {
 pub fn reframe(b: &[u8]) -> Option<(Name, Attrs)> {
     const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
     let tag = start_tag_only(b)?;
+    let size = tag.len().max(10_000) + 64;
     let mut f = Framer::new(Limits {
-        max_stanza_size: tag.len().max(10_000) + 64,
+        max_stanza_size: size,
         max_depth: 1,
         max_attributes: usize::MAX,
+        // It was framed once already, maybe with larger tokens (a link's).
+        max_token: size,
+        ..Limits::new(size)
     });
     f.buf_mut().extend_from_slice(HEADER);
     f.buf_mut().extend_from_slice(&tag);

@@ -50,7 +50,7 @@ use tracing::{debug, info, warn};
 use crate::config::UpstreamConfig;
 use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
 use crate::stanza::{connect_header, reframe, Bounce, Escaped};
-use crate::xml::{Frame, Framer, Limits, Name, Ns, Stanza};
+use crate::xml::{Excess, Frame, Framer, Limit, Limits, Name, Ns, Skipped, Stanza};
 
 /// First retry delay; it doubles with every failed attempt up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -345,6 +345,7 @@ struct LinkTask {
 struct Conn {
     stream: TcpStream,
     framer: Framer,
+    limits: Limits,
 }
 
 impl LinkTask {
@@ -473,7 +474,11 @@ impl LinkTask {
     /// stanzas taken from the queue but not completely written.
     async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Bytes>) {
         let live = Liveness::get();
-        let Conn { stream, framer } = conn;
+        let Conn {
+            stream,
+            framer,
+            limits,
+        } = conn;
         let (rd, wr) = stream.into_split();
         let stop = Stop::default();
         let (ctl_tx, ctl_rx) = mpsc::channel::<Bytes>(4);
@@ -481,6 +486,7 @@ impl LinkTask {
         let reader = Reader {
             rd,
             framer,
+            limits,
             session: &self.session,
             reg: &self.reg,
             link: &self.link,
@@ -659,7 +665,11 @@ async fn connect(
             HANDSHAKE_TIMEOUT.as_secs()
         )),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(Conn { stream, framer }),
+        Ok(Ok(())) => Ok(Conn {
+            stream,
+            framer,
+            limits,
+        }),
     }
 }
 
@@ -778,6 +788,7 @@ fn stream_error_text(b: &[u8]) -> Option<String> {
 struct Reader<'a> {
     rd: OwnedReadHalf,
     framer: Framer,
+    limits: Limits,
     session: &'a Session,
     reg: &'a Registration,
     /// The link's own queue: bounces to the server's senders go there.
@@ -925,7 +936,11 @@ impl Reader<'_> {
                         .fire(Reason::Failed("the server closed the stream".into()));
                     return Next::Done;
                 }
-                Frame::Header(_) | Frame::Start(_) | Frame::Skipped(_) => continue,
+                Frame::Skipped(sk) => {
+                    self.skipped(sk).await;
+                    continue;
+                }
+                Frame::Header(_) | Frame::Start(_) => continue,
             };
             if is_stream_error(&st) {
                 self.stop.fire(Reason::Failed(format!(
@@ -1013,6 +1028,29 @@ impl Reader<'_> {
         }
     }
 
+    /// A stanza beyond the link's limits was skipped (never buffered): its
+    /// sender gets `modify`/`policy-violation` over this link.
+    async fn skipped(&self, sk: Skipped) {
+        let from = sk.attrs.from.as_deref().unwrap_or("an unknown sender");
+        let why = match sk.limit {
+            Limit::Size => format!(
+                "larger than [upstream] max_stanza_size ({} bytes)",
+                self.limits.max_stanza_size
+            ),
+            other => other.describe(&self.limits),
+        };
+        info!(domain = %self.domain, size = sk.size, "upstream link for {}: stanza from {from} skipped and bounced with policy-violation: {why}", self.domain);
+        match sk.head {
+            Some(head) if head.name.is_stanza() => {
+                if let Some(reply) = Bounce::TOO_LARGE.reply(head.name, &sk.attrs) {
+                    self.queue_upstream(reply).await;
+                }
+            }
+            // Its start tag alone went past the limits: nothing to answer to.
+            _ => {}
+        }
+    }
+
     /// A reload detached the component: what the server still sends it is
     /// dropped (as what the component sends is), counted and logged at debug.
     fn discard_for_detached(&self) {
@@ -1027,9 +1065,14 @@ impl Reader<'_> {
     /// (never for `type='error'`/`'result'`). Waits for room in the link's
     /// queue unless the link is stopping.
     async fn bounce_upstream(&self, st: &Stanza, bounce: Bounce) {
-        let Some(reply) = bounce.reply(st.head.name, &st.attrs) else {
-            return;
-        };
+        if let Some(reply) = bounce.reply(st.head.name, &st.attrs) {
+            self.queue_upstream(reply).await;
+        }
+    }
+
+    /// Queue a stanza of ours for the server: waits for room in the link's
+    /// queue unless the link is stopping.
+    async fn queue_upstream(&self, reply: Bytes) {
         let queue = &self.link.queue;
         let pushed = if self.stop.fired() {
             queue.try_push(reply)
@@ -1238,13 +1281,17 @@ async fn write_loop(
 
 /// The limits of a link's framer. What the server relays comes from anyone on
 /// the network, re-escaped (an apostrophe becomes six bytes), so they are the
-/// link's own: `[upstream] max_stanza_size`, and no depth limit (each level
-/// takes at least three bytes of that size, so the size bounds it).
+/// link's own: `[upstream] max_stanza_size`, and no depth or token limit but
+/// the size (each level takes at least three bytes of it). A stanza beyond
+/// them is skipped, not buffered, and bounced; only XML that is not
+/// well-formed ends the link.
 fn link_limits(u: &UpstreamConfig) -> Limits {
     Limits {
         max_stanza_size: u.max_stanza_size,
         max_depth: u.max_stanza_size,
         max_attributes: LINK_MAX_ATTRIBUTES,
+        max_token: u.max_stanza_size,
+        excess: Excess::Skip,
     }
 }
 

@@ -109,6 +109,7 @@ impl Rx {
             max_stanza_size: 64 << 20,
             max_depth: 1000,
             max_attributes: 100_000,
+            max_token: 64 << 20,
             ..Limits::new(64 << 20)
         });
         // The router's header was read during login; frame the rest as if after it.

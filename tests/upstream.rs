@@ -1131,3 +1131,125 @@ async fn stanzas_from_upstream_in_a_foreign_namespace_are_bounced_not_delivered(
     );
     assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
 }
+
+/// Router config with `[upstream] max_stanza_size` set.
+fn router_config_upstream_limit(upstream: SocketAddr, max: usize) -> String {
+    format!(
+        "log_level = \"info\"\n[upstream]\naddress = \"{upstream}\"\nmax_stanza_size = {max}\n[components.\"{COMP}\"]\nsecret = \"{SECRET}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_any_client_can_send_through_prosody_arrives_and_the_link_stays_up() {
+    if !prosody::require() {
+        return;
+    }
+    let (_p, d, mut comp, mut alice) =
+        gateway(&opts(), |a| router_config(Some(a), &[(COMP, SECRET, "")])).await;
+
+    // 200 KiB of apostrophes: legal for a client (under Prosody's 256 KiB
+    // c2s limit), re-escaped by Prosody to six bytes each: over 1.2 MB on
+    // the link, more than twice the component-facing max_stanza_size.
+    let apos = "'".repeat(200 * 1024);
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='apos'><body>{apos}</body></message>"
+        ))
+        .await;
+    let got = comp_until(&mut comp, with_id("message", "apos"), T)
+        .await
+        .unwrap_or_else(|| panic!("the 200 KiB message never arrived\n{}", d.logs()));
+    eprintln!(
+        "200 KiB of apostrophes arrived as a {:.2} MB stanza",
+        got.len() as f64 / 1e6
+    );
+    assert!(got.len() > 1_000_000, "{} bytes", got.len());
+    assert_eq!(text_of(&got, "body").as_deref(), Some(apos.as_str()));
+
+    // Nesting deeper than the component-facing max_stanza_depth (64).
+    let depth = 200;
+    let nested = format!(
+        "{}{}",
+        "<x xmlns='urn:example:deep'>".repeat(depth),
+        "</x>".repeat(depth)
+    );
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='deep'>{nested}</message>"
+        ))
+        .await;
+    let got = comp_until(&mut comp, with_id("message", "deep"), T)
+        .await
+        .unwrap_or_else(|| panic!("the deeply nested message never arrived\n{}", d.logs()));
+    assert_eq!(got.matches("<x").count(), depth, "{got}");
+
+    // An attribute value of 9,000 bytes (over the component-facing 8 KiB
+    // token limit).
+    let v = "v".repeat(9000);
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='attr'><x xmlns='urn:example:attr' v='{v}'/></message>"
+        ))
+        .await;
+    let got = comp_until(&mut comp, with_id("message", "attr"), T)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the message with a 9,000-byte attribute never arrived\n{}",
+                d.logs()
+            )
+        });
+    assert!(got.contains(&v), "{got}");
+
+    // And the link never went down.
+    user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(&up_line(COMP)), 1, "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stanza_past_the_upstream_max_stanza_size_is_bounced_and_the_link_stays_up() {
+    if !prosody::require() {
+        return;
+    }
+    const MAX: usize = 100_000;
+    let (_p, d, mut comp, mut alice) =
+        gateway(&opts(), |a| router_config_upstream_limit(a, MAX)).await;
+    let before = d.rss_kib();
+    // 50 KiB of apostrophes: 300 KB on the link, three times the limit.
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='big'><body>{}</body></message>",
+            "'".repeat(50 * 1024)
+        ))
+        .await;
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='small'><body>after</body></message>"
+        ))
+        .await;
+    let bounce = alice
+        .recv_until(with_id("message", "big"), T)
+        .await
+        .unwrap_or_else(|| panic!("no bounce for the oversized stanza\n{}", d.logs()));
+    assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
+    assert_eq!(
+        error_of(&bounce),
+        (Some("modify".into()), Some("policy-violation".into())),
+        "{bounce}"
+    );
+    assert_eq!(attr(&bounce, "from").as_deref(), Some(COMP), "{bounce}");
+    // The component never sees it; what follows arrives on the same link.
+    let got = comp_until(&mut comp, |s| element_name(s) == "message", T)
+        .await
+        .expect("the stanza after the oversized one never arrived");
+    assert_eq!(attr(&got, "id").as_deref(), Some("small"), "{got}");
+    user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(&up_line(COMP)), 1, "{}", d.logs());
+    eprintln!(
+        "oversized stanza skipped and bounced; VmRSS {:.1} MiB before, {:.1} MiB after",
+        mib(before),
+        mib(d.rss_kib())
+    );
+}
