@@ -99,11 +99,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     let unwritten = match timeout(3 * CLOSE_GRACE, &mut writer).await {
         Ok(Ok((mut rx, mut unwritten))) => {
             // Whatever got into the queue is written or bounced, never dropped:
-            // close it, then take what is left.
+            // close it, then take what is left, including what a sender that
+            // had already reserved room puts in now.
             rx.rx.close();
-            while let Ok(b) = rx.rx.try_recv() {
-                unwritten.push(b);
-            }
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(b) = rx.rx.recv().await {
+                    unwritten.push(b);
+                }
+            })
+            .await;
             unwritten
         }
         _ => {
