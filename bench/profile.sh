@@ -5,7 +5,8 @@
 #   TOOL=perf bench/profile.sh       perf record (cpu-clock samples, DWARF call graphs)
 #   N=50000 bench/profile.sh         a shorter load
 #
-# It builds release (router + loadgen; release has debug = 1, so symbols and lines),
+# It builds the `profiling` profile (router + loadgen: release code with debug = 1, so
+# symbols and lines; target/profiling/, see Cargo.toml),
 # starts the router on a free loopback port with components a/b.bench.local under the
 # profiler, sends N 198-byte messages a.bench.local -> b.bench.local with the load
 # generator (one pair, window 2000: see below), stops the router with
@@ -30,8 +31,8 @@ TOP=${TOP:-15}
 NO_BUILD=${NO_BUILD:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$ROOT/bench/results/profile-$TOOL-$(date -u +%Y%m%dT%H%M%SZ)}
-LOADGEN=$TARGET_DIR/release/loadgen
-ROUTER=$TARGET_DIR/release/xmpp-component-router
+LOADGEN=$TARGET_DIR/profiling/loadgen
+ROUTER=$TARGET_DIR/profiling/xmpp-component-router
 
 say() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 PID=""
@@ -44,7 +45,7 @@ case $TOOL in
   *) say "TOOL is callgrind or perf"; exit 2 ;;
 esac
 if [ "$NO_BUILD" != 1 ]; then
-  (cd "$ROOT" && cargo build --release -p xmpp-component-router -p loadgen >&2)
+  (cd "$ROOT" && cargo build --profile profiling -p xmpp-component-router -p loadgen >&2)
 fi
 mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

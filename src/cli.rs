@@ -1,4 +1,4 @@
-//! The command line (SPEC §2) and `--check`'s summary.
+//! The command line (docs/behaviour.md#command-line) and `--check`'s summary.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -71,11 +71,11 @@ pub fn summary(c: &Config) -> String {
         .values()
         .map(|comp| {
             [
-                comp.domain.clone(),
-                if comp.enabled { "yes" } else { "no" }.to_string(),
-                comp.on_conflict.to_string(),
+                comp.domain().to_string(),
+                if comp.enabled() { "yes" } else { "no" }.to_string(),
+                comp.on_conflict().to_string(),
                 up.to_string(),
-                comp.origin.to_string(),
+                comp.origin().to_string(),
             ]
         })
         .collect();

@@ -1,5 +1,6 @@
 //! Logs: one event per line on stderr, no colours unless stderr is a terminal.
-//! The level comes from `log_level` in the config; `RUST_LOG` overrides it.
+//! The level comes from `log_level` in the config; `RUST_LOG` overrides it
+//! (docs/behaviour.md#observability).
 //!
 //! Under systemd (JOURNAL_STREAM set: stderr is connected to the journal) each
 //! line starts with its syslog priority in the sd-daemon(3) form (`<3>` error,

@@ -31,8 +31,10 @@ fn main() -> ExitCode {
     };
     match rt.block_on(server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Printed once, as the config errors above are: not through the log, which
+        // `RUST_LOG` may silence; journald files an unprefixed line as an error
+        // (`SyslogLevel=err` in the unit).
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("xmpp-component-router: {e}");
             ExitCode::from(cli::EXIT_FATAL)
         }

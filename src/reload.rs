@@ -1,4 +1,4 @@
-//! SIGHUP: re-read the config and apply the difference (SPEC §6).
+//! SIGHUP: re-read the config and apply the difference (docs/behaviour.md#reload).
 //!
 //! The new file is validated completely before anything changes; an invalid file
 //! is logged with file, line and reason and the old config keeps serving. A valid

@@ -1,6 +1,7 @@
 //! The systemd notify protocol (`Type=notify-reload`): READY=1 once listening,
 //! RELOADING=1 with MONOTONIC_USEC at SIGHUP then READY=1, STOPPING=1 at
 //! shutdown, STATUS= with a one-line summary. All are no-ops without NOTIFY_SOCKET.
+//! What is sent when: docs/behaviour.md#observability.
 
 use sd_notify::NotifyState;
 use tracing::debug;

@@ -495,6 +495,8 @@ pub struct Framer {
 }
 
 const STREAM_ROOT: &[u8] = b"stream:stream";
+/// Longest XML declaration (`<?xml` to `?>`) read.
+const MAX_DECL: usize = 256;
 
 impl Framer {
     pub fn new(limits: Limits) -> Self {
@@ -748,8 +750,9 @@ impl Framer {
                     return Ok(Step::More);
                 }
                 // No `>` can appear in a declaration but in its closing `?>`, and
-                // only a few kinds of byte at all: garbage fails at once.
-                let body = &rest[5..];
+                // only a few kinds of byte at all: garbage fails at once. A
+                // declaration is at most `MAX_DECL` bytes, whatever the reads.
+                let body = &rest[5..rest.len().min(MAX_DECL)];
                 let e = memchr::memchr(b'>', body);
                 let junk = body[..e.unwrap_or(body.len())]
                     .iter()
@@ -758,7 +761,7 @@ impl Framer {
                     return Err(nwf("malformed XML declaration"));
                 }
                 let Some(e) = e else {
-                    if rest.len() > 256 {
+                    if rest.len() >= MAX_DECL {
                         return Err(nwf("malformed XML declaration"));
                     }
                     return Ok(Step::More);
@@ -1683,6 +1686,20 @@ mod tests {
                     bad.escape_ascii()
                 );
             }
+        }
+        // A declaration longer than its bound fails the same whether its `>`
+        // came in the same read or not (found by fuzzing: framer).
+        let long = format!("<?xml version='1.0{}'?>", "3".repeat(300));
+        for chunk in [long.len(), 7] {
+            let mut f = framer();
+            let mut err = None;
+            for c in long.as_bytes().chunks(chunk) {
+                if let Err(e) = feed_all(&mut f, c) {
+                    err = Some(e.detail);
+                    break;
+                }
+            }
+            assert_eq!(err.as_deref(), Some("malformed XML declaration"), "chunk {chunk}");
         }
         // A junk byte in an unfinished XML declaration.
         let mut f = framer();

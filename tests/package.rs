@@ -3,8 +3,13 @@
 //! checked with dpkg-deb, installed with dpkg, exercised and purged.
 //!
 //! `UPDATE_MAN=1 cargo test --test package man_page` rewrites the man page.
-//! The .deb test needs cargo-deb (`cargo install cargo-deb --locked`), dpkg and
-//! root; without them it prints a skip notice, and under CI=true it fails.
+//!
+//! The .deb test changes the machine: it installs the package system-wide, which
+//! creates the system user `xmpp-component-router`, then purges the package and
+//! removes the user again. So it runs only when asked, with `XCR_SYSTEM_TESTS=1`
+//! (as root), or under CI=true; otherwise `./scripts/test` lists it as not run.
+//! When it runs, a missing prerequisite (root, dpkg, cargo-deb: `cargo install
+//! cargo-deb --locked`) is a failure.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -13,6 +18,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
+
+#[path = "support/not_run.rs"]
+mod not_run;
 
 const PKG: &str = "xmpp-component-router";
 const MAN_PATH: &str = "man/xmpp-component-router.8";
@@ -25,14 +33,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+/// Set to 1 to run the tests that change the machine (README "Tests").
+const SYSTEM_TESTS: &str = "XCR_SYSTEM_TESTS";
 
-/// Skip with a notice locally; fail under CI=true.
-fn skip(why: &str) {
-    assert!(!under_ci(), "CI=true but {why}");
-    eprintln!("SKIPPED (not under CI): {why}");
+/// Whether the tests that change the machine should run: asked for, or CI.
+fn system_tests_wanted() -> bool {
+    not_run::under_ci() || std::env::var(SYSTEM_TESTS).is_ok_and(|v| v == "1")
 }
 
 // ---------------------------------------------------------------------------
@@ -190,18 +196,22 @@ fn man_page_documents_every_option_and_the_operator_sections() {
             arg.get_id()
         );
     }
-    // groff renders it without warnings, where groff is installed.
-    if Path::new("/usr/bin/groff").exists() {
-        let out = run_with_input(
-            Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]),
-            man.as_bytes(),
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && err.trim().is_empty(),
-            "groff: {err}"
+    // groff renders it without warnings.
+    if !Path::new("/usr/bin/groff").exists() {
+        return not_run::missing(
+            "man page rendering check in tests/package.rs",
+            "groff is missing: apt-get install groff-base",
         );
     }
+    let out = run_with_input(
+        Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]),
+        man.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "groff: {err}"
+    );
 }
 
 fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
@@ -370,9 +380,20 @@ fn control_field(info: &str, field: &str) -> String {
 #[test]
 fn debian_package_builds_installs_runs_check_and_purges() {
     let started = Instant::now();
-    if !nix::unistd::Uid::effective().is_root() {
-        return skip("not root: installing the .deb with dpkg -i needs root");
+    if !system_tests_wanted() {
+        return not_run::record(
+            "Debian package test in tests/package.rs",
+            &format!(
+                "it installs the .deb system-wide and adds a system user: \
+                 run it as root with {SYSTEM_TESTS}=1 ./scripts/test"
+            ),
+        );
     }
+    // Asked for (or CI): a missing prerequisite is a failure, not a skip.
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "not root: installing the .deb with dpkg -i needs root"
+    );
     for tool in [
         "dpkg",
         "dpkg-deb",
@@ -380,18 +401,17 @@ fn debian_package_builds_installs_runs_check_and_purges() {
         "adduser",
         "runuser",
     ] {
-        if !on_path(tool) {
-            return skip(&format!("{tool} is missing"));
-        }
+        assert!(on_path(tool), "{tool} is missing");
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let has_cargo_deb = Command::new(&cargo)
         .args(["deb", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_cargo_deb {
-        return skip("cargo-deb is missing (cargo install cargo-deb --locked)");
-    }
+    assert!(
+        has_cargo_deb,
+        "cargo-deb is missing (cargo install cargo-deb --locked)"
+    );
 
     // One run at a time on this machine: the package and its user are global.
     let lock_file = fs::OpenOptions::new()
@@ -405,14 +425,17 @@ fn debian_package_builds_installs_runs_check_and_purges() {
         .expect("lock");
 
     if !package_status().is_empty() && !package_status().starts_with("un") {
-        if under_ci() {
+        if not_run::under_ci() {
             eprintln!("purging a leftover {PKG} install (CI machine)");
             ok(&mut sh("dpkg", &["-P", PKG]), SHORT);
         } else {
-            return skip(&format!(
-                "{PKG} is installed on this machine (dpkg status {}); not touching it",
-                package_status()
-            ));
+            return not_run::record(
+                "Debian package test in tests/package.rs",
+                &format!(
+                    "{PKG} is installed on this machine (dpkg status {}); the test does not touch it",
+                    package_status()
+                ),
+            );
         }
     }
     let user_existed = getent("passwd", PKG).is_some();

@@ -5,6 +5,7 @@
 mod c2s;
 #[path = "support/prosody.rs"]
 mod prosody;
+mod support;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};

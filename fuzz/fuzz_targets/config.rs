@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::config::{parse, ConfigError};
+use xmpp_component_router::config::{parse, ConfigError, Declared};
 
 fuzz_target!(|input: &[u8]| {
     let Ok(text) = std::str::from_utf8(input) else {
@@ -20,9 +20,13 @@ fuzz_target!(|input: &[u8]| {
             assert!(c.max_stanza_size >= 10_000);
             assert!(c.max_connections >= 1 && c.max_attributes >= 1 && c.max_stanza_depth >= 1);
             assert!(c.max_queue_stanzas >= 1 && c.max_queue_bytes >= 1024);
-            for comp in c.components.values() {
-                assert!(!comp.secret.expose().is_empty());
-                assert_eq!(comp.domain, comp.domain.to_ascii_lowercase());
+            for declared in c.components.values() {
+                let domain = declared.domain();
+                assert_eq!(domain, domain.to_ascii_lowercase());
+                if let Declared::Component(comp) = declared {
+                    assert!(!comp.secret.expose().is_empty());
+                    assert!(!comp.upstream_secret.expose().is_empty());
+                }
             }
         }
         // (An error in a Prosody file that `prosody_config` names has its lines.)

@@ -38,6 +38,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+// The test crates that include this file also declare `mod support`.
+use crate::support::not_run;
+
 pub const PROSODY_BIN: &str = "/usr/bin/prosody";
 pub const PROSODYCTL_BIN: &str = "/usr/bin/prosodyctl";
 /// How long `start`/`restart` wait for both ports to serve XMPP.
@@ -116,29 +119,17 @@ pub fn available() -> bool {
     Path::new(PROSODY_BIN).is_file() && Path::new(PROSODYCTL_BIN).is_file()
 }
 
-fn running_in_ci() -> bool {
-    match std::env::var("CI") {
-        Ok(v) => !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"),
-        Err(_) => false,
-    }
-}
-
 /// Call first in every test that needs Prosody. Returns `true` when Prosody
-/// is installed. When it is missing: panics under CI (`CI=true`), since CI
-/// must never silently skip; otherwise prints a skip notice and returns
-/// `false` (the test should then return early).
+/// is installed. When it is missing: fails under CI (`CI=true`), since CI
+/// must never silently skip; otherwise records that the test did not run (see
+/// `not_run.rs`) and returns `false` (the test should then return early).
 pub fn require() -> bool {
     if available() {
         return true;
     }
-    if running_in_ci() {
-        panic!(
-            "Prosody is required for this test but {PROSODY_BIN} / {PROSODYCTL_BIN} is missing \
-             (CI=true, so this is a failure, not a skip). Install it: apt-get install -y prosody"
-        );
-    }
-    eprintln!(
-        "SKIPPED: {PROSODY_BIN} not found; install Debian's `prosody` package to run this test"
+    not_run::missing(
+        &format!("Prosody tests in tests/{}.rs", env!("CARGO_CRATE_NAME")),
+        &format!("{PROSODY_BIN} is not installed: apt-get install prosody"),
     );
     false
 }
