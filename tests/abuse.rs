@@ -1,4 +1,4 @@
-//! Black-box abuse tests (SPEC §8, issue 7): what peers send cannot crash the
+//! Black-box abuse tests (docs/behaviour.md#limits): what peers send cannot crash the
 //! daemon, grow it without bound or slow down healthy sessions.
 //!
 //! Each test starts its own daemon with small limits so it runs fast, bounds

@@ -1,4 +1,4 @@
-//! Black-box protocol tests: SPEC §4 (XEP-0114 server side), row by row.
+//! Black-box protocol tests: docs/behaviour.md (XEP-0114 server side), row by row.
 //!
 //! Every test starts its own daemon on a free loopback port and talks to it with
 //! the raw client in `support::comp`, which frames everything the router sends
@@ -6,7 +6,7 @@
 //! well-formedness). Every wait is bounded. Every negative test ends with
 //! [`assert_healthy`]: after bad input the daemon still routes for a fresh pair.
 //!
-//! Layout follows SPEC §4: stream opening, authentication, stanzas from an
+//! Layout follows docs/behaviour.md: stream opening, authentication, stanzas from an
 //! authenticated component, "anywhere", then ordering and fidelity.
 
 mod support;
@@ -171,7 +171,7 @@ async fn login(d: &Daemon, domain: &str, secret: &str) -> Comp {
     Comp::login(d.addr(), domain, secret).await
 }
 
-/// A stream error as SPEC §4 frames it: the router's header (sent before it if
+/// A stream error as docs/behaviour.md#stream frames it: the router's header (sent before it if
 /// none was yet), `<stream:error>` with one condition in the streams-errors
 /// namespace and an optional `<text/>`, then `</stream:stream>`, then the TCP
 /// connection closes. Returns the condition and the text.
@@ -273,7 +273,7 @@ async fn assert_healthy(d: &Daemon) {
     .await;
 }
 
-/// Check `got` is the stanza error SPEC §4 prescribes in reply to `orig`.
+/// Check `got` is the stanza error docs/behaviour.md#routing prescribes in reply to `orig`.
 fn assert_bounce(
     got: &str,
     orig: &str,

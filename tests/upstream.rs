@@ -1,4 +1,4 @@
-//! The gateway in front of a real Prosody (SPEC §5, issue 4): the router runs
+//! The gateway in front of a real Prosody (docs/behaviour.md#upstream): the router runs
 //! as a child process with `[upstream]` pointing at Prosody's component port,
 //! raw XEP-0114 components connect to the router, and a raw c2s user talks to
 //! them through Prosody. No mocks.
@@ -26,7 +26,7 @@ use support::comp::{Comp, Got};
 use support::daemon::Daemon;
 
 const T: Duration = Duration::from_secs(10);
-/// SPEC §5 / issue 4: traffic flows again this soon after Prosody is back.
+/// Traffic flows again this soon after Prosody is back (backoff capped at 30 s).
 const RECOVERY: Duration = Duration::from_secs(35);
 const HOST: &str = "localhost";
 const COMP: &str = "comp.localhost";
@@ -116,7 +116,7 @@ fn with_id<'a>(name: &'a str, id: &'a str) -> impl Fn(&str) -> bool + 'a {
     move |s| element_name(s) == name && attr(s, "id").as_deref() == Some(id)
 }
 
-/// An `Upstream server unavailable` bounce (SPEC §4).
+/// An `Upstream server unavailable` bounce (docs/behaviour.md#routing).
 fn assert_upstream_bounce(s: &str) {
     assert_eq!(attr(s, "type").as_deref(), Some("error"), "{s}");
     assert!(s.contains("<error type='wait'>"), "{s}");
