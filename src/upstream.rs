@@ -191,15 +191,7 @@ impl Link {
 
     /// Resolves once the link's task has ended (its connection closed).
     pub async fn finished(&self) {
-        loop {
-            let n = self.done_notify.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.done.load(Ordering::Acquire) {
-                return;
-            }
-            n.await;
-        }
+        wait_until(&self.done_notify, || self.done.load(Ordering::Acquire)).await
     }
 
     fn set_finished(&self) {
@@ -587,15 +579,7 @@ impl Stop {
     }
 
     async fn drained(&self) {
-        loop {
-            let n = self.notify.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.drained.load(Ordering::Acquire) {
-                return;
-            }
-            n.await;
-        }
+        wait_until(&self.notify, || self.drained.load(Ordering::Acquire)).await
     }
 
     fn fire(&self, r: Reason) {
@@ -620,15 +604,22 @@ impl Stop {
     }
 
     async fn wait(&self) {
-        loop {
-            let n = self.notify.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.fired() {
-                return;
-            }
-            n.await;
+        wait_until(&self.notify, || self.fired()).await
+    }
+}
+
+/// Resolves once `cond` holds; whoever makes it hold calls
+/// `notify.notify_waiters()` afterwards.
+async fn wait_until(notify: &Notify, cond: impl Fn() -> bool) {
+    loop {
+        let n = notify.notified();
+        tokio::pin!(n);
+        // Registered before the check, so a notification in between is not lost.
+        n.as_mut().enable();
+        if cond() {
+            return;
         }
+        n.await;
     }
 }
 
