@@ -70,7 +70,7 @@ mod tag;
 use bytes::{Buf, Bytes, BytesMut};
 use lex::{nwf, restricted, Collect, QName, RefLex};
 use ns::{DupSet, Keys, Scope, NO_NS};
-use tag::{AttrKind, AttrTok, EndCx, EndLex, Expect, ResolveCx, TagCx, TagLex, TagStep};
+use tag::{AttrKind, AttrTok, EndCx, EndLex, Expect, Hashing, ResolveCx, TagCx, TagLex, TagStep};
 
 use crate::stanza::StreamCondition;
 
@@ -452,14 +452,20 @@ enum Owed {
     End,
 }
 
-/// What one step over the input produced.
-// A frame is moved, not boxed: boxing would cost an allocation per stanza.
-#[allow(clippy::large_enum_variant)]
+/// What one step over the input produced. Small, so that it is cheap to
+/// return; a stanza's frame is built only where it is handed out.
 enum Step {
-    Frame(Frame),
     Continue,
     /// More bytes are needed.
     More,
+    /// A top-level element's start tag was read.
+    Start(Head),
+    /// The current top-level element ended: its frame is owed.
+    Element,
+    /// The stream header (once per stream).
+    Header(Box<StreamHeader>),
+    /// `</stream:stream>`.
+    End,
 }
 
 /// Incremental framer for one inbound XML stream.
@@ -475,6 +481,12 @@ pub struct Framer {
     tag: TagLex,
     /// The end tag being read.
     end: EndLex,
+    /// Keys of what a skipped element's tags hold, as they go by.
+    hashing: Hashing,
+    /// The last start tag has a prefixed name or a namespace declaration.
+    ns_work: bool,
+    /// The current top-level element is being skipped (`cur.skip` is set).
+    skip: bool,
     /// A reference cut by the end of a read, in character data.
     text_ref: RefLex,
     /// Open elements, the stream root included.
@@ -507,6 +519,9 @@ impl Framer {
             markup: Markup::None,
             tag: TagLex::new(0),
             end: EndLex::new(0),
+            hashing: Hashing::default(),
+            ns_work: false,
+            skip: false,
             text_ref: RefLex::default(),
             depth: 0,
             phase: Phase::Start,
@@ -562,6 +577,10 @@ impl Framer {
         if self.phase == Phase::Ended {
             return Ok(None);
         }
+        if self.quick() {
+            // All that came was taken: nothing more to read.
+            return self.wait().map(|_| None);
+        }
         loop {
             let step = match self.markup {
                 Markup::None => self.at_pos()?,
@@ -570,22 +589,56 @@ impl Framer {
                 Markup::Cdata { .. } => self.cdata()?,
             };
             match step {
-                Step::Frame(f) => return Ok(Some(f)),
+                Step::Start(h) => return Ok(Some(Frame::Start(h))),
+                Step::Element => return Ok(Some(self.finish_element())),
+                Step::Header(h) => return Ok(Some(Frame::Header(*h))),
+                Step::End => return Ok(Some(Frame::End)),
                 Step::Continue => {}
                 Step::More => {
-                    if self.check_pending()? {
-                        continue;
+                    if !self.wait()? {
+                        return Ok(None);
                     }
-                    self.compact();
-                    return Ok(None);
                 }
             }
         }
     }
 
+    /// Fast path for small reads (a peer dribbling its bytes): the new bytes
+    /// that only go on with character data, an attribute value or a name
+    /// inside a stanza, the common bytes, are taken in one go, with the checks
+    /// of the lexers' own fast paths (plain ASCII classes, the token limit).
+    /// What is left goes the ordinary way.
+    /// Whether all the bytes at hand were taken.
+    #[inline]
+    fn quick(&mut self) -> bool {
+        if self.skip || self.phase != Phase::Stream {
+            return false;
+        }
+        let all = self.base + self.buf.len();
+        let end = self.visible_end();
+        match self.markup {
+            Markup::None if self.depth >= 2 && self.text_ref.len == 0 => {
+                let collecting =
+                    self.depth == 2 && self.cur.as_ref().is_some_and(|c| c.text.is_some());
+                if collecting || self.pos >= end {
+                    return false;
+                }
+                self.pos += lex::plain_text(tag::at(&self.buf, self.base, self.pos, end));
+                self.pos == all
+            }
+            Markup::Start if self.tag.at < end => {
+                let rest = tag::at(&self.buf, self.base, self.tag.at, end);
+                self.tag.quick(rest, self.limits.max_token, &self.hashing);
+                self.tag.at == all
+            }
+            _ => false,
+        }
+    }
+
     /// The current top-level element is being skipped.
+    #[inline]
     fn skipping(&self) -> bool {
-        self.cur.as_ref().is_some_and(|c| c.skip.is_some())
+        self.skip
     }
 
     /// The bytes between stream offsets `start` and `end`.
@@ -693,8 +746,6 @@ impl Framer {
             skip: None,
             ns_unchecked: false,
         });
-        self.open.clear();
-        self.scope.reset();
     }
 
     /// Check the character data at `pos` (up to the next `<`).
@@ -731,10 +782,12 @@ impl Framer {
             self.exceed(Limit::Token)?;
         }
         self.check_size()?;
-        Ok(if consumed > 0 {
-            Step::Continue
-        } else {
+        // Without a `<` among all the bytes at hand, nothing more can be read.
+        let all = end == self.base + self.buf.len();
+        Ok(if consumed == 0 || (!last && all) {
             Step::More
+        } else {
+            Step::Continue
         })
     }
 
@@ -888,6 +941,8 @@ impl Framer {
             attrs: &mut self.attrs,
             dups: &mut self.dups,
             decoded: &mut self.decoded,
+            hashing: &mut self.hashing,
+            ns_work: &mut self.ns_work,
         };
         match lx.step(&mut cx)? {
             TagStep::More => Ok(Step::More),
@@ -928,7 +983,7 @@ impl Framer {
             }
             None => false,
         };
-        let ns = if ns_unchecked {
+        let ns = if ns_unchecked || !self.ns_work {
             NO_NS
         } else {
             self.resolve(&r, depth, true)?
@@ -996,7 +1051,7 @@ impl Framer {
             scope: &mut self.scope,
             attrs: &mut self.attrs,
             decoded: &self.decoded,
-            exact: self.cur.as_ref().is_none_or(|c| c.skip.is_none()),
+            exact: !self.skip,
             stream_bound,
         };
         tag::resolve(
@@ -1093,7 +1148,7 @@ impl Framer {
             self.push_open(r);
         }
         self.check_size()?;
-        Ok(Step::Frame(Frame::Start(head)))
+        Ok(Step::Start(head))
     }
 
     /// Remember an element's name until its end tag: where it is, or (while
@@ -1139,7 +1194,7 @@ impl Framer {
         if self_closing {
             self.owed = Owed::End;
         }
-        Ok(Step::Frame(Frame::Header(header)))
+        Ok(Step::Header(Box::new(header)))
     }
 
     /// The stream header's attributes, and its declarations checked.
@@ -1219,7 +1274,7 @@ impl Framer {
             skipping,
             expect,
         };
-        let gt = match lx.step(&cx)? {
+        let gt = match lx.step(&cx, &mut self.hashing.name)? {
             TagStep::More => return Ok(Step::More),
             TagStep::Limit(l) => {
                 self.exceed(l)?;
@@ -1232,7 +1287,7 @@ impl Framer {
         if self.depth == 1 {
             self.depth = 0;
             self.phase = Phase::Ended;
-            return Ok(Step::Frame(Frame::End));
+            return Ok(Step::End);
         }
         if self.open.len() >= self.depth - 1 {
             self.open.pop();
@@ -1240,7 +1295,7 @@ impl Framer {
         self.check_size()?;
         if self.depth == 2 {
             self.depth = 1;
-            return Ok(Step::Frame(self.finish_element()));
+            return Ok(Step::Element);
         }
         self.close_element();
         Ok(Step::Continue)
@@ -1262,6 +1317,8 @@ impl Framer {
         self.open.clear();
         self.scope.reset();
         if let Some(limit) = cur.skip {
+            self.skip = false;
+            self.hashing = Hashing::default();
             self.consume(self.pos - self.base);
             let [to, from, type_, id] = cur.attrs.map(|p| p.value(&Bytes::new()));
             return Frame::Skipped(Skipped {
@@ -1315,6 +1372,7 @@ impl Framer {
             return;
         };
         cur.skip = Some(limit);
+        self.skip = true;
         cur.text = None;
         if cur.head.is_some() {
             for p in cur.attrs.iter_mut() {
@@ -1347,10 +1405,15 @@ impl Framer {
                     attrs: &mut self.attrs,
                     dups: &mut self.dups,
                     decoded: &mut self.decoded,
+                    hashing: &mut self.hashing,
+                    ns_work: &mut self.ns_work,
                 };
                 self.tag.start_hashing(&mut cx);
             }
-            Markup::End => self.end.start_hashing(&self.buf, self.base, &self.keys),
+            Markup::End => {
+                let h = &mut self.hashing.name;
+                self.end.start_hashing(&self.buf, self.base, &self.keys, h);
+            }
             _ => {}
         }
     }
@@ -1358,35 +1421,20 @@ impl Framer {
     /// After a piece of markup: the element so far within `max_stanza_size`.
     fn check_size(&mut self) -> Result<(), FrameError> {
         match &self.cur {
-            Some(c) if c.skip.is_none() && self.pos - c.start > self.limits.max_stanza_size => {
+            Some(c) if !self.skip && self.pos - c.start > self.limits.max_stanza_size => {
                 self.exceed(Limit::Size)
             }
             _ => Ok(()),
         }
     }
 
-    /// Bytes held but not yet part of finished markup: bounded by the stanza
-    /// size limit, so no read can grow the buffer without end. `Ok(true)`: the
-    /// element is skipped from now on, and reading goes on.
-    fn check_pending(&mut self) -> Result<bool, FrameError> {
-        if self.skipping() {
-            return Ok(false);
-        }
-        let held = self.base + self.buf.len() - self.pending_start();
-        if held <= self.limits.max_stanza_size {
-            return Ok(false);
-        }
-        if self.limits.excess == Excess::Skip && self.phase == Phase::Stream && self.cur.is_some() {
-            self.begin_skip(Limit::Size);
-            return Ok(true);
-        }
-        Err(self.limit_error(Limit::Size, true))
-    }
-
-    /// Forget bytes that are no longer needed: those before the pending
-    /// element, or while skipping, all that were read.
-    fn compact(&mut self) {
-        let keep = if self.skipping() {
+    /// More bytes are needed. Bytes held but not yet part of finished markup
+    /// are bounded by the stanza size limit, so no read can grow the buffer
+    /// without end; then the bytes no longer needed are dropped: those before
+    /// the pending element, or while skipping, all that were read. `Ok(true)`:
+    /// the element is skipped from now on, and reading goes on.
+    fn wait(&mut self) -> Result<bool, FrameError> {
+        let keep = if self.skip {
             match &self.markup {
                 Markup::None => self.pos,
                 Markup::Start => self.tag.at,
@@ -1394,11 +1442,23 @@ impl Framer {
                 Markup::Cdata { at, .. } => *at,
             }
         } else {
-            self.pending_start()
+            let start = self.pending_start();
+            if self.base + self.buf.len() - start > self.limits.max_stanza_size {
+                let skippable = self.limits.excess == Excess::Skip
+                    && self.phase == Phase::Stream
+                    && self.cur.is_some();
+                if !skippable {
+                    return Err(self.limit_error(Limit::Size, true));
+                }
+                self.begin_skip(Limit::Size);
+                return Ok(true);
+            }
+            start
         };
         if keep > self.base {
             self.consume(keep - self.base);
         }
+        Ok(false)
     }
 
     /// Drop the first `n` bytes of `buf` (all checked and accounted for).
@@ -1699,7 +1759,11 @@ mod tests {
                     break;
                 }
             }
-            assert_eq!(err.as_deref(), Some("malformed XML declaration"), "chunk {chunk}");
+            assert_eq!(
+                err.as_deref(),
+                Some("malformed XML declaration"),
+                "chunk {chunk}"
+            );
         }
         // A junk byte in an unfinished XML declaration.
         let mut f = framer();
@@ -2025,8 +2089,18 @@ mod tests {
                 },
                 format!("<message>&#{};</message>", "0".repeat(41)),
             ),
+            // A value made of references, cut by every read (found by fuzzing:
+            // framer; the reference's bound and the value's were mixed up, and
+            // reading stopped without a verdict).
+            (
+                Limits {
+                    max_token: 40,
+                    ..Limits::new(10_000)
+                },
+                format!("<message a='{}'/>", "&#x41;&lt;".repeat(5)),
+            ),
         ] {
-            for chunk in [usize::MAX, 1] {
+            for chunk in [usize::MAX, 1, 2, 3] {
                 let (_, err, _) = run_chunked(&data, chunk, limits);
                 assert_eq!(
                     err.map(|e| e.condition),

@@ -970,6 +970,9 @@ const TRICKY: &[&str] = &[
     "<message>\0</message>",
     "<message>\u{80}</message>",
     "<message a='1'b='2'/>",
+    // A character reference with leading zeros past max_stanza_size (found by
+    // fuzzing: framer_diff, rule 14b).
+    "<x>a&#00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000065;</x>",
     "<message a=1/>",
     "<message/ >",
     "< message/>",

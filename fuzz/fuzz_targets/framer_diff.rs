@@ -1,5 +1,6 @@
 //! The stream framer against the rxml-based framer it replaced (the oracle in
-//! `tests/support/rxml_oracle.rs`, shared with `tests/framer_diff.rs`).
+//! `tests/support/rxml_oracle.rs`, shared with `tests/framer_diff.rs`) and
+//! against expat (`tests/support/expat_oracle.rs`, the system libexpat).
 //!
 //! Input: byte 0 says how to feed the rest. Bit 0: put a valid stream header
 //! before it (so the stanza-level code is reached); bits 1-2: the limits;
@@ -18,6 +19,9 @@ mod limits;
 
 #[path = "../../tests/support/rxml_oracle.rs"]
 mod rxml_oracle;
+
+#[path = "../../tests/support/expat_oracle.rs"]
+mod expat_oracle;
 
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example'>";
 
@@ -38,6 +42,9 @@ fuzz_target!(|input: &[u8]| {
     };
     let chunkings: Vec<Vec<usize>> = chunk.into_iter().map(|n| vec![n]).collect();
     if let Err(msg) = rxml_oracle::check_input_minimized(&data, &chunkings, limits) {
+        panic!("{msg}");
+    }
+    if let Err(msg) = expat_oracle::check_minimized(&data, limits) {
         panic!("{msg}");
     }
 });

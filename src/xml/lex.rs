@@ -17,7 +17,6 @@
 //! enforces, and each failure names what was wrong for the operator's log.
 
 use std::borrow::Cow;
-use std::hash::Hasher as _;
 
 use super::names;
 use super::FrameError;
@@ -74,6 +73,27 @@ fn run_of(b: &[u8], class: u8) -> usize {
     b.iter()
         .position(|&x| CLASS[x as usize] & class == 0)
         .unwrap_or(b.len())
+}
+
+/// How many bytes at the start of `b` are plain character data (printable
+/// ASCII but `&`, `<`, `]`): nothing to check in them but their class.
+#[inline]
+pub(super) fn plain_text(b: &[u8]) -> usize {
+    run_of(b, PLAIN_TEXT)
+}
+
+/// How many bytes at the start of `b` are plain attribute value bytes
+/// (printable ASCII but `&`, `<` and quotes).
+#[inline]
+pub(super) fn plain_value(b: &[u8]) -> usize {
+    run_of(b, PLAIN_VALUE)
+}
+
+/// How many bytes at the start of `b` go on with a name past its first
+/// character (ASCII letters, digits, `-._`).
+#[inline]
+pub(super) fn name_chars(b: &[u8]) -> usize {
+    run_of(b, NAME_CHAR)
 }
 
 /// XML whitespace (the `S` production).
@@ -245,6 +265,38 @@ impl NameLex {
     }
 }
 
+/// Fast path for the common name: a whole qualified name of ASCII letters,
+/// digits and `-._` at the start of `b` (`p:local` or `local`), when the byte
+/// after it (which must have come) ends it. `None` means "read it with
+/// [`NameLex`]" (it is cut, has other characters, or is wrong).
+#[inline]
+pub(super) fn ascii_qname(b: &[u8]) -> Option<QName> {
+    let ncname = |b: &[u8]| -> usize {
+        match b.first() {
+            Some(&x) if CLASS[x as usize] & NAME_START != 0 => 1 + run_of(&b[1..], NAME_CHAR),
+            _ => 0,
+        }
+    };
+    let p = ncname(b);
+    if p == 0 {
+        return None;
+    }
+    let (len, colon) = match b.get(p) {
+        Some(b':') => {
+            let l = ncname(&b[p + 1..]);
+            if l == 0 {
+                return None;
+            }
+            (p + 1 + l, Some(p))
+        }
+        _ => (p, None),
+    };
+    match b.get(len) {
+        Some(&x) if x < 0x80 && x != b':' => Some(QName { len, colon }),
+        _ => None,
+    }
+}
+
 /// The five predefined entities: there is never a DTD to declare others.
 const ENTITIES: [(&[u8], char); 5] = [
     (b"lt", '<'),
@@ -287,6 +339,11 @@ impl RefLex {
     /// end of `b` and as soon as the reference is longer than `max`. Fails as
     /// soon as what has come cannot become a reference XML allows.
     pub fn step(&mut self, b: &[u8], max: usize) -> Result<(usize, Option<u32>), FrameError> {
+        if self.len == 0 {
+            if let Some(done) = whole_reference(b) {
+                return Ok(done);
+            }
+        }
         let mut i = 0;
         if self.len == 0 {
             *self = RefLex {
@@ -385,6 +442,32 @@ impl RefLex {
     }
 }
 
+/// Fast path: a whole, valid reference at the start of `b` (`b[0] == b'&'`):
+/// its length and character. `None` means "read it with [`RefLex`]" (it is
+/// cut, invalid, or unusual, e.g. with leading zeros).
+#[inline]
+fn whole_reference(b: &[u8]) -> Option<(usize, Option<u32>)> {
+    let semi = b.iter().take(12).position(|&x| x == b';')?;
+    let c = match &b[1..semi] {
+        b"lt" => '<' as u32,
+        b"gt" => '>' as u32,
+        b"amp" => '&' as u32,
+        b"apos" => '\'' as u32,
+        b"quot" => '"' as u32,
+        [b'#', b'x', hex @ ..]
+            if (1..=6).contains(&hex.len()) && hex.iter().all(u8::is_ascii_hexdigit) =>
+        {
+            hex.iter()
+                .fold(0, |v, &d| v * 16 + char::from(d).to_digit(16).unwrap_or(0))
+        }
+        [b'#', dec @ ..] if (1..=7).contains(&dec.len()) && dec.iter().all(u8::is_ascii_digit) => {
+            dec.iter().fold(0, |v, &d| v * 10 + u32::from(d - b'0'))
+        }
+        _ => return None,
+    };
+    is_char(c).then_some((semi + 1, Some(c)))
+}
+
 /// Where decoded character data goes when a caller keeps it (the text of a
 /// `<handshake/>`), with a cap: past it the text is marked overflowed and
 /// nothing more is kept.
@@ -471,8 +554,18 @@ pub(super) fn text(t: &[u8], kind: Chars, cx: TextCtx<'_>) -> Result<usize, Fram
             continue;
         }
         if out.is_none() && ws_only.is_none() {
-            // Fast path inside a stanza: skip what needs no attention.
-            i += run_of(&t[i..], PLAIN_TEXT);
+            // Fast path inside a stanza: skip what needs no attention, and
+            // characters beyond ASCII that XML allows.
+            loop {
+                i += run_of(&t[i..], PLAIN_TEXT);
+                match t.get(i) {
+                    Some(&x) if x >= 0x80 => match decode_utf8(&t[i..]) {
+                        Ok(Some((c, n))) if is_char_non_ascii(c) => i += n,
+                        _ => break,
+                    },
+                    _ => break,
+                }
+            }
         }
         let Some(&b) = t.get(i) else {
             break;
@@ -547,7 +640,7 @@ pub(super) fn text(t: &[u8], kind: Chars, cx: TextCtx<'_>) -> Result<usize, Fram
 /// its length, for a namespace declaration read while its bytes are not kept.
 #[derive(Clone, Debug)]
 pub(super) struct ValueKey {
-    pub hasher: std::collections::hash_map::DefaultHasher,
+    pub hasher: super::ns::KeyHasher,
     /// Decoded bytes so far.
     pub len: usize,
     /// The last byte was a CR (a LF right after it adds nothing).
@@ -555,7 +648,7 @@ pub(super) struct ValueKey {
 }
 
 impl ValueKey {
-    pub fn new(hasher: std::collections::hash_map::DefaultHasher) -> Self {
+    pub fn new(hasher: super::ns::KeyHasher) -> Self {
         ValueKey {
             hasher,
             len: 0,
@@ -611,8 +704,9 @@ pub(super) fn value(
 ) -> Result<Result<usize, usize>, FrameError> {
     let mut i = 0;
     loop {
+        // A reference is bounded by the value's own bound, judged below.
         if st.pending.len > 0 {
-            let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
+            let (n, c) = st.pending.step(&v[i..], usize::MAX)?;
             i += n;
             match c {
                 Some(c) => {
@@ -646,7 +740,7 @@ pub(super) fn value(
             b'&' => {
                 st.plain = false;
                 st.pending = RefLex::default();
-                let (n, c) = st.pending.step(&v[i..], max.saturating_sub(i))?;
+                let (n, c) = st.pending.step(&v[i..], usize::MAX)?;
                 i += n;
                 match c {
                     Some(c) => {
@@ -974,17 +1068,15 @@ mod tests {
 
     #[test]
     fn value_keys_hash_the_decoded_value_whatever_the_pieces() {
-        use std::hash::{BuildHasher, Hasher};
-        let rs = std::collections::hash_map::RandomState::new();
+        let keys = super::super::ns::Keys::new();
         let raw = "a&amp;b\r\nc\t&#x20AC;'\r\r\nd&#13;&#10;";
         let decoded = decode_attr(raw.as_bytes(), false);
-        let mut want = rs.build_hasher();
-        want.write(decoded.as_bytes());
+        let want = keys.of(decoded.as_bytes());
         let bytes = format!("{raw}\"");
         let bytes = bytes.as_bytes();
         for chunk in [bytes.len(), 1, 2, 3] {
             let mut st = ValueLex::default();
-            let mut key = ValueKey::new(rs.build_hasher());
+            let mut key = ValueKey::new(keys.hasher());
             let (mut at, mut end) = (0, 0);
             let close = loop {
                 end = (end + chunk).min(bytes.len());
@@ -995,7 +1087,7 @@ mod tests {
             };
             assert_eq!(close, raw.len(), "chunk {chunk}");
             assert_eq!(key.len, decoded.len());
-            assert_eq!(key.hasher.finish(), want.finish(), "chunk {chunk}");
+            assert_eq!(key.hasher.finish(), want, "chunk {chunk}");
         }
     }
 }

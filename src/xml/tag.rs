@@ -15,6 +15,7 @@
 use super::lex::{self, nwf, NameLex, QName, ValueKey, ValueLex};
 use super::ns::{
     check_declaration, DeclValue, DupSet, Given, Keys, NameHasher, NameKey, Scope, NO_NS, SMALL,
+    XML_NS,
 };
 use super::{FrameError, Limit};
 
@@ -49,15 +50,25 @@ pub(super) struct AttrTok {
     pub ns: u32,
 }
 
-/// A namespace declaration's value: the key of its decoded form, facts about
-/// it, and where the decoded form is in the tag's scratch when it is not the
-/// value's bytes (`None` also when the bytes are not kept).
-pub(super) type Decl = (u64, DeclValue, Option<(u32, u32)>);
+/// A namespace declaration's value: the key of its decoded form (computed
+/// when needed while the bytes are kept), facts about it, and where the
+/// decoded form is in the tag's scratch when it is not the value's bytes
+/// (`None` also when the bytes are not kept).
+pub(super) type Decl = (Option<u64>, DeclValue, Option<(u32, u32)>);
 
 /// The bytes between stream offsets `start` and `end`.
 #[inline]
 pub(super) fn at(buf: &[u8], base: usize, start: usize, end: usize) -> &[u8] {
     &buf[start - base..end - base]
+}
+
+/// Keys computed as a skipped element's bytes go by: of the name being read
+/// and of a namespace declaration's value. Kept apart from [`TagLex`] and
+/// [`EndLex`], so that starting a tag costs little.
+#[derive(Debug, Default)]
+pub(super) struct Hashing {
+    pub name: Option<NameHasher>,
+    pub value: Option<ValueKey>,
 }
 
 /// What reading a tag needs besides its own state.
@@ -78,6 +89,10 @@ pub(super) struct TagCx<'a> {
     pub dups: &'a mut DupSet,
     /// Decoded values of this tag's declarations that are not plain.
     pub decoded: &'a mut String,
+    pub hashing: &'a mut Hashing,
+    /// The tag has a prefixed name or a namespace declaration (else Namespaces
+    /// in XML have nothing to check in it).
+    pub ns_work: &'a mut bool,
 }
 
 impl TagCx<'_> {
@@ -125,7 +140,6 @@ pub(super) struct TagLex {
     /// The name being read (the element's, then each attribute's).
     name: NameLex,
     name_start: usize,
-    hasher: Option<NameHasher>,
     /// The element's name once read, and its key while skipping.
     pub elem: Option<(QName, Option<NameKey>)>,
     /// The attribute whose value comes next.
@@ -133,7 +147,6 @@ pub(super) struct TagLex {
     value: ValueLex,
     value_start: usize,
     quote: u8,
-    value_key: Option<ValueKey>,
     /// Whitespace since the last name or value (attributes must be separated).
     ws: bool,
     /// Attributes went past the budget of a skipped tag: its namespaces are
@@ -142,9 +155,18 @@ pub(super) struct TagLex {
 }
 
 impl TagLex {
-    /// Start over for the tag whose `<` is at `open`.
+    /// Start over for the tag whose `<` is at `open` (field by field: the
+    /// rest is set before it is read).
     pub fn reset(&mut self, open: usize) {
-        *self = TagLex::new(open);
+        self.open = open;
+        self.at = open + 1;
+        self.state = TagState::Name;
+        self.name = NameLex::default();
+        self.name_start = open + 1;
+        self.elem = None;
+        self.attr = None;
+        self.ws = false;
+        self.unchecked = false;
     }
 
     pub fn new(open: usize) -> Self {
@@ -154,13 +176,11 @@ impl TagLex {
             state: TagState::Name,
             name: NameLex::default(),
             name_start: open + 1,
-            hasher: None,
             elem: None,
             attr: None,
             value: ValueLex::default(),
             value_start: 0,
             quote: 0,
-            value_key: None,
             ws: false,
             unchecked: false,
         }
@@ -175,24 +195,22 @@ impl TagLex {
             cx.attrs.clear();
             cx.dups.clear();
             cx.decoded.clear();
+            *cx.ns_work = false;
             if cx.skipping {
-                self.hasher = Some(NameHasher::new(cx.keys));
+                cx.hashing.name = Some(NameHasher::new(cx.keys));
             }
         }
+        let buf = cx.buf;
         loop {
-            let rest = cx.bytes(self.at, cx.end);
+            let rest = at(buf, cx.base, self.at, cx.end);
             match self.state {
                 Name | AttrName => {
-                    let (n, q) = self.name.step(rest, cx.max_token)?;
-                    if let Some(h) = &mut self.hasher {
-                        h.feed(cx.keys, &rest[..n]);
-                    }
-                    self.at += n;
-                    if self.name.len > cx.max_token {
-                        return Ok(TagStep::Limit(Limit::Token));
-                    }
-                    let Some(q) = q else {
-                        return Ok(TagStep::More);
+                    let Some(q) = self.read_name(rest, cx)? else {
+                        return Ok(if self.name.len > cx.max_token {
+                            TagStep::Limit(Limit::Token)
+                        } else {
+                            TagStep::More
+                        });
                     };
                     self.name_done(q, cx);
                 }
@@ -210,11 +228,14 @@ impl TagLex {
                             self.state = Slash;
                         }
                         _ if !self.ws => return Err(nwf("malformed start tag")),
+                        _ if !cx.skipping && self.whole_attr(&rest[w..], cx)? => {}
                         _ => {
                             self.state = AttrName;
                             self.name = NameLex::default();
                             self.name_start = self.at;
-                            self.hasher = cx.skipping.then(|| NameHasher::new(cx.keys));
+                            if cx.skipping {
+                                cx.hashing.name = Some(NameHasher::new(cx.keys));
+                            }
                         }
                     }
                 }
@@ -248,31 +269,141 @@ impl TagLex {
                     }
                 }
                 Value => {
-                    let room = cx.max_token.saturating_sub(self.at - self.value_start);
-                    let r = lex::value(
-                        rest,
-                        self.quote,
-                        &mut self.value,
-                        room,
-                        self.value_key.as_mut(),
-                    )?;
-                    match r {
-                        Err(n) => {
-                            self.at += n;
-                            if self.at - self.value_start > cx.max_token {
-                                return Ok(TagStep::Limit(Limit::Token));
-                            }
-                            return Ok(TagStep::More);
-                        }
-                        Ok(n) => {
-                            self.at += n;
-                            self.attr_done(cx)?;
-                            self.at += 1;
-                            self.state = Between;
-                            self.ws = false;
-                        }
+                    if let Some(step) = self.read_value(rest, cx)? {
+                        return Ok(step);
                     }
                 }
+            }
+        }
+    }
+
+    /// Go on reading the name at `self.at` (`rest` holds the bytes from
+    /// there); the name once it is whole, `None` when `rest` ends first or
+    /// the name is longer than the token limit.
+    #[inline]
+    fn read_name(&mut self, rest: &[u8], cx: &mut TagCx<'_>) -> Result<Option<QName>, FrameError> {
+        // Fast path: a whole ASCII name, followed by what ends it (and
+        // short enough).
+        if self.name.len == 0 && cx.hashing.name.is_none() {
+            if let Some(q) = lex::ascii_qname(rest) {
+                if q.len <= cx.max_token {
+                    self.at += q.len;
+                    return Ok(Some(q));
+                }
+            }
+        }
+        let (n, q) = self.name.step(rest, cx.max_token)?;
+        if let Some(h) = &mut cx.hashing.name {
+            h.feed(cx.keys, &rest[..n]);
+        }
+        self.at += n;
+        Ok(q)
+    }
+
+    /// Fast path for small reads (see `Framer::quick`): go on over plain bytes
+    /// of the value or name being read, within the token limit. Not while
+    /// keys are computed (skipping) or a reference is cut.
+    #[inline]
+    pub fn quick(&mut self, rest: &[u8], max_token: usize, hashing: &Hashing) {
+        match self.state {
+            TagState::Between | TagState::BeforeEq | TagState::AfterEq => {
+                let w = lex::skip_ws(rest);
+                self.at += w;
+                if self.state == TagState::Between {
+                    self.ws |= w > 0;
+                }
+            }
+            TagState::Value if self.value.pending.len == 0 && hashing.value.is_none() => {
+                let n = lex::plain_value(rest);
+                if self.at + n - self.value_start <= max_token {
+                    self.at += n;
+                }
+            }
+            TagState::Name | TagState::AttrName
+                if self.name.len > 0
+                    && self.name.colon != Some(self.name.len - 1)
+                    && hashing.name.is_none() =>
+            {
+                let n = lex::name_chars(rest);
+                if self.name.len + n <= max_token {
+                    self.name.len += n;
+                    self.at += n;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Fast path for the common attribute, read in one go when it has come
+    /// whole: an ASCII name, `=` (whitespace around it allowed), a quoted
+    /// value within the token limit, and room for one more attribute.
+    /// Whether it was read (`self.at` is then after its closing quote); if
+    /// not, nothing changed and the state machine reads it.
+    #[inline]
+    fn whole_attr(&mut self, rest: &[u8], cx: &mut TagCx<'_>) -> Result<bool, FrameError> {
+        let Some(q) = lex::ascii_qname(rest) else {
+            return Ok(false);
+        };
+        let mut i = q.len;
+        i += lex::skip_ws(&rest[i..]);
+        if rest.get(i) != Some(&b'=') || cx.attrs.len() >= cx.max_attributes || q.len > cx.max_token
+        {
+            return Ok(false);
+        }
+        i += 1;
+        i += lex::skip_ws(&rest[i..]);
+        let quote = match rest.get(i) {
+            Some(&x @ (b'\'' | b'"')) => x,
+            _ => return Ok(false),
+        };
+        let mut value = ValueLex {
+            plain: true,
+            ..ValueLex::default()
+        };
+        let v = &rest[i + 1..];
+        let Ok(Ok(len)) = lex::value(v, quote, &mut value, cx.max_token, None) else {
+            // Cut, too long, or wrong: the state machine says which.
+            return Ok(false);
+        };
+        let kind = kind_of(&rest[..q.len], q);
+        if kind != AttrKind::Plain {
+            *cx.ns_work = true;
+        }
+        self.attr = Some((self.at, q, kind, None));
+        self.value = value;
+        self.value_start = self.at + i + 1;
+        self.at = self.value_start + len;
+        self.attr_done(cx)?;
+        self.at += 1;
+        self.ws = false;
+        Ok(true)
+    }
+
+    /// Go on reading the value at `self.at`: `Some(step)` to return (more is
+    /// needed, or a limit was passed), `None` when the value has ended.
+    #[inline]
+    fn read_value(
+        &mut self,
+        rest: &[u8],
+        cx: &mut TagCx<'_>,
+    ) -> Result<Option<TagStep>, FrameError> {
+        let room = cx.max_token.saturating_sub(self.at - self.value_start);
+        let sink = cx.hashing.value.as_mut();
+        match lex::value(rest, self.quote, &mut self.value, room, sink)? {
+            Err(n) => {
+                self.at += n;
+                if self.at - self.value_start > cx.max_token {
+                    return Ok(Some(TagStep::Limit(Limit::Token)));
+                }
+                Ok(Some(TagStep::More))
+            }
+            Ok(n) => {
+                self.at += n;
+                self.attr_done(cx)?;
+                self.at += 1;
+                self.state = TagState::Between;
+                self.ws = false;
+                Ok(None)
             }
         }
     }
@@ -285,8 +416,11 @@ impl TagLex {
     }
 
     /// A name has ended (the element's or an attribute's).
-    fn name_done(&mut self, q: QName, cx: &TagCx<'_>) {
-        let key = self.hasher.take().map(|h| h.finish());
+    fn name_done(&mut self, q: QName, cx: &mut TagCx<'_>) {
+        let key = cx.hashing.name.take().map(|h| h.finish());
+        if q.colon.is_some() {
+            *cx.ns_work = true;
+        }
         if self.state == TagState::Name {
             self.elem = Some((q, key));
         } else {
@@ -305,7 +439,7 @@ impl TagLex {
         self.ws = false;
     }
 
-    fn value_begins(&mut self, quote: u8, cx: &TagCx<'_>) {
+    fn value_begins(&mut self, quote: u8, cx: &mut TagCx<'_>) {
         self.quote = quote;
         self.value = ValueLex {
             plain: true,
@@ -317,7 +451,12 @@ impl TagLex {
             self.attr,
             Some((_, _, AttrKind::Default | AttrKind::Declaration, _))
         );
-        self.value_key = (cx.skipping && decl).then(|| ValueKey::new(cx.keys.hasher()));
+        if decl {
+            *cx.ns_work = true;
+            if cx.skipping {
+                cx.hashing.value = Some(ValueKey::new(cx.keys.hasher()));
+            }
+        }
         self.state = TagState::Value;
     }
 
@@ -328,7 +467,7 @@ impl TagLex {
         };
         if cx.skipping && cx.attrs.len() >= cx.budget {
             self.unchecked = true;
-            self.value_key = None;
+            cx.hashing.value = None;
             return Ok(());
         }
         let mut a = AttrTok {
@@ -346,11 +485,10 @@ impl TagLex {
             return Err(nwf("duplicate attribute"));
         }
         if matches!(kind, AttrKind::Default | AttrKind::Declaration) {
-            let decl = match self.value_key.take() {
+            let decl = match cx.hashing.value.take() {
                 Some(k) => {
-                    use std::hash::Hasher;
-                    let v = DeclValue::of_key(k.hasher.finish(), k.len, cx.keys);
-                    (k.hasher.finish(), v, None)
+                    let key = k.hasher.finish();
+                    (Some(key), DeclValue::of_key(key, k.len, cx.keys), None)
                 }
                 None => decode_declaration(cx, &a),
             };
@@ -370,6 +508,7 @@ impl TagLex {
     pub fn start_hashing(&mut self, cx: &mut TagCx<'_>) {
         for a in cx.attrs.iter_mut() {
             ensure_key(a, cx.buf, cx.base, cx.keys);
+            key_declaration(a, cx.buf, cx.base, cx.decoded, cx.keys);
         }
         if let Some((q, k @ None)) = &mut self.elem {
             let s = self.open + 1;
@@ -382,7 +521,7 @@ impl TagLex {
             TagState::Name | TagState::AttrName => {
                 let mut h = NameHasher::new(cx.keys);
                 h.feed(cx.keys, at(cx.buf, cx.base, self.name_start, self.at));
-                self.hasher = Some(h);
+                cx.hashing.name = Some(h);
             }
             TagState::Value
                 if matches!(
@@ -399,7 +538,7 @@ impl TagLex {
                 let so_far = at(cx.buf, cx.base, self.value_start, self.at);
                 let _ = lex::value(so_far, self.quote, &mut st, usize::MAX, Some(&mut key));
                 self.value = st;
-                self.value_key = Some(key);
+                cx.hashing.value = Some(key);
             }
             _ => {}
         }
@@ -424,6 +563,24 @@ fn kind_of_key(k: NameKey, q: QName, keys: &Keys) -> AttrKind {
     }
 }
 
+/// Compute a declaration's value key from its decoded value, if not known
+/// yet (the bytes are about to go).
+pub(super) fn key_declaration(
+    a: &mut AttrTok,
+    buf: &[u8],
+    base: usize,
+    decoded: &str,
+    keys: &Keys,
+) {
+    if let Some((k @ None, _, span)) = &mut a.decl {
+        let v = match span {
+            Some((s, l)) => &decoded.as_bytes()[*s as usize..(*s + *l) as usize],
+            None => at(buf, base, a.value_start, a.value_start + a.value_len),
+        };
+        *k = Some(keys.of(v));
+    }
+}
+
 /// Compute an attribute's name key from its bytes, if not known yet.
 pub(super) fn ensure_key(a: &mut AttrTok, buf: &[u8], base: usize, keys: &Keys) -> NameKey {
     *a.key
@@ -435,18 +592,23 @@ pub(super) fn ensure_key(a: &mut AttrTok, buf: &[u8], base: usize, keys: &Keys) 
 fn decode_declaration(cx: &mut TagCx<'_>, a: &AttrTok) -> Decl {
     let raw = at(cx.buf, cx.base, a.value_start, a.value_start + a.value_len);
     if a.plain {
-        return (cx.keys.of(raw), DeclValue::of_bytes(raw), None);
+        return (None, DeclValue::of_bytes(raw), None);
     }
     let start = cx.decoded.len();
     lex::decode_into(raw, cx.decoded);
     let v = &cx.decoded.as_bytes()[start..];
     let span = (start as u32, v.len() as u32);
-    (cx.keys.of(v), DeclValue::of_bytes(v), Some(span))
+    (None, DeclValue::of_bytes(v), Some(span))
 }
 
 /// Whether `a`, the tag's next attribute, has the name of one before it.
 /// Below [`SMALL`] attributes by comparing pairs, from there through `cx.dups`.
+/// A prefixed name twice is found with the expanded names, at the tag's end
+/// ([`resolve`]): the same prefix twice is the same namespace.
 fn raw_duplicate(cx: &mut TagCx<'_>, a: &mut AttrTok) -> bool {
+    if a.kind == AttrKind::Prefixed {
+        return false;
+    }
     let (buf, base, skipping) = (cx.buf, cx.base, cx.skipping);
     let same = |x: &AttrTok, y: &AttrTok| {
         if skipping {
@@ -460,12 +622,17 @@ fn raw_duplicate(cx: &mut TagCx<'_>, a: &mut AttrTok) -> bool {
     if n < SMALL {
         return cx.attrs.iter().any(|b| same(b, a));
     }
-    for i in cx.dups.len()..n {
-        let k = ensure_key(&mut cx.attrs[i], buf, base, cx.keys);
-        cx.dups.insert(k.raw(), i as u32, |_| false);
+    while cx.dups.upto < n {
+        let i = cx.dups.upto;
+        cx.dups.upto += 1;
+        if cx.attrs[i].kind != AttrKind::Prefixed {
+            let k = ensure_key(&mut cx.attrs[i], buf, base, cx.keys);
+            cx.dups.insert(k.raw(), i as u32, |_| false);
+        }
     }
     let k = ensure_key(a, buf, base, cx.keys);
     let attrs = &*cx.attrs;
+    cx.dups.upto = n + 1;
     cx.dups
         .insert(k.raw(), n as u32, |j| same(&attrs[j as usize], a))
 }
@@ -477,7 +644,6 @@ pub(super) struct EndLex {
     pub open: usize,
     pub at: usize,
     name: NameLex,
-    hasher: Option<NameHasher>,
     /// Its name has been read and matched.
     named: bool,
 }
@@ -509,31 +675,44 @@ impl EndLex {
             open,
             at: open + 2,
             name: NameLex::default(),
-            hasher: None,
             named: false,
         }
     }
 
     /// The element is skipped from now on: its name so far becomes a key.
-    pub fn start_hashing(&mut self, buf: &[u8], base: usize, keys: &Keys) {
+    pub fn start_hashing(
+        &mut self,
+        buf: &[u8],
+        base: usize,
+        keys: &Keys,
+        h: &mut Option<NameHasher>,
+    ) {
         if !self.named {
-            let mut h = NameHasher::new(keys);
-            h.feed(keys, at(buf, base, self.open + 2, self.at));
-            self.hasher = Some(h);
+            let mut n = NameHasher::new(keys);
+            n.feed(keys, at(buf, base, self.open + 2, self.at));
+            *h = Some(n);
         }
     }
 
-    /// Go on reading; `Done` with the stream offset of its `>`.
-    pub fn step(&mut self, cx: &EndCx<'_>) -> Result<TagStep, FrameError> {
-        if cx.skipping && self.hasher.is_none() && !self.named && self.at == self.open + 2 {
-            self.hasher = Some(NameHasher::new(cx.keys));
+    /// Go on reading; `Done` with the stream offset of its `>`. While
+    /// skipping, the name's key goes to `hasher`.
+    pub fn step(
+        &mut self,
+        cx: &EndCx<'_>,
+        hasher: &mut Option<NameHasher>,
+    ) -> Result<TagStep, FrameError> {
+        if let Some(done) = self.whole(cx) {
+            return Ok(done);
+        }
+        if cx.skipping && hasher.is_none() && !self.named && self.at == self.open + 2 {
+            *hasher = Some(NameHasher::new(cx.keys));
         }
         // The tag's whole length is bounded: name and whitespace.
         let over = |s: &Self| s.at - s.open > cx.max_token.saturating_add(3);
         if !self.named {
             let rest = at(cx.buf, cx.base, self.at, cx.end);
             let (n, q) = self.name.step(rest, cx.max_token)?;
-            if let Some(h) = &mut self.hasher {
+            if let Some(h) = hasher.as_mut() {
                 h.feed(cx.keys, &rest[..n]);
             }
             self.at += n;
@@ -543,7 +722,7 @@ impl EndLex {
             let Some(q) = q else {
                 return Ok(TagStep::More);
             };
-            self.check_name(q, cx)?;
+            self.check_name(q, cx, hasher.take())?;
             self.named = true;
         }
         let rest = at(cx.buf, cx.base, self.at, cx.end);
@@ -562,7 +741,31 @@ impl EndLex {
         }
     }
 
-    fn check_name(&self, q: QName, cx: &EndCx<'_>) -> Result<(), FrameError> {
+    /// Fast path: the whole end tag has come and is exactly the expected
+    /// name (already checked as the start tag's), then `>`.
+    #[inline]
+    fn whole(&self, cx: &EndCx<'_>) -> Option<TagStep> {
+        let Expect::Bytes(want) = cx.expect else {
+            return None;
+        };
+        if self.at != self.open + 2 {
+            return None;
+        }
+        let rest = at(cx.buf, cx.base, self.at, cx.end);
+        (rest.len() > want.len() && rest[want.len()] == b'>' && rest.starts_with(want)).then(|| {
+            TagStep::Done {
+                gt: self.at + want.len(),
+                self_closing: false,
+            }
+        })
+    }
+
+    fn check_name(
+        &self,
+        q: QName,
+        cx: &EndCx<'_>,
+        key: Option<NameHasher>,
+    ) -> Result<(), FrameError> {
         let ok = match cx.expect {
             Expect::Nothing => return Err(nwf("end tag before the stream header")),
             Expect::Any => true,
@@ -570,7 +773,7 @@ impl EndLex {
                 let s = self.open + 2;
                 at(cx.buf, cx.base, s, s + q.len) == want
             }
-            Expect::Key(k) => self.hasher.as_ref().is_some_and(|h| h.finish().raw() == k),
+            Expect::Key(k) => key.is_some_and(|h| h.finish().raw() == k),
         };
         if !ok {
             return Err(nwf("end tag does not match the start tag"));
@@ -664,17 +867,26 @@ pub(super) fn resolve(
             }
         }
     };
-    let mut prefixed = 0;
+    let prefixed = cx
+        .attrs
+        .iter()
+        .filter(|a| a.kind == AttrKind::Prefixed)
+        .count();
     for i in 0..cx.attrs.len() {
         if cx.attrs[i].kind != AttrKind::Prefixed {
             continue;
         }
-        prefixed += 1;
-        let k = ensure_key(&mut cx.attrs[i], cx.buf, cx.base, cx.keys);
         let a = &cx.attrs[i];
+        let bytes = cx.name_bytes(a).and_then(|n| a.name.prefix(n));
+        if bytes == Some(b"xml") && prefixed <= SMALL {
+            // Bound for good: no key needed (nor, this few, for duplicates).
+            cx.attrs[i].ns = XML_NS;
+            continue;
+        }
+        let k = ensure_key(&mut cx.attrs[i], cx.buf, cx.base, cx.keys);
         let prefix = Given {
             key: k.prefix,
-            bytes: cx.name_bytes(a).and_then(|n| a.name.prefix(n)),
+            bytes,
         };
         match cx.scope.lookup(prefix, cx.stream_bound, cx.keys) {
             NO_NS => return Err(nwf("an attribute with an undeclared prefix")),
@@ -703,10 +915,13 @@ fn declare(cx: &mut ResolveCx<'_>, i: usize, depth: u32) {
         key: k.local,
         bytes: local,
     };
-    let uri = Given {
-        key: value_key,
-        bytes: cx.decl_value(a),
+    let bytes = cx.decl_value(a);
+    let key = match (value_key, bytes) {
+        (Some(k), _) => k,
+        (None, Some(b)) => cx.keys.of(b),
+        (None, None) => return,
     };
+    let uri = Given { key, bytes };
     cx.scope.declare(depth, prefix, uri, cx.keys);
 }
 

@@ -93,6 +93,17 @@
 //! `handshakes_per_s = connected / handshake_s` (start → last `<handshake/>`)
 //! and `rss_per_conn_kib = (rss_kb − --baseline-rss-kb) / connected`.
 //!
+//! ## `worst-case`
+//! The router's CPU per KB on crafted worst-case inputs beside ordinary
+//! stanzas (see `worst.rs` and `crafted.rs`; `bench/worst_case.sh` runs it):
+//! `--server-pid PID` (required), `--bytes 33554432` per input and round,
+//! `--rounds 3`, `--cases ordinary,namespaces,...,handshake,dribbled`
+//! (default all), `--handshake-conns 20`, `--dribble-bytes 100000`,
+//! `--dribble-gap-us 30`, and the pair flags (`--addr`, `--sender-domain`,
+//! ...). JSON: `mode server_pid cases[{case kb cpu_s us_per_kb ratio
+//! router_answer}] worst_case worst_ratio dribbled{bytes writes gap_us
+//! elapsed_s server_cpu_s us_per_write us_per_kb server_wakeups} ok`.
+//!
 //! ## `relay`
 //! `relay --listen ADDR --to ADDR`: the "plain relay" anchor, a one-thread
 //! tokio byte relay (`copy_bidirectional`, 64 KiB buffers, TCP_NODELAY).
@@ -110,12 +121,14 @@
 //! 98 + body size), `--server-pid PID`, `--timeout 60`, `--drain 2`.
 
 mod args;
+mod crafted;
 mod json;
 mod many;
 mod pairs;
 mod proto;
 mod relay;
 mod stats;
+mod worst;
 
 use args::{expand, loopback_addrs, Args};
 use std::time::Duration;
@@ -131,6 +144,9 @@ modes:
   many        [--count 10000] [--concurrency 100] [--domain-pattern c{i}.bench.local]
               [--secret-pattern secret-{i}] [--idle 3] [--baseline-rss-kb KB] [--ring-timeout 10]
   relay       --listen ADDR --to ADDR
+  worst-case  --server-pid PID [--bytes 33554432] [--rounds 3] [--cases a,b,...]
+              [--handshake-conns 20] [--dribble-bytes 100000] [--dribble-gap-us 30]
+              (and --addr, --sender-domain/secret, --receiver-domain/secret, --timeout)
 
 common (throughput/latency):
   --addr 127.0.0.1:5347  --recv-addr ADDR
@@ -189,6 +205,21 @@ fn known_flags(mode: &str) -> &'static [&'static str] {
             "ring-timeout",
         ],
         "relay" => &["listen", "to"],
+        "worst-case" => &[
+            "addr",
+            "sender-domain",
+            "sender-secret",
+            "receiver-domain",
+            "receiver-secret",
+            "server-pid",
+            "bytes",
+            "rounds",
+            "cases",
+            "handshake-conns",
+            "dribble-bytes",
+            "dribble-gap-us",
+            "timeout",
+        ],
         _ => &[],
     }
 }
@@ -205,6 +236,7 @@ enum Plan {
     Pairs(pairs::PairCfg),
     Many(many::ManyCfg),
     Relay(std::net::SocketAddr, Vec<std::net::SocketAddr>),
+    Worst(worst::WorstCfg),
 }
 
 fn plan(a: &Args) -> Result<Plan, String> {
@@ -349,8 +381,46 @@ fn plan(a: &Args) -> Result<Plan, String> {
             let to = loopback_addrs("to", &to)?;
             Ok(Plan::Relay(listen, to))
         }
+        "worst-case" => plan_worst(a).map(Plan::Worst),
         m => Err(format!("unknown mode `{m}`")),
     }
+}
+
+fn plan_worst(a: &Args) -> Result<worst::WorstCfg, String> {
+    let addr = a.str("addr", "127.0.0.1:5347");
+    let all: Vec<String> = crafted::CASES
+        .iter()
+        .map(|c| c.to_string())
+        .chain(["handshake".to_string(), "dribbled".to_string()])
+        .collect();
+    let cases: Vec<String> = match a.opt_str("cases") {
+        Some(list) => list.split(',').map(|c| c.trim().to_string()).collect(),
+        None => all.clone(),
+    };
+    if let Some(bad) = cases.iter().find(|c| !all.contains(c)) {
+        return Err(format!("unknown case `{bad}` (known: {})", all.join(",")));
+    }
+    let rounds: usize = a.get("rounds", 3)?;
+    if rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    Ok(worst::WorstCfg {
+        addrs: loopback_addrs("addr", &addr)?,
+        sender_domain: a.str("sender-domain", "a.bench.local"),
+        sender_secret: a.str("sender-secret", "secret-a"),
+        receiver_domain: a.str("receiver-domain", "b.bench.local"),
+        receiver_secret: a.str("receiver-secret", "secret-b"),
+        server_pid: a
+            .opt("server-pid")?
+            .ok_or("worst-case needs --server-pid PID")?,
+        bytes: a.get("bytes", 32 << 20)?,
+        rounds,
+        cases,
+        handshake_conns: a.get("handshake-conns", 20)?,
+        dribble_bytes: a.get("dribble-bytes", 100_000)?,
+        dribble_gap: Duration::from_micros(a.get("dribble-gap-us", 30)?),
+        timeout: secs(a, "timeout", 600.0)?,
+    })
 }
 
 fn main() {
@@ -377,6 +447,11 @@ fn main() {
         }
         Ok(Plan::Many(cfg)) => many::run(&cfg),
         Ok(Plan::Relay(listen, to)) => relay::run(listen, to),
+        Ok(Plan::Worst(cfg)) => {
+            let (o, code) = worst::run(&cfg);
+            println!("{o}");
+            code
+        }
     };
     std::process::exit(code);
 }
