@@ -1,7 +1,7 @@
 //! One component connection, XEP-0114 server side: the whole protocol in one place.
 //!
 //! A connection goes through three phases, each error condition raised next to
-//! the check that decides it (SPEC §4):
+//! the check that decides it (README, "What it does"):
 //! 1. stream header: namespace, `to`, attached domain → our header with a fresh id;
 //! 2. handshake: SHA-1(id + secret) compared in constant time, then the conflict
 //!    policy → `<handshake/>`, and the session is attached to its registration;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
@@ -37,9 +37,9 @@ use crate::router::{
     outbox, Attach, Control, Delivery, Outbox, OutboxReceiver, PushError, Registration, Router,
     Session,
 };
-use crate::stanza::{accept_header, error_header, Bounce, StreamCondition, StreamError};
+use crate::stanza::{accept_header, error_header, reframe, Bounce, StreamCondition, StreamError};
 use crate::upstream::LinkSendError;
-use crate::xml::{Frame, FrameError, Framer, Head, Name, Ns, Stanza};
+use crate::xml::{Frame, FrameError, Framer, Head, Limits, Name, Ns, Stanza, NS_COMPONENT};
 
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -49,6 +49,12 @@ const IDLE_SHRINK: Duration = Duration::from_secs(2);
 const WRITE_BATCH: usize = 64;
 const MIN_READ: usize = 4096;
 const MAX_READ: usize = 64 * 1024;
+/// Before authentication the stream header and the `<handshake/>` element may
+/// each be at most this large (`policy-violation` beyond), so an
+/// unauthenticated peer holds at most a few KiB (README, "Limits").
+pub const PRE_AUTH_MAX_ELEMENT: usize = 4096;
+/// Read size before authentication (reads do not grow until then).
+const PRE_AUTH_READ: usize = 2048;
 
 /// Serve one accepted TCP connection until it ends.
 ///
@@ -61,7 +67,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     let (rd, wr) = stream.into_split();
     let (out, out_rx) = outbox(settings.queue);
     let (close_tx, close_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(
+    let mut writer = tokio::spawn(write_loop(
         wr,
         out_rx,
         close_rx,
@@ -72,22 +78,99 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
         peer,
         router: router.clone(),
         rd,
-        framer: Framer::new(settings.limits),
+        framer: Framer::new(pre_auth_limits(settings.limits)),
         out,
         close_tx: Some(close_tx),
         control,
         header_sent: false,
         domain: None,
-        read_size: MIN_READ,
+        authenticated: false,
+        read_size: PRE_AUTH_READ,
     };
     debug!(%peer, "connection accepted");
-    let end = conn.run().await;
-    conn.finish(end).await;
+    let (end, live) = conn.run().await;
+    if let Some(l) = &live {
+        // No new stanza is routed to it from here on.
+        router.release(&l.reg, l.session.id);
+    }
+    conn.finish(end);
     drop(conn);
-    if timeout(CLOSE_GRACE + CLOSE_GRACE, writer).await.is_err() {
-        debug!(%peer, "writer did not finish in time");
+    // The writer returns within its own grace periods; this bound is a backstop.
+    let unwritten = match timeout(3 * CLOSE_GRACE, &mut writer).await {
+        Ok(Ok((mut rx, mut unwritten))) => {
+            // Whatever got into the queue is written or bounced, never dropped:
+            // close it, then take what is left, including what a sender that
+            // had already reserved room puts in now.
+            rx.rx.close();
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(b) = rx.rx.recv().await {
+                    unwritten.push(b);
+                }
+            })
+            .await;
+            unwritten
+        }
+        _ => {
+            debug!(%peer, "writer did not finish in time");
+            writer.abort();
+            Vec::new()
+        }
+    };
+    if let Some(l) = live {
+        // Bounces for remote senders go over the session's own upstream link,
+        // so it is closed only after them.
+        bounce_unwritten(&router, &l.session, unwritten);
+        l.session.close_upstream();
+        info!(%peer, domain = %l.reg.domain, "component session ended");
     }
     router.unregister_control(id);
+}
+
+/// The limits before authentication: those of the config, with elements (the
+/// stream header, the `<handshake/>`) at most [`PRE_AUTH_MAX_ELEMENT`] bytes.
+fn pre_auth_limits(limits: Limits) -> Limits {
+    Limits {
+        max_stanza_size: PRE_AUTH_MAX_ELEMENT,
+        ..limits
+    }
+}
+
+/// Bounce the stanzas a session's writer could not write (the session was
+/// replaced, or its peer is gone) to their senders: local components directly,
+/// anyone else over the session's upstream link (still open here). A bounce
+/// that finds no room is dropped and counted in the log line.
+fn bounce_unwritten(router: &Router, session: &Session, stanzas: Vec<Bytes>) {
+    let (mut bounced, mut lost) = (0usize, 0usize);
+    for b in &stanzas {
+        let Some((name, attrs)) = reframe(b) else {
+            continue; // our header, `<handshake/>` or a keepalive
+        };
+        if !name.is_stanza() {
+            continue;
+        }
+        let Some(reply) = Bounce::NOT_DELIVERED.reply(name, &attrs) else {
+            continue;
+        };
+        let delivered = match attrs.from.as_deref().and_then(jid::split) {
+            None => false,
+            Some(j) => match router.deliver(&jid::routing_key(j.domain), &reply) {
+                Delivery::Delivered => true,
+                Delivery::Full | Delivery::Offline => false,
+                Delivery::Unknown => session
+                    .upstream
+                    .load_full()
+                    .is_some_and(|link| link.try_send(reply).is_ok()),
+            },
+        };
+        if delivered {
+            bounced += 1;
+        } else {
+            lost += 1;
+        }
+    }
+    if bounced + lost > 0 {
+        info!(domain = %session.domain, bounced, lost, "{} stanza(s) queued for {} were not written: {bounced} bounced to their senders, {lost} could not be", bounced + lost, session.domain);
+    }
 }
 
 /// How a connection ended.
@@ -115,12 +198,22 @@ struct Connection {
     rd: OwnedReadHalf,
     framer: Framer,
     out: Outbox,
-    close_tx: Option<oneshot::Sender<Bytes>>,
+    close_tx: Option<oneshot::Sender<Closing>>,
     control: Arc<Control>,
     header_sent: bool,
     /// The domain from the stream header, once accepted.
     domain: Option<Arc<str>>,
+    /// The handshake succeeded: the full limits and read sizes apply.
+    authenticated: bool,
     read_size: usize,
+}
+
+/// What a connection hands its writer when it ends.
+struct Closing {
+    /// Written last: a stream error, `</stream:stream>`, or nothing.
+    bytes: Bytes,
+    /// Leave the queue unwritten (it is bounced): the session was replaced.
+    abandon: bool,
 }
 
 /// An authenticated, attached session: what phase 3 works with.
@@ -130,86 +223,89 @@ struct Live {
 }
 
 impl Connection {
-    async fn run(&mut self) -> End {
+    /// Run the protocol; returns how it ended, and the session if it got that far.
+    async fn run(&mut self) -> (End, Option<Live>) {
+        let end = match self.open_and_authenticate().await {
+            Ok(live) => live,
+            Err(end) => return (end, None),
+        };
+        let end_of = self.route_loop(&end).await;
+        (end_of, Some(end))
+    }
+
+    /// Phases 1 and 2: the stream header, then the handshake.
+    async fn open_and_authenticate(&mut self) -> Result<Live, End> {
         let deadline = Instant::now() + self.router.settings().handshake_timeout;
 
         // Phase 1: stream header.
         let header = match self.next(Some(deadline)).await {
             Input::Frame(Frame::Header(h)) => h,
             Input::Frame(_) => {
-                return End::Error(StreamError::new(StreamCondition::InvalidNamespace));
+                return Err(End::Error(StreamError::new(
+                    StreamCondition::InvalidNamespace,
+                )));
             }
-            Input::End(e) => return e,
+            Input::End(e) => return Err(e),
         };
         let Some(to) = header.to else {
-            return End::Error(StreamError::with_text(
+            return Err(End::Error(StreamError::with_text(
                 StreamCondition::ImproperAddressing,
                 "A 'to' attribute is required on stream headers",
-            ));
+            )));
         };
         let Some(j) = jid::parse(&to) else {
-            return End::Error(StreamError::with_text(
+            return Err(End::Error(StreamError::with_text(
                 StreamCondition::ImproperAddressing,
                 "The 'to' attribute is not a valid domain",
-            ));
+            )));
         };
         if j.local.is_some() || j.resource.is_some() {
-            return End::Error(StreamError::with_text(
+            return Err(End::Error(StreamError::with_text(
                 StreamCondition::ImproperAddressing,
                 "The 'to' attribute must be a bare domain",
-            ));
+            )));
         }
         let key = jid::routing_key(j.domain);
         let Some(reg) = self.router.registration(&key) else {
             info!(peer = %self.peer, domain = %to, "connection for unknown component refused (host-unknown)");
-            return End::Error(StreamError::with_text(
+            return Err(End::Error(StreamError::with_text(
                 StreamCondition::HostUnknown,
                 format!("{to} does not match any configured external component"),
-            ));
+            )));
         };
         self.domain = Some(reg.domain.clone());
         let stream_id = new_stream_id();
         if self.send(accept_header(&to, &stream_id)).await.is_err() {
-            return End::Gone;
+            return Err(End::Gone);
         }
         self.header_sent = true;
 
         // Phase 2: handshake.
-        let live = loop {
+        loop {
             let st = match self.next(Some(deadline)).await {
                 Input::Frame(Frame::Start(head)) => {
                     if is_peer_stream_error(head) || head == HANDSHAKE {
                         continue;
                     }
                     warn!(peer = %self.peer, domain = %reg.domain, element = head.name.as_str(), "element before authentication");
-                    return End::Error(StreamError::with_text(
+                    return Err(End::Error(StreamError::with_text(
                         StreamCondition::NotAuthorized,
                         "Authenticate with <handshake/> first",
-                    ));
+                    )));
                 }
                 Input::Frame(Frame::Stanza(st)) => st,
                 Input::Frame(_) => continue,
-                Input::End(e) => return e,
+                Input::End(e) => return Err(e),
             };
             if is_peer_stream_error(st.head) {
                 self.log_peer_error(&st);
-                return End::PeerClosed;
+                return Err(End::PeerClosed);
             }
             if let Some(end) = self.check_handshake(&reg, &stream_id, &st) {
-                return end;
+                return Err(end);
             }
-            match self.attach(&reg).await {
-                Ok(live) => break live,
-                Err(end) => return end,
-            }
-        };
-
-        // Phase 3: stanzas.
-        let end = self.route_loop(&live).await;
-        self.router.release(&live.reg, live.session.id);
-        live.session.close_upstream();
-        info!(peer = %self.peer, domain = %live.reg.domain, "component session ended");
-        end
+            return self.attach(&reg).await;
+        }
     }
 
     /// `Some(end)` when the handshake fails.
@@ -256,7 +352,8 @@ impl Connection {
             Attach::Attached { replaced } => {
                 if let Some(old) = replaced {
                     info!(domain = %reg.domain, old_peer = %old.peer, new_peer = %self.peer, "conflict: replacing the existing session");
-                    old.close_upstream();
+                    // The old connection bounces what it could not write, then
+                    // closes its upstream link; ours opens only after that.
                     old.control.kill(StreamError::with_text(
                         StreamCondition::Conflict,
                         "Replaced by a new connection",
@@ -280,6 +377,8 @@ impl Connection {
         }
         info!(peer = %self.peer, domain = %reg.domain, "component authenticated");
         crate::upstream::start(&self.router, reg, &session);
+        self.authenticated = true;
+        self.framer.set_limits(self.router.settings().limits);
         // The handshake phase needed a read buffer; an idle session does not.
         self.framer.shrink();
         Ok(Live {
@@ -372,7 +471,11 @@ impl Connection {
                 let Some(link) = live.session.upstream.load_full() else {
                     return Some(Bounce::UPSTREAM_UNAVAILABLE);
                 };
-                match link.try_send(for_upstream(st)) {
+                let bytes = match for_upstream(st) {
+                    Ok(b) => b,
+                    Err(bounce) => return Some(bounce),
+                };
+                match link.try_send(bytes) {
                     Ok(()) => None,
                     Err(LinkSendError::Down) => Some(Bounce::UPSTREAM_UNAVAILABLE),
                     Err(LinkSendError::Full) => Some(Bounce::QUEUE_FULL),
@@ -396,16 +499,24 @@ impl Connection {
     }
 
     /// The next frame, or why there is none. Reads as needed; waits at most
-    /// until `deadline`; ends early when the connection is killed.
+    /// until `deadline`; ends early when the connection is killed. The kill and
+    /// the deadline are checked before every read, so a peer that keeps
+    /// sending cannot delay them.
     async fn next(&mut self, deadline: Option<Instant>) -> Input {
         loop {
             match self.framer.next_frame() {
                 // `</stream:stream>` ends the connection in every phase: answer
-                // with ours and close (SPEC §4 "Anywhere").
+                // with ours and close.
                 Ok(Some(Frame::End)) => return Input::End(End::PeerClosed),
                 Ok(Some(f)) => return Input::Frame(f),
                 Ok(None) => {}
                 Err(e) => return Input::End(self.xml_error(e)),
+            }
+            if let Some(err) = self.control.reason() {
+                return Input::End(End::Error(err));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Input::End(self.handshake_timed_out());
             }
             if self.read_size > MIN_READ {
                 // The last read filled the buffer, so the peer is sending fast and
@@ -418,34 +529,18 @@ impl Connection {
             let shrink_after = !self.framer.is_idle() || self.framer.buf_mut().capacity() > 0;
             tokio::select! {
                 biased;
+                err = self.control.killed() => return Input::End(End::Error(err)),
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    return Input::End(self.handshake_timed_out());
+                }
                 r = self.rd.readable() => {
                     if let Err(e) = r {
                         debug!(peer = %self.peer, "read error: {e}");
                         return Input::End(End::Gone);
                     }
-                    let want = self.read_size;
-                    let buf = self.framer.buf_mut();
-                    buf.reserve(want);
-                    match self.rd.try_read_buf(buf) {
-                        Ok(0) => {
-                            debug!(peer = %self.peer, "peer closed the TCP connection");
-                            return Input::End(End::Gone);
-                        }
-                        Ok(n) => {
-                            // Grow reads while they come back full, shrink when not.
-                            self.read_size = if n >= want { (want * 2).min(MAX_READ) } else { MIN_READ };
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => {
-                            debug!(peer = %self.peer, "read error: {e}");
-                            return Input::End(End::Gone);
-                        }
+                    if let Err(end) = self.read() {
+                        return Input::End(end);
                     }
-                }
-                err = self.control.killed() => return Input::End(End::Error(err)),
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    warn!(peer = %self.peer, domain = self.domain.as_deref().unwrap_or("-"), "no valid handshake in time");
-                    return Input::End(End::Error(StreamError::new(StreamCondition::ConnectionTimeout)));
                 }
                 _ = sleep(IDLE_SHRINK), if shrink_after => {
                     self.framer.shrink();
@@ -454,13 +549,58 @@ impl Connection {
         }
     }
 
+    /// One read into the framer, once the socket is readable.
+    fn read(&mut self) -> Result<(), End> {
+        let want = self.read_size;
+        let buf = self.framer.buf_mut();
+        buf.reserve(want);
+        match self.rd.try_read_buf(buf) {
+            Ok(0) => {
+                debug!(peer = %self.peer, "peer closed the TCP connection");
+                Err(End::Gone)
+            }
+            Ok(n) => {
+                // Grow reads while they come back full, shrink when not; before
+                // authentication they stay small.
+                self.read_size = if !self.authenticated {
+                    PRE_AUTH_READ
+                } else if n >= want {
+                    (want * 2).min(MAX_READ)
+                } else {
+                    MIN_READ
+                };
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => {
+                debug!(peer = %self.peer, "read error: {e}");
+                Err(End::Gone)
+            }
+        }
+    }
+
+    fn handshake_timed_out(&self) -> End {
+        warn!(peer = %self.peer, domain = self.domain.as_deref().unwrap_or("-"), "no valid handshake in time");
+        End::Error(StreamError::new(StreamCondition::ConnectionTimeout))
+    }
+
     fn xml_error(&self, e: FrameError) -> End {
-        info!(peer = %self.peer, domain = self.domain.as_deref().unwrap_or("-"), "stream error {}: {}", e.condition, e.detail);
+        let domain = self.domain.as_deref().unwrap_or("-");
+        if !self.authenticated && e.condition == StreamCondition::PolicyViolation {
+            info!(peer = %self.peer, domain, "stream error policy-violation: stream header or handshake larger than {PRE_AUTH_MAX_ELEMENT} bytes before authentication");
+            return End::Error(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                format!("Before authentication, the stream header and the handshake are limited to {PRE_AUTH_MAX_ELEMENT} bytes"),
+            ));
+        }
+        info!(peer = %self.peer, domain, "stream error {}: {}", e.condition, e.detail);
         End::Error(StreamError::new(e.condition))
     }
 
-    /// Send what the end calls for and close the connection.
-    async fn finish(&mut self, end: End) {
+    /// Hand the writer what the end calls for: it writes that and closes the
+    /// connection. A replaced session's queue is not written but bounced.
+    fn finish(&mut self, end: End) {
+        let abandon = matches!(&end, End::Error(e) if e.condition == StreamCondition::Conflict && self.authenticated);
         let bytes = match &end {
             End::Error(err) => {
                 if err.condition != StreamCondition::SystemShutdown {
@@ -477,7 +617,7 @@ impl Connection {
             End::Gone => Bytes::new(),
         };
         if let Some(tx) = self.close_tx.take() {
-            let _ = tx.send(bytes);
+            let _ = tx.send(Closing { bytes, abandon });
         }
     }
 }
@@ -491,7 +631,8 @@ fn is_peer_stream_error(head: Head) -> bool {
     head.name == Name::Error && head.ns == Ns::Streams
 }
 
-/// Checks on a top-level start tag after authentication, in SPEC order.
+/// Checks on a top-level start tag after authentication, in the order of the
+/// README's "What it does".
 fn check_head(head: Head) -> Option<StreamError> {
     if head == HANDSHAKE || is_peer_stream_error(head) {
         return None;
@@ -506,7 +647,7 @@ fn check_head(head: Head) -> Option<StreamError> {
 }
 
 /// The digest in a `<handshake/>`'s text: the text with XML whitespace trimmed,
-/// if that is exactly 40 hex digits (SPEC §4).
+/// if that is exactly 40 hex digits (XEP-0114 §3).
 pub fn handshake_token(text: &str) -> Option<&str> {
     let token = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     (token.len() == 40 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
@@ -538,51 +679,48 @@ pub fn new_stream_id() -> String {
 }
 
 /// The bytes to send upstream: a top-level `jabber:client` default namespace is
-/// rewritten to `jabber:component:accept`, which Prosody would otherwise drop.
-fn for_upstream(st: &Stanza) -> Bytes {
+/// rewritten to `jabber:component:accept`, which Prosody would otherwise drop
+/// silently. Exactly the value the framer recorded is replaced (wherever the
+/// declaration sits, however it is quoted, spaced or written with references);
+/// no other byte changes. A top-level element that is in `jabber:client` only
+/// through a prefix cannot be rewritten so: it is bounced `bad-request`.
+fn for_upstream(st: &Stanza) -> Result<Bytes, Bounce> {
     if st.head.ns != Ns::Client {
-        return st.bytes.clone();
+        return Ok(st.bytes.clone());
     }
-    rewrite_default_ns(&st.bytes).unwrap_or_else(|| st.bytes.clone())
+    match (&st.xmlns_value, st.prefixed) {
+        (Some(span), false) => Ok(replace_span(&st.bytes, span.clone(), NS_COMPONENT)),
+        _ => Err(Bounce::BAD_REQUEST),
+    }
 }
 
-/// Replace `xmlns='jabber:client'` (either quote) in the start tag.
-fn rewrite_default_ns(b: &[u8]) -> Option<Bytes> {
-    let tag_end = b.iter().position(|&c| c == b'>')?;
-    let tag = &b[..tag_end];
-    for pat in [
-        &b"xmlns='jabber:client'"[..],
-        &b"xmlns=\"jabber:client\""[..],
-    ] {
-        if let Some(i) = tag.windows(pat.len()).position(|w| w == pat) {
-            // Must be the attribute `xmlns`, not e.g. `foo:xmlns` or `xxmlns`.
-            if i > 0 && !tag[i - 1].is_ascii_whitespace() {
-                continue;
-            }
-            let mut v = Vec::with_capacity(b.len() + 16);
-            v.extend_from_slice(&b[..i]);
-            v.extend_from_slice(b"xmlns='jabber:component:accept'");
-            v.extend_from_slice(&b[i + pat.len()..]);
-            return Some(Bytes::from(v));
-        }
-    }
-    None
+/// `b` with the bytes in `span` replaced by `with`.
+fn replace_span(b: &[u8], span: std::ops::Range<usize>, with: &str) -> Bytes {
+    let mut v = Vec::with_capacity(b.len() + with.len());
+    v.extend_from_slice(&b[..span.start]);
+    v.extend_from_slice(with.as_bytes());
+    v.extend_from_slice(&b[span.end..]);
+    Bytes::from(v)
 }
 
 /// The writer task: drains the outbox in batches into `writev`, sends a
 /// whitespace keepalive after `keepalive` without writing (once something, our
-/// header, was written), and on close flushes what is queued plus the final
-/// bytes, then shuts the socket down.
+/// header, was written), and on close writes the final bytes and shuts the
+/// socket down: after flushing what is queued, or (a replaced session) after
+/// only the stanza in progress. Returns the queue and the stanzas taken from it
+/// but not completely written, for the connection to bounce.
 async fn write_loop(
     mut w: OwnedWriteHalf,
     mut q: OutboxReceiver,
-    mut close: oneshot::Receiver<Bytes>,
+    mut close: oneshot::Receiver<Closing>,
     keepalive: Option<Duration>,
-) {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+) -> (OutboxReceiver, Vec<Bytes>) {
+    // Allocated on first use (`recv_many` reserves): an unauthenticated
+    // connection may never need it.
+    let mut batch: Vec<Bytes> = Vec::new();
     let mut wrote_any = false;
     let mut last_write = Instant::now();
-    let final_bytes: Option<Bytes> = loop {
+    loop {
         let ka_due = keepalive.map(|k| last_write + k);
         // Bytes of this batch that count against the queue's byte bound.
         let len = tokio::select! {
@@ -593,72 +731,112 @@ async fn write_loop(
                     // over its final bytes (stream error, `</stream:stream>`) on
                     // `close` before dropping its outbox. This arm is polled first
                     // (`biased`), so wait for them here instead of losing them.
-                    break (&mut close).await.ok();
+                    let fin = (&mut close).await.ok();
+                    return close_out(w, q, batch, Cursor::default(), fin).await;
                 }
                 batch.iter().map(|b| b.len()).sum()
             }
-            r = &mut close => break r.ok(),
+            r = &mut close => return close_out(w, q, batch, Cursor::default(), r.ok()).await,
             _ = sleep_until(ka_due.unwrap_or_else(Instant::now)), if ka_due.is_some() && wrote_any => {
                 batch.push(Bytes::from_static(b" "));
                 0
             }
         };
+        let mut cur = Cursor::default();
         let closing = {
-            let fut = write_all_vectored(&mut w, &mut batch);
+            let fut = write_all_vectored(&mut w, &batch, &mut cur);
             tokio::pin!(fut);
             tokio::select! {
-                r = &mut fut => {
-                    if r.is_err() { return; }
-                    None
-                }
-                r = &mut close => {
-                    // Closing while blocked on a slow peer: give it a moment, then give up.
-                    if !matches!(timeout(CLOSE_GRACE, &mut fut).await, Ok(Ok(()))) {
-                        return;
-                    }
-                    Some(r.ok())
-                }
+                r = &mut fut => match r {
+                    Ok(()) => None,
+                    Err(_) => Some(None),
+                },
+                r = &mut close => Some(r.ok()),
             }
         };
-        q.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        if let Some(fin) = closing {
+            q.release(len);
+            return close_out(w, q, batch, cur, fin).await;
+        }
+        q.release(len);
         batch.clear();
         wrote_any = true;
         last_write = Instant::now();
-        if let Some(fin) = closing {
-            break fin;
-        }
+    }
+}
+
+/// The end of [`write_loop`]: `batch` was written up to `cur`. `fin` is what
+/// the connection handed over (`None`: the socket failed, write nothing more).
+async fn close_out(
+    mut w: OwnedWriteHalf,
+    mut q: OutboxReceiver,
+    mut batch: Vec<Bytes>,
+    mut cur: Cursor,
+    fin: Option<Closing>,
+) -> (OutboxReceiver, Vec<Bytes>) {
+    let Some(fin) = fin else {
+        return (q, batch.split_off(cur.idx.min(batch.len())));
     };
-    let _ = timeout(CLOSE_GRACE, async {
-        batch.clear();
-        while let Ok(b) = q.rx.try_recv() {
-            batch.push(b);
-            if batch.len() == WRITE_BATCH {
-                write_all_vectored(&mut w, &mut batch).await?;
+    let written = timeout(CLOSE_GRACE, async {
+        if fin.abandon {
+            // Finish the stanza in progress, so the peer can still parse the
+            // stream error that follows; the rest is bounced.
+            if cur.offset > 0 {
+                let upto = cur.idx + 1;
+                write_all_vectored(&mut w, &batch[..upto], &mut cur).await?;
+            }
+        } else {
+            loop {
+                write_all_vectored(&mut w, &batch, &mut cur).await?;
                 batch.clear();
+                cur = Cursor::default();
+                while batch.len() < WRITE_BATCH {
+                    match q.rx.try_recv() {
+                        Ok(b) => batch.push(b),
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    break;
+                }
             }
         }
-        if let Some(f) = final_bytes {
-            batch.push(f);
-        }
-        write_all_vectored(&mut w, &mut batch).await?;
+        w.write_all(&fin.bytes).await?;
         w.shutdown().await
     })
     .await;
+    if !matches!(written, Ok(Ok(()))) {
+        debug!("could not write the end of a connection in time");
+    }
+    (q, batch.split_off(cur.idx.min(batch.len())))
 }
 
-/// Write every buffer completely with `writev`; consumes `bufs`' contents.
-async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &mut [Bytes]) -> io::Result<()> {
-    let mut idx = 0;
-    while idx < bufs.len() {
-        if bufs[idx].is_empty() {
-            idx += 1;
+/// How far [`write_all_vectored`] got: buffers before `idx` are written, and
+/// `offset` bytes of the one at `idx`.
+#[derive(Default, Clone, Copy)]
+struct Cursor {
+    idx: usize,
+    offset: usize,
+}
+
+/// Write every buffer completely with `writev`, from `cur` on; `cur` follows
+/// each completed write, so it is exact also when the future is dropped.
+async fn write_all_vectored(
+    w: &mut OwnedWriteHalf,
+    bufs: &[Bytes],
+    cur: &mut Cursor,
+) -> io::Result<()> {
+    while cur.idx < bufs.len() {
+        if cur.offset >= bufs[cur.idx].len() {
+            cur.idx += 1;
+            cur.offset = 0;
             continue;
         }
         let n = {
             let mut iov = [io::IoSlice::new(&[]); WRITE_BATCH];
             let mut k = 0;
-            for b in bufs[idx..].iter().take(WRITE_BATCH) {
-                iov[k] = io::IoSlice::new(b);
+            for (i, b) in bufs[cur.idx..].iter().take(WRITE_BATCH).enumerate() {
+                iov[k] = io::IoSlice::new(if i == 0 { &b[cur.offset..] } else { b });
                 k += 1;
             }
             w.write_vectored(&iov[..k]).await?
@@ -667,13 +845,14 @@ async fn write_all_vectored(w: &mut OwnedWriteHalf, bufs: &mut [Bytes]) -> io::R
             return Err(io::ErrorKind::WriteZero.into());
         }
         let mut n = n;
-        while n > 0 && idx < bufs.len() {
-            let l = bufs[idx].len();
-            if n >= l {
-                n -= l;
-                idx += 1;
+        while n > 0 && cur.idx < bufs.len() {
+            let rest = bufs[cur.idx].len() - cur.offset;
+            if n >= rest {
+                n -= rest;
+                cur.idx += 1;
+                cur.offset = 0;
             } else {
-                bufs[idx].advance(n);
+                cur.offset += n;
                 n = 0;
             }
         }
@@ -730,16 +909,47 @@ mod tests {
         assert_ne!(a, new_stream_id());
     }
 
-    #[test]
-    fn client_namespace_rewrite() {
-        let r = rewrite_default_ns(
-            b"<message xmlns='jabber:client' to='x'><body xmlns='jabber:client'/></message>",
-        )
-        .unwrap();
-        assert_eq!(
-            &r[..],
-            b"<message xmlns='jabber:component:accept' to='x'><body xmlns='jabber:client'/></message>"
+    /// Frame one stanza (after a component stream header).
+    fn frame(st: &str) -> Stanza {
+        let mut f = Framer::new(Limits::new(100_000));
+        f.buf_mut().extend_from_slice(
+            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='x'>",
         );
-        assert!(rewrite_default_ns(b"<message to='x'/>").is_none());
+        f.buf_mut().extend_from_slice(st.as_bytes());
+        loop {
+            match f.next_frame() {
+                Ok(Some(Frame::Stanza(s))) => return s,
+                Ok(Some(_)) => continue,
+                other => panic!("{st}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn client_namespace_rewrite_replaces_exactly_the_value() {
+        let cases = [
+            (
+                "<message xmlns='jabber:client' to='x'><body xmlns='jabber:client'/></message>",
+                "<message xmlns='jabber:component:accept' to='x'><body xmlns='jabber:client'/></message>",
+            ),
+            (
+                "<message a='>' id=\"xmlns='jabber:client'\" xmlns = \"jabber:client\"/>",
+                "<message a='>' id=\"xmlns='jabber:client'\" xmlns = \"jabber:component:accept\"/>",
+            ),
+            (
+                "<iq xmlns='jabber&#x3A;client' type='get'/>",
+                "<iq xmlns='jabber:component:accept' type='get'/>",
+            ),
+        ];
+        for (input, want) in cases {
+            let got = for_upstream(&frame(input)).unwrap();
+            assert_eq!(std::str::from_utf8(&got).unwrap(), want);
+        }
+        // Already jabber:component:accept (or inherited): unchanged.
+        let st = frame("<message to='x'/>");
+        assert_eq!(for_upstream(&st).unwrap(), st.bytes);
+        // jabber:client only through a prefix: bounced.
+        let st = frame("<c:message xmlns:c='jabber:client' to='x'/>");
+        assert_eq!(for_upstream(&st), Err(Bounce::BAD_REQUEST));
     }
 }

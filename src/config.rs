@@ -56,6 +56,9 @@ pub mod defaults {
     pub const MAX_QUEUE_BYTES: usize = 4 << 20;
     pub const KEEPALIVE_INTERVAL_SECS: u64 = 60;
     pub const DEAD_PEER_TIMEOUT_SECS: u64 = 120;
+    /// `[upstream] max_stanza_size`: what the server relays comes from anyone
+    /// on the network and is re-escaped (an apostrophe becomes six bytes).
+    pub const UPSTREAM_MAX_STANZA_SIZE: usize = 16 << 20;
     pub const LOG_LEVEL: &str = "info";
     /// Per component.
     pub const ON_CONFLICT: OnConflict = OnConflict::Replace;
@@ -103,6 +106,12 @@ pub mod keys {
     pub const KEEPALIVE_INTERVAL: IntKey =
         IntKey::new("keepalive_interval", 0, 86_400, "seconds; 0 turns it off");
     pub const DEAD_PEER_TIMEOUT: IntKey = IntKey::new("dead_peer_timeout", 1, 86_400, "seconds");
+    pub const UPSTREAM_MAX_STANZA_SIZE: IntKey = IntKey::new(
+        "upstream.max_stanza_size",
+        MIN_STANZA_SIZE as i64,
+        1 << 30,
+        "bytes",
+    );
 }
 
 /// The accepted values of `log_level`.
@@ -237,6 +246,9 @@ impl Declared {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub address: String,
+    /// Largest stanza the links buffer and deliver; a larger one is skipped
+    /// and its sender gets `policy-violation`.
+    pub max_stanza_size: usize,
 }
 
 #[derive(Clone, Debug)]

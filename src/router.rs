@@ -93,45 +93,142 @@ pub enum PushError {
 }
 
 /// The sending side of a connection's bounded outgoing queue.
+///
+/// One rule bounds it on every path: at most `max_stanzas` stanzas and
+/// `max_bytes` bytes (or a single stanza, when one alone is larger) that the
+/// writer has not completely written yet. [`Outbox::try_push`] fails when
+/// either bound is reached; [`Outbox::push`] and [`Outbox::reserve`] wait until
+/// both have room.
 #[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Bytes>,
-    queued_bytes: Arc<AtomicUsize>,
+    bytes: Arc<QueueBytes>,
     max_bytes: usize,
+}
+
+/// Bytes queued and not yet written, shared by an outbox and its writer.
+#[derive(Default)]
+struct QueueBytes {
+    queued: AtomicUsize,
+    /// Pushes waiting for bytes (so releasing wakes nobody when none wait).
+    waiting: AtomicUsize,
+    /// Woken when bytes are released while someone waits.
+    room: Notify,
+}
+
+impl QueueBytes {
+    fn release(&self, n: usize) {
+        // SeqCst with the waiter's `waiting` increment and its check of
+        // `queued`: either it sees these bytes gone, or this sees it waiting.
+        self.queued.fetch_sub(n, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
 }
 
 /// The writer's side of an [`Outbox`].
 pub struct OutboxReceiver {
     pub rx: mpsc::Receiver<Bytes>,
-    pub queued_bytes: Arc<AtomicUsize>,
+    bytes: Arc<QueueBytes>,
+}
+
+impl OutboxReceiver {
+    /// `n` bytes taken from the queue have been written (or given up): they no
+    /// longer count against the bound.
+    pub fn release(&self, n: usize) {
+        if n > 0 {
+            self.bytes.release(n);
+        }
+    }
+
+    /// Bytes queued or taken and not yet released.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.queued.load(Ordering::Acquire)
+    }
 }
 
 pub fn outbox(limits: QueueLimits) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(limits.max_stanzas.max(1));
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(QueueBytes::default());
     (
         Outbox {
             tx,
-            queued_bytes: queued_bytes.clone(),
+            bytes: bytes.clone(),
             max_bytes: limits.max_bytes,
         },
-        OutboxReceiver { rx, queued_bytes },
+        OutboxReceiver { rx, bytes },
     )
 }
 
+/// Counts one waiting push while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Room for one stanza in an [`Outbox`]: a slot and its bytes, held until
+/// [`Reservation::send`] (or given back when dropped).
+pub struct Reservation<'a> {
+    permit: Option<mpsc::Permit<'a, Bytes>>,
+    bytes: &'a QueueBytes,
+    len: usize,
+}
+
+impl Reservation<'_> {
+    /// Queue the stanza the room was reserved for (`b.len()` must be that size).
+    pub fn send(mut self, b: Bytes) {
+        debug_assert_eq!(b.len(), self.len);
+        if let Some(p) = self.permit.take() {
+            p.send(b);
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            self.bytes.release(self.len);
+        }
+    }
+}
+
 impl Outbox {
+    /// Count `len` more bytes in if the byte bound allows it.
+    fn take_bytes(&self, len: usize) -> bool {
+        let max = self.max_bytes;
+        self.bytes
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q == 0 || q.saturating_add(len) <= max).then_some(q + len)
+            })
+            .is_ok()
+    }
+
     /// Queue without waiting; fails when the queue is full or closed.
     pub fn try_push(&self, b: Bytes) -> Result<(), PushError> {
         let len = b.len();
-        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > self.max_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            return Err(PushError::Full);
+        if !self.take_bytes(len) {
+            return Err(if self.tx.is_closed() {
+                PushError::Closed
+            } else {
+                PushError::Full
+            });
         }
         match self.tx.try_send(b) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.bytes.release(len);
                 Err(match e {
                     mpsc::error::TrySendError::Full(_) => PushError::Full,
                     mpsc::error::TrySendError::Closed(_) => PushError::Closed,
@@ -140,15 +237,43 @@ impl Outbox {
         }
     }
 
-    /// Queue, waiting for room. Only a connection's own reader waits on its own
-    /// outbox (its bounces and replies), so this back-pressures only that peer.
+    /// Wait for room for a stanza of `len` bytes: a slot, then the bytes.
+    /// Fails only when the connection is gone. Cancel-safe: dropping the
+    /// future (or the reservation) gives back what was taken.
+    pub async fn reserve(&self, len: usize) -> Result<Reservation<'_>, PushError> {
+        let permit = self.tx.reserve().await.map_err(|_| PushError::Closed)?;
+        if self.take_bytes(len) {
+            return Ok(Reservation {
+                permit: Some(permit),
+                bytes: &self.bytes,
+                len,
+            });
+        }
+        let _waiting = Waiting::new(&self.bytes.waiting);
+        loop {
+            let room = self.bytes.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.take_bytes(len) {
+                return Ok(Reservation {
+                    permit: Some(permit),
+                    bytes: &self.bytes,
+                    len,
+                });
+            }
+            tokio::select! {
+                _ = &mut room => {}
+                _ = self.tx.closed() => return Err(PushError::Closed),
+            }
+        }
+    }
+
+    /// Queue, waiting for room (slots and bytes). Only the connection's own
+    /// reader and its upstream link wait on an outbox, so this back-pressures
+    /// only them: the peer that is not reading, or the link feeding it.
     pub async fn push(&self, b: Bytes) -> Result<(), PushError> {
-        let len = b.len();
-        self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        self.tx.send(b).await.map_err(|_| {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            PushError::Closed
-        })
+        self.reserve(b.len()).await?.send(b);
+        Ok(())
     }
 
     pub fn is_closed(&self) -> bool {
@@ -172,6 +297,11 @@ impl Control {
             }
         }
         self.notify.notify_one();
+    }
+
+    /// The stream error [`Control::kill`] asked for, if it was called.
+    pub fn reason(&self) -> Option<StreamError> {
+        self.reason.lock().ok().and_then(|r| r.clone())
     }
 
     /// Resolves when [`Control::kill`] was called; returns its stream error.
@@ -269,6 +399,8 @@ pub struct Registration {
     gate: Gate,
     /// Serialises attach/detach decisions (never held across an await).
     attach_lock: Mutex<()>,
+    /// The domain's latest upstream link: a new one waits for it to close.
+    last_link: Mutex<Option<Arc<Link>>>,
 }
 
 impl Registration {
@@ -279,7 +411,14 @@ impl Registration {
             session: ArcSwapOption::empty(),
             gate: Gate::default(),
             attach_lock: Mutex::new(()),
+            last_link: Mutex::new(None),
         })
+    }
+
+    /// Record `link` as the domain's latest upstream link; returns the one
+    /// before it, which `link` must let close before it connects.
+    pub fn swap_link(&self, link: Arc<Link>) -> Option<Arc<Link>> {
+        self.last_link.lock().ok().and_then(|mut l| l.replace(link))
     }
 
     pub fn settings(&self) -> Arc<ComponentConfig> {
@@ -329,7 +468,7 @@ pub enum Delivery {
     Unknown,
 }
 
-/// What a reload changed, for the report (SPEC §6).
+/// What a reload changed, for the report.
 #[derive(Debug, Default)]
 pub struct ReloadReport {
     pub added: Vec<String>,
@@ -350,6 +489,8 @@ pub struct Router {
     controls: Mutex<HashMap<u64, Arc<Control>>>,
     /// Stanzas read from detached sessions and discarded.
     pub discarded_from_detached: AtomicU64,
+    /// Stanzas from the upstream server for detached sessions, discarded.
+    pub discarded_for_detached: AtomicU64,
 }
 
 impl Router {
@@ -365,6 +506,7 @@ impl Router {
             next_id: AtomicU64::new(1),
             controls: Mutex::new(HashMap::new()),
             discarded_from_detached: AtomicU64::new(0),
+            discarded_for_detached: AtomicU64::new(0),
         })
     }
 
@@ -483,7 +625,7 @@ impl Router {
             .collect()
     }
 
-    /// Apply a validated new config (SPEC §6): attach added components, detach
+    /// Apply a validated new config (README, "Reloading"): attach added components, detach
     /// removed ones (their connections stay open but inert), update changed
     /// settings in place, and leave everything else untouched.
     pub fn apply(&self, old: &Config, new: &Config) -> ReloadReport {
@@ -531,5 +673,94 @@ impl Router {
         }
         crate::upstream::apply_reload(self, old_upstream.as_ref(), new.upstream.as_ref());
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn b(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    #[test]
+    fn try_push_honours_both_bounds() {
+        let (out, rx) = outbox(QueueLimits {
+            max_stanzas: 3,
+            max_bytes: 100,
+        });
+        // One stanza alone may exceed the byte bound; nothing joins it.
+        assert_eq!(out.try_push(b(150)), Ok(()));
+        assert_eq!(out.try_push(b(1)), Err(PushError::Full));
+        let mut rx = rx;
+        let got = rx.rx.try_recv().unwrap();
+        rx.release(got.len());
+        assert_eq!(out.try_push(b(60)), Ok(()));
+        assert_eq!(out.try_push(b(40)), Ok(()));
+        assert_eq!(out.try_push(b(1)), Err(PushError::Full));
+        assert_eq!(rx.queued_bytes(), 100);
+        drop(rx);
+        assert_eq!(out.try_push(b(1)), Err(PushError::Closed));
+    }
+
+    /// The waiting push waits for bytes as well as for slots, and a dropped
+    /// wait gives its reservation back.
+    #[tokio::test]
+    async fn push_waits_for_bytes_and_slots() {
+        let (out, mut rx) = outbox(QueueLimits {
+            max_stanzas: 100,
+            max_bytes: 100,
+        });
+        out.push(b(80)).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(50), out.push(b(30))).await;
+        assert!(blocked.is_err(), "pushed past the byte bound");
+        assert_eq!(rx.queued_bytes(), 80, "the cancelled wait kept its bytes");
+        let waiter = {
+            let out = out.clone();
+            tokio::spawn(async move { out.push(b(30)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        let first = rx.rx.recv().await.unwrap();
+        rx.release(first.len());
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the push did not resume once bytes were released")
+            .unwrap()
+            .unwrap();
+        assert_eq!(rx.queued_bytes(), 30);
+
+        let (out, mut rx) = outbox(QueueLimits {
+            max_stanzas: 1,
+            max_bytes: 1000,
+        });
+        out.push(b(1)).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(50), out.push(b(1))).await;
+        assert!(blocked.is_err(), "pushed past the stanza bound");
+        let r = out.clone();
+        let waiter = tokio::spawn(async move { r.push(b(1)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx.rx.recv().await);
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the push did not end");
+        // Waiting for bytes ends when the connection goes.
+        let (out, rx) = outbox(QueueLimits {
+            max_stanzas: 10,
+            max_bytes: 10,
+        });
+        out.push(b(10)).await.unwrap();
+        let o = out.clone();
+        let waiter = tokio::spawn(async move { o.push(b(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        let r = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the push did not end when the receiver went")
+            .unwrap();
+        assert_eq!(r, Err(PushError::Closed));
     }
 }

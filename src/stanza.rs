@@ -5,15 +5,25 @@
 //! stanza (RFC 6120 §8.3.1: `to` and `from` swapped, the same `id`,
 //! `type='error'`) and is never built in reply to `type='error'` or
 //! `type='result'`, which would risk error loops.
+//!
+//! A bounce is never much larger than what it answers: a `to`, `from` or `id`
+//! longer than a JID can be ([`MAX_ECHO`]) is left out of it, and each echoed
+//! value is quoted with whichever quote it contains less of, so a value full of
+//! apostrophes is not re-escaped to six bytes per character (README, "Limits").
 
 use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
-use crate::xml::{Attrs, Name};
+use crate::xml::{Attrs, Frame, Framer, Limits, Name};
 
 pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// Longest `to`, `from` or `id` a bounce echoes: the longest JID (RFC 7622: three
+/// parts of at most 1023 bytes, an `@` and a `/`). A longer `to` or `from`
+/// cannot be an address; an `id` that long is not worth six times its size.
+pub const MAX_ECHO: usize = 3 * 1023 + 2;
 
 /// RFC 6120 §4.9.3 stream error conditions the router sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +198,19 @@ impl Bounce {
     );
     pub const NOT_FOUND: Bounce = Bounce::new(ErrorType::Cancel, "remote-server-not-found", None);
     pub const QUEUE_FULL: Bounce = Bounce::new(ErrorType::Wait, "resource-constraint", None);
+    /// From the upstream server, beyond the link's limits (skipped unread).
+    pub const TOO_LARGE: Bounce = Bounce::new(
+        ErrorType::Modify,
+        "policy-violation",
+        Some("Stanza too large"),
+    );
+    /// Queued for a session that ended (replaced, or its peer gone) before it
+    /// was written.
+    pub const NOT_DELIVERED: Bounce = Bounce::new(
+        ErrorType::Wait,
+        "remote-server-timeout",
+        Some("Component connection closed before delivery"),
+    );
 
     pub const fn new(
         type_: ErrorType,
@@ -211,14 +234,11 @@ impl Bounce {
         let kind = name.as_str();
         let mut s = String::with_capacity(256);
         let _ = write!(s, "<{kind}");
-        if let Some(to) = &attrs.to {
-            let _ = write!(s, " from='{}'", Escaped(to));
-        }
-        if let Some(from) = &attrs.from {
-            let _ = write!(s, " to='{}'", Escaped(from));
-        }
-        if let Some(id) = &attrs.id {
-            let _ = write!(s, " id='{}'", Escaped(id));
+        // Swapped: the original's `to` is the bounce's `from`, and back.
+        for (key, value) in [("from", &attrs.to), ("to", &attrs.from), ("id", &attrs.id)] {
+            if let Some(v) = value.as_deref().filter(|v| v.len() <= MAX_ECHO) {
+                let _ = write!(s, " {key}={}", Quoted(v));
+            }
         }
         let _ = write!(
             s,
@@ -234,6 +254,41 @@ impl Bounce {
         }
         let _ = write!(s, "</error></{kind}>");
         Some(Bytes::from(s))
+    }
+}
+
+/// An attribute value with its quotes: `"` around a value with more `'` than
+/// `"` in it, `'` otherwise; only `&`, `<`, that quote and tab, newline and
+/// carriage return are escaped. So the value takes no more bytes than it
+/// needed in any well-formed stanza it came from, plus a few.
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (apos, quot) = self.0.bytes().fold((0usize, 0usize), |(a, q), b| {
+            (a + usize::from(b == b'\''), q + usize::from(b == b'"'))
+        });
+        let (quote, esc): (char, &str) = if apos > quot {
+            ('"', "&quot;")
+        } else {
+            ('\'', "&apos;")
+        };
+        f.write_char(quote)?;
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['&', '<', quote, '\t', '\n', '\r']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'\t' => "&#x9;",
+                b'\n' => "&#xA;",
+                b'\r' => "&#xD;",
+                _ => esc,
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)?;
+        f.write_char(quote)
     }
 }
 
@@ -262,6 +317,53 @@ impl fmt::Display for Escaped<'_> {
         }
         f.write_str(rest)
     }
+}
+
+/// Name and routing attributes of a queued stanza, by framing its start tag
+/// again (as an empty element) in a stream like the one it came from.
+pub fn reframe(b: &[u8]) -> Option<(Name, Attrs)> {
+    const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
+    let tag = start_tag_only(b)?;
+    let size = tag.len().max(10_000) + 64;
+    let mut f = Framer::new(Limits {
+        max_stanza_size: size,
+        max_depth: 1,
+        max_attributes: usize::MAX,
+        // It was framed once already, maybe with larger tokens (a link's).
+        max_token: size,
+        ..Limits::new(size)
+    });
+    f.buf_mut().extend_from_slice(HEADER);
+    f.buf_mut().extend_from_slice(&tag);
+    loop {
+        match f.next_frame() {
+            Ok(Some(Frame::Stanza(st))) => return Some((st.head.name, st.attrs)),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// The start tag of a serialised element, made an empty element (`<x a='1'/>`).
+fn start_tag_only(b: &[u8]) -> Option<Vec<u8>> {
+    let mut quote = None;
+    for (i, &c) in b.iter().enumerate() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b'>' => {
+                let mut v = b[..i].to_vec();
+                if v.last() != Some(&b'/') {
+                    v.push(b'/');
+                }
+                v.push(b'>');
+                return Some(v);
+            }
+            None => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -313,7 +415,7 @@ mod tests {
             .reply(Name::Message, &attrs)
             .unwrap();
         let s = std::str::from_utf8(&b).unwrap();
-        assert!(s.starts_with("<message from='b.x' to='a&apos;x' id='1' type='error'><error type='wait'><remote-server-timeout"), "{s}");
+        assert!(s.starts_with("<message from='b.x' to=\"a'x\" id='1' type='error'><error type='wait'><remote-server-timeout"), "{s}");
         assert!(s.contains("<not-connected xmlns='xmpp:prosody.im/protocol/component'/>"));
         for t in ["error", "result"] {
             let a = Attrs {
@@ -322,6 +424,93 @@ mod tests {
             };
             assert!(Bounce::BAD_REQUEST.reply(Name::Iq, &a).is_none());
         }
+    }
+
+    /// Each echoed value reads back unchanged, and costs no more bytes than in
+    /// the stanza it answers (where every `'` inside `'…'` took six).
+    #[test]
+    fn bounce_values_are_quoted_compactly_and_read_back() {
+        use rxml::{Event, Parse};
+        for v in ["'''", "\"\"'", "a'b\"c<d&e>f", "\t\n\r", "plain"] {
+            let attrs = Attrs {
+                to: Some("b.x".into()),
+                from: Some("a.x".into()),
+                type_: None,
+                id: Some(v.into()),
+            };
+            let b = Bounce::BAD_REQUEST.reply(Name::Iq, &attrs).unwrap();
+            let doc = std::str::from_utf8(&b).unwrap();
+            let mut p = rxml::Parser::default();
+            let mut slice = doc.as_bytes();
+            let Ok(Some(Event::StartElement(_, _, mut got))) = p.parse(&mut slice, false) else {
+                panic!("{doc}");
+            };
+            assert_eq!(
+                got.remove(&rxml::Namespace::NONE, "id").as_deref(),
+                Some(v),
+                "{doc}"
+            );
+        }
+        let apos = "'".repeat(1000);
+        let attrs = Attrs {
+            id: Some(apos.as_str().into()),
+            ..Attrs::default()
+        };
+        let b = Bounce::BAD_REQUEST.reply(Name::Iq, &attrs).unwrap();
+        assert!(b.len() < 1000 + 200, "{} bytes", b.len());
+    }
+
+    #[test]
+    fn over_long_values_are_not_echoed() {
+        let long = "x".repeat(MAX_ECHO + 1);
+        let ok = "y".repeat(MAX_ECHO);
+        let attrs = Attrs {
+            to: Some(long.as_str().into()),
+            from: Some(ok.as_str().into()),
+            type_: None,
+            id: Some(long.as_str().into()),
+        };
+        let b = Bounce::BAD_REQUEST.reply(Name::Message, &attrs).unwrap();
+        let s = std::str::from_utf8(&b).unwrap();
+        assert!(!s.contains(" from="), "{s}");
+        assert!(!s.contains(" id="), "{s}");
+        assert!(
+            s.starts_with(&format!("<message to='{ok}' type='error'>")),
+            "{s}"
+        );
+        assert!(b.len() < MAX_ECHO + 300);
+    }
+
+    #[test]
+    fn reframe_recovers_name_and_addresses() {
+        let (name, attrs) =
+            reframe(b"<message to='u@x' from='c.example/r' id='a&amp;b' type='chat'><body>hi</body></message>")
+                .unwrap();
+        assert_eq!(name, Name::Message);
+        assert_eq!(attrs.to.as_deref(), Some("u@x"));
+        assert_eq!(attrs.from.as_deref(), Some("c.example/r"));
+        assert_eq!(attrs.id.as_deref(), Some("a&b"));
+        let reply = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).unwrap();
+        let s = std::str::from_utf8(&reply).unwrap();
+        assert!(s.starts_with("<message from='u@x' to='c.example/r' id='a&amp;b' type='error'><error type='wait'><remote-server-timeout"), "{s}");
+        assert!(s.contains("Upstream server unavailable"));
+        let (name, attrs) =
+            reframe(b"<iq xmlns='jabber:component:accept' type='result' id='1' to='x' from='c'/>")
+                .unwrap();
+        assert_eq!(name, Name::Iq);
+        assert!(Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).is_none());
+        assert!(reframe(b"<message").is_none());
+        // Only the start tag is framed again: quoted '>' and '/' do not end it.
+        let (name, attrs) =
+            reframe(b"<presence from='c/a>b' to=\"u/x\"><status>1 > 0</status></presence>")
+                .unwrap();
+        assert_eq!(name, Name::Presence);
+        assert_eq!(attrs.from.as_deref(), Some("c/a>b"));
+        assert_eq!(attrs.to.as_deref(), Some("u/x"));
+        assert_eq!(
+            start_tag_only(b"<iq id='1'/>").as_deref(),
+            Some(&b"<iq id='1'/>"[..])
+        );
     }
 
     #[test]

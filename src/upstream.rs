@@ -1,5 +1,5 @@
 //! Upstream links: one XEP-0114 client stream per authenticated component to the
-//! XMPP server behind the router (SPEC §5).
+//! XMPP server behind the router (README, "In front of Prosody").
 //!
 //! Each link is one task that owns the link's bounded queue and loops:
 //! connect (TCP, with a timeout), send our header `to=DOMAIN`, read the server's
@@ -49,8 +49,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::UpstreamConfig;
 use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
-use crate::stanza::{connect_header, Bounce, Escaped};
-use crate::xml::{Attrs, Frame, Framer, Limits, Name, Ns, Stanza};
+use crate::stanza::{connect_header, reframe, Bounce, Escaped};
+use crate::xml::{Excess, Frame, Framer, Limit, Limits, Name, Ns, Skipped, Stanza};
 
 /// First retry delay; it doubles with every failed attempt up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -66,6 +66,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing link may take to flush its queue and `</stream:stream>`.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Attributes on one element of a stanza from the server (each costs the
+/// framer a few dozen bytes of scratch while its tag is read).
+const LINK_MAX_ATTRIBUTES: usize = 4096;
+/// After the link stops: how long it keeps reading and delivering what the
+/// server still sends.
+const LINGER: Duration = Duration::from_secs(4);
+/// Longest wait for the domain's previous link to close before connecting: it
+/// takes at most its flush and its linger, [`CLOSE_GRACE`] three times.
+const PREDECESSOR_WAIT: Duration = Duration::from_secs(8);
 /// Most stanzas the writer takes from the queue for one `writev`.
 const WRITE_BATCH: usize = 64;
 const MIN_READ: usize = 4096;
@@ -141,6 +150,9 @@ pub struct Link {
     reconfig: AtomicBool,
     wake: Notify,
     queue: Outbox,
+    /// The link's task has ended: its connection (if any) is closed.
+    done: AtomicBool,
+    done_notify: Notify,
 }
 
 impl Link {
@@ -177,6 +189,16 @@ impl Link {
         self.wake.notify_one();
     }
 
+    /// Resolves once the link's task has ended (its connection closed).
+    pub async fn finished(&self) {
+        wait_until(&self.done_notify, || self.done.load(Ordering::Acquire)).await
+    }
+
+    fn set_finished(&self) {
+        self.done.store(true, Ordering::Release);
+        self.done_notify.notify_waiters();
+    }
+
     /// Resolves when [`Link::close`] or [`Link::reconfigure`] was called
     /// (close wins). The reconfigure flag is cleared by the next attempt.
     async fn event(&self) -> Event {
@@ -195,7 +217,10 @@ impl Link {
 }
 
 /// Start the upstream link of a freshly authenticated session when an upstream
-/// is configured. Does nothing if the session already has a link.
+/// is configured. Does nothing if the session already has a link. The link
+/// connects only once the domain's previous link (a replaced session's, or one
+/// still closing) has closed, so the server never sees two at once and answers
+/// the new one with `conflict`.
 pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Session>) {
     let settings = router.settings();
     if settings.upstream.is_none() {
@@ -209,6 +234,8 @@ pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Sessio
         reconfig: AtomicBool::new(false),
         wake: Notify::new(),
         queue,
+        done: AtomicBool::new(false),
+        done_notify: Notify::new(),
     });
     let prev = session
         .upstream
@@ -216,6 +243,7 @@ pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Sessio
     if prev.is_some() {
         return;
     }
+    let predecessor = reg.swap_link(link.clone());
     let task = LinkTask {
         router: router.clone(),
         reg: reg.clone(),
@@ -226,12 +254,12 @@ pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Sessio
         ping_prefix: format!("xcr-ping-{}-", crate::component::new_stream_id()),
         ping_seq: 0,
     };
-    tokio::spawn(task.run());
+    tokio::spawn(task.run(predecessor));
 }
 
-/// Apply a change of `[upstream]` from a reload (SPEC §6): when it appears,
-/// every live session gets a link; when it disappears, every link is closed;
-/// when the address changes, every link reconnects to the new one now.
+/// Apply a change of `[upstream]` from a reload: when it appears, every live
+/// session gets a link; when it disappears, every link is closed; when the
+/// address changes, every link reconnects to the new one now.
 pub fn apply_reload(router: &Router, old: Option<&UpstreamConfig>, new: Option<&UpstreamConfig>) {
     match (old, new) {
         (Some(_), None) => {
@@ -256,7 +284,8 @@ pub fn apply_reload(router: &Router, old: Option<&UpstreamConfig>, new: Option<&
                 }
             }
         }
-        (Some(a), Some(b)) if a != b => {
+        // A changed `max_stanza_size` applies at the next (re)connect.
+        (Some(a), Some(b)) if a.address != b.address => {
             info!(old = %a.address, new = %b.address, "reload: upstream address changed, reconnecting the upstream links");
             for s in router.sessions() {
                 if let Some(link) = s.upstream.load_full() {
@@ -308,10 +337,31 @@ struct LinkTask {
 struct Conn {
     stream: TcpStream,
     framer: Framer,
+    limits: Limits,
 }
 
 impl LinkTask {
-    async fn run(mut self) {
+    async fn run(mut self, predecessor: Option<Arc<Link>>) {
+        if let Some(prev) = predecessor {
+            self.await_predecessor(&prev).await;
+        }
+        self.serve_until_closed().await;
+        self.link.set_finished();
+    }
+
+    /// Wait (bounded) until the domain's previous link has closed.
+    async fn await_predecessor(&self, prev: &Link) {
+        tokio::select! {
+            biased;
+            _ = self.link.event() => {}
+            _ = prev.finished() => {}
+            _ = sleep(PREDECESSOR_WAIT) => {
+                debug!(domain = %self.link.domain, "the previous upstream link of {} did not close in time; connecting anyway", self.link.domain);
+            }
+        }
+    }
+
+    async fn serve_until_closed(&mut self) {
         let mut backoff = Backoff::new();
         let domain = self.link.domain.clone();
         loop {
@@ -322,9 +372,9 @@ impl LinkTask {
             let Some(upstream) = self.router.settings().upstream.clone() else {
                 break;
             };
+            let limits = link_limits(&upstream);
             let address = upstream.address;
             let secret = self.reg.settings().upstream_secret.clone();
-            let limits = self.router.settings().limits;
             let attempt = tokio::select! {
                 biased;
                 ev = self.link.event() => Err(ev),
@@ -416,7 +466,11 @@ impl LinkTask {
     /// stanzas taken from the queue but not completely written.
     async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Bytes>) {
         let live = Liveness::get();
-        let Conn { stream, framer } = conn;
+        let Conn {
+            stream,
+            framer,
+            limits,
+        } = conn;
         let (rd, wr) = stream.into_split();
         let stop = Stop::default();
         let (ctl_tx, ctl_rx) = mpsc::channel::<Bytes>(4);
@@ -424,8 +478,12 @@ impl LinkTask {
         let reader = Reader {
             rd,
             framer,
+            limits,
             session: &self.session,
             reg: &self.reg,
+            link: &self.link,
+            router: &self.router,
+            give_up: None,
             stop: &stop,
             ctl: ctl_tx,
             domain: &self.link.domain,
@@ -457,7 +515,7 @@ impl LinkTask {
     /// Take everything still in the queue.
     fn drain_queue(&mut self, into: &mut Vec<Bytes>) {
         while let Ok(b) = self.rx.rx.try_recv() {
-            self.rx.queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+            self.rx.release(b.len());
             into.push(b);
         }
     }
@@ -470,20 +528,37 @@ impl LinkTask {
         if stanzas.is_empty() {
             return;
         }
-        let mut n = 0usize;
+        let (mut n, mut lost) = (0usize, 0usize);
         for b in &stanzas {
             let Some((name, attrs)) = reframe(b) else {
                 continue;
             };
-            if let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs) {
-                if self.session.outbox.push(reply).await.is_err() {
-                    break;
+            let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs) else {
+                continue;
+            };
+            // Wait for the component to make room (it is the sender), unless
+            // the link is being closed: then only what fits now.
+            let outbox = &self.session.outbox;
+            let pushed = if self.link.closing.load(Ordering::Acquire) {
+                outbox.try_push(reply)
+            } else {
+                tokio::select! {
+                    biased;
+                    r = outbox.push(reply.clone()) => r,
+                    _ = self.link.event() => outbox.try_push(reply),
                 }
-                n += 1;
+            };
+            match pushed {
+                Ok(()) => n += 1,
+                Err(PushError::Full) => lost += 1,
+                Err(PushError::Closed) => break,
             }
         }
         let domain = &self.link.domain;
         info!(domain = %domain, unsent = stanzas.len(), bounced = n, "upstream link for {domain}: {} stanza(s) not sent upstream, {n} bounced", stanzas.len());
+        if lost > 0 {
+            warn!(domain = %domain, lost, "upstream link for {domain}: {lost} bounce(s) dropped, the component's queue is full while its link closes");
+        }
     }
 }
 
@@ -491,10 +566,22 @@ impl LinkTask {
 #[derive(Default)]
 struct Stop {
     reason: Mutex<Option<Reason>>,
+    drained: AtomicBool,
     notify: Notify,
 }
 
 impl Stop {
+    /// The reader has handled what the server sent before the stop (delivered
+    /// it, or queued bounces for it): the writer may close the stream.
+    fn mark_drained(&self) {
+        self.drained.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    async fn drained(&self) {
+        wait_until(&self.notify, || self.drained.load(Ordering::Acquire)).await
+    }
+
     fn fire(&self, r: Reason) {
         if let Ok(mut g) = self.reason.lock() {
             if g.is_none() {
@@ -517,15 +604,22 @@ impl Stop {
     }
 
     async fn wait(&self) {
-        loop {
-            let n = self.notify.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.fired() {
-                return;
-            }
-            n.await;
+        wait_until(&self.notify, || self.fired()).await
+    }
+}
+
+/// Resolves once `cond` holds; whoever makes it hold calls
+/// `notify.notify_waiters()` afterwards.
+async fn wait_until(notify: &Notify, cond: impl Fn() -> bool) {
+    loop {
+        let n = notify.notified();
+        tokio::pin!(n);
+        // Registered before the check, so a notification in between is not lost.
+        n.as_mut().enable();
+        if cond() {
+            return;
         }
+        n.await;
     }
 }
 
@@ -562,7 +656,11 @@ async fn connect(
             HANDSHAKE_TIMEOUT.as_secs()
         )),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(Conn { stream, framer }),
+        Ok(Ok(())) => Ok(Conn {
+            stream,
+            framer,
+            limits,
+        }),
     }
 }
 
@@ -677,51 +775,19 @@ fn stream_error_text(b: &[u8]) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
-/// Name and routing attributes of a queued stanza, by framing its start tag
-/// again (as an empty element) in a stream like the one it came from.
-fn reframe(b: &[u8]) -> Option<(Name, Attrs)> {
-    const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
-    let tag = start_tag_only(b)?;
-    let mut f = Framer::new(Limits::new(tag.len().max(10_000) + 64));
-    f.buf_mut().extend_from_slice(HEADER);
-    f.buf_mut().extend_from_slice(&tag);
-    loop {
-        match f.next_frame() {
-            Ok(Some(Frame::Stanza(st))) => return Some((st.head.name, st.attrs)),
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-/// The start tag of a serialised element, made an empty element (`<x a='1'/>`).
-fn start_tag_only(b: &[u8]) -> Option<Vec<u8>> {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'\'' || c == b'"' => quote = Some(c),
-            None if c == b'>' => {
-                let mut v = b[..i].to_vec();
-                if v.last() != Some(&b'/') {
-                    v.push(b'/');
-                }
-                v.push(b'>');
-                return Some(v);
-            }
-            None => {}
-        }
-    }
-    None
-}
-
 /// The reading half of an authenticated connection.
 struct Reader<'a> {
     rd: OwnedReadHalf,
     framer: Framer,
+    limits: Limits,
     session: &'a Session,
     reg: &'a Registration,
+    /// The link's own queue: bounces to the server's senders go there.
+    link: &'a Link,
+    router: &'a Router,
+    /// Once the link is stopping: how long a stanza read from the server may
+    /// still wait for room in the component's queue.
+    give_up: Option<Instant>,
     stop: &'a Stop,
     /// Control bytes (pings) for the writer.
     ctl: mpsc::Sender<Bytes>,
@@ -741,11 +807,20 @@ enum Next {
 
 impl Reader<'_> {
     async fn run(mut self) {
+        self.serve().await;
+        self.stop.mark_drained();
+    }
+
+    async fn serve(&mut self) {
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         loop {
-            if let Next::Done = self.drain_frames(false).await {
+            if let Next::Done = self.drain_frames().await {
                 return;
+            }
+            if self.read_size > MIN_READ {
+                // The server is sending fast: let others run between reads.
+                tokio::task::yield_now().await;
             }
             let deadline = match ping_sent {
                 Some(t) => t + self.live.ping_timeout,
@@ -754,6 +829,10 @@ impl Reader<'_> {
             tokio::select! {
                 biased;
                 _ = self.stop.wait() => {
+                    // What the server sent before the stop is handled before
+                    // our `</stream:stream>` goes out (the writer waits for it).
+                    self.drain_available().await;
+                    self.stop.mark_drained();
                     if self.stop.reason().graceful() {
                         self.linger().await;
                     }
@@ -793,12 +872,29 @@ impl Reader<'_> {
         }
     }
 
+    /// After the stop: handle what has already arrived (without waiting for
+    /// more), a bounded amount.
+    async fn drain_available(&mut self) {
+        for _ in 0..16 {
+            if let Next::Done = self.drain_frames().await {
+                return;
+            }
+            let buf = self.framer.buf_mut();
+            buf.reserve(MAX_READ);
+            match self.rd.try_read_buf(buf) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
     /// After a graceful stop (our `</stream:stream>` is being sent): keep
     /// delivering what the server still sends until it closes, for a moment.
     async fn linger(&mut self) {
-        let deadline = Instant::now() + CLOSE_GRACE + CLOSE_GRACE;
+        let deadline = Instant::now() + LINGER;
+        self.give_up = Some(deadline);
         loop {
-            if let Next::Done = self.drain_frames(true).await {
+            if let Next::Done = self.drain_frames().await {
                 return;
             }
             tokio::select! {
@@ -813,7 +909,7 @@ impl Reader<'_> {
     }
 
     /// Handle every complete frame buffered so far.
-    async fn drain_frames(&mut self, closing: bool) -> Next {
+    async fn drain_frames(&mut self) -> Next {
         loop {
             let frame = match self.framer.next_frame() {
                 Ok(Some(f)) => f,
@@ -831,7 +927,11 @@ impl Reader<'_> {
                         .fire(Reason::Failed("the server closed the stream".into()));
                     return Next::Done;
                 }
-                Frame::Header(_) | Frame::Start(_) | Frame::Skipped(_) => continue,
+                Frame::Skipped(sk) => {
+                    self.skipped(sk).await;
+                    continue;
+                }
+                Frame::Header(_) | Frame::Start(_) => continue,
             };
             if is_stream_error(&st) {
                 self.stop.fire(Reason::Failed(format!(
@@ -853,14 +953,129 @@ impl Reader<'_> {
             {
                 continue; // our ping (or its answer): proof of life, nothing more
             }
-            if closing && self.reg.is_detached() {
-                continue; // nothing is routed to a detached component
+            // The namespace check a component's stanzas get; one stanza never
+            // ends the link, so it is bounced instead.
+            if !matches!(st.head.ns, Ns::Component | Ns::Client) {
+                info!(domain = %self.domain, element = st.head.name.as_str(), "stanza from the upstream server in a foreign namespace bounced (bad-request)");
+                self.bounce_upstream(&st, Bounce::BAD_REQUEST).await;
+                continue;
             }
-            if self.session.outbox.push(st.bytes).await.is_err() {
-                // The component's connection is gone; its session end closes us.
-                self.stop.fire(Reason::Close);
+            if let Next::Done = self.deliver(&st).await {
                 return Next::Done;
             }
+        }
+    }
+
+    /// Queue a stanza from the server for the component. While its queue is
+    /// full the link reads nothing more (TCP back-pressure on the server). It
+    /// is delivered only if a reload has not detached the component meanwhile.
+    async fn deliver(&mut self, st: &Stanza) -> Next {
+        if self.reg.is_detached() {
+            self.discard_for_detached();
+            return Next::Continue;
+        }
+        let outbox = &self.session.outbox;
+        loop {
+            let give_up = self.give_up;
+            let room = tokio::select! {
+                biased;
+                r = outbox.reserve(st.bytes.len()) => Some(r),
+                _ = self.stop.wait(), if give_up.is_none() => None,
+                _ = sleep_until(give_up.unwrap_or_else(Instant::now)), if give_up.is_some() => {
+                    info!(domain = %self.domain, "stanza from the upstream server not delivered: the component did not read it before its link closed");
+                    self.bounce_upstream(st, Bounce::COMPONENT_UNAVAILABLE).await;
+                    return Next::Done;
+                }
+            };
+            match room {
+                None if self.reg.is_detached() => {
+                    self.discard_for_detached();
+                    return Next::Continue;
+                }
+                // The link is stopping: deliver it if room comes soon.
+                None => self.give_up = Some(Instant::now() + LINGER),
+                Some(Err(_)) => {
+                    // The component's connection is gone; its session end closes us.
+                    self.bounce_upstream(st, Bounce::COMPONENT_UNAVAILABLE)
+                        .await;
+                    self.stop.fire(Reason::Close);
+                    return Next::Done;
+                }
+                Some(Ok(room)) => {
+                    // Held until the stanza is queued: a reload's detach waits
+                    // for it, so nothing reaches the component once it is done.
+                    let Some(_routing) = self.reg.routing() else {
+                        let n = self
+                            .router
+                            .discarded_for_detached
+                            .fetch_add(1, Ordering::Relaxed);
+                        debug!(domain = %self.domain, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
+                        return Next::Continue;
+                    };
+                    room.send(st.bytes.clone());
+                    return Next::Continue;
+                }
+            }
+        }
+    }
+
+    /// A stanza beyond the link's limits was skipped (never buffered): its
+    /// sender gets `modify`/`policy-violation` over this link.
+    async fn skipped(&self, sk: Skipped) {
+        let from = sk.attrs.from.as_deref().unwrap_or("an unknown sender");
+        let why = match sk.limit {
+            Limit::Size => format!(
+                "larger than [upstream] max_stanza_size ({} bytes)",
+                self.limits.max_stanza_size
+            ),
+            other => other.describe(&self.limits),
+        };
+        info!(domain = %self.domain, size = sk.size, "upstream link for {}: stanza from {from} skipped and bounced with policy-violation: {why}", self.domain);
+        match sk.head {
+            Some(head) if head.name.is_stanza() => {
+                if let Some(reply) = Bounce::TOO_LARGE.reply(head.name, &sk.attrs) {
+                    self.queue_upstream(reply).await;
+                }
+            }
+            // Its start tag alone went past the limits: nothing to answer to.
+            _ => {}
+        }
+    }
+
+    /// A reload detached the component: what the server still sends it is
+    /// dropped (as what the component sends is), counted and logged at debug.
+    fn discard_for_detached(&self) {
+        let n = self
+            .router
+            .discarded_for_detached
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(domain = %self.domain, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
+    }
+
+    /// Answer a stanza from the server with a stanza error over this link
+    /// (never for `type='error'`/`'result'`). Waits for room in the link's
+    /// queue unless the link is stopping.
+    async fn bounce_upstream(&self, st: &Stanza, bounce: Bounce) {
+        if let Some(reply) = bounce.reply(st.head.name, &st.attrs) {
+            self.queue_upstream(reply).await;
+        }
+    }
+
+    /// Queue a stanza of ours for the server: waits for room in the link's
+    /// queue unless the link is stopping.
+    async fn queue_upstream(&self, reply: Bytes) {
+        let queue = &self.link.queue;
+        let pushed = if self.stop.fired() {
+            queue.try_push(reply)
+        } else {
+            tokio::select! {
+                biased;
+                r = queue.push(reply.clone()) => r,
+                _ = self.stop.wait() => queue.try_push(reply),
+            }
+        };
+        if pushed.is_err() {
+            debug!(domain = %self.domain, "bounce to the upstream server dropped: the link is closing");
         }
     }
 }
@@ -911,8 +1126,9 @@ impl Pending {
     }
 
     /// One `writev` of up to [`WRITE_BATCH`] items. Cancel-safe: nothing is
-    /// written unless it completes.
-    async fn write_some(&mut self, w: &mut OwnedWriteHalf) -> io::Result<()> {
+    /// written unless it completes. Returns the bytes of the stanzas it
+    /// completed (they no longer count against the queue's bound).
+    async fn write_some(&mut self, w: &mut OwnedWriteHalf) -> io::Result<usize> {
         let n = {
             let mut iov = [io::IoSlice::new(&[]); WRITE_BATCH];
             let mut k = 0;
@@ -930,18 +1146,22 @@ impl Pending {
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        self.advance(n);
-        Ok(())
+        Ok(self.advance(n))
     }
 
-    fn advance(&mut self, mut n: usize) {
+    /// `n` more bytes were written; returns the bytes of the stanzas completed.
+    fn advance(&mut self, mut n: usize) -> usize {
+        let mut done = 0;
         while n > 0 {
-            let Some((b, _)) = self.items.front() else {
-                return;
+            let Some((b, stanza)) = self.items.front() else {
+                break;
             };
             let rest = b.len().saturating_sub(self.offset);
             if n >= rest {
                 n -= rest;
+                if *stanza {
+                    done += b.len();
+                }
                 self.items.pop_front();
                 self.offset = 0;
             } else {
@@ -949,6 +1169,16 @@ impl Pending {
                 n = 0;
             }
         }
+        done
+    }
+
+    /// Bytes of the stanzas not completely written.
+    fn stanza_bytes(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|(_, stanza)| *stanza)
+            .map(|(b, _)| b.len())
+            .sum()
     }
 
     /// Stanzas not completely written (a partly written one included).
@@ -986,8 +1216,9 @@ async fn write_loop(
                         stop.fire(Reason::Close);
                         break;
                     }
+                    // Their bytes count until written: what the writer holds
+                    // is within the queue's bound too.
                     for b in batch.drain(..) {
-                        q.queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
                         pending.push(b, true);
                     }
                 }
@@ -999,7 +1230,10 @@ async fn write_loop(
             biased;
             _ = stop.wait() => break,
             r = timeout(live.write_stall, pending.write_some(&mut w)) => match r {
-                Ok(Ok(())) => last_tx = Instant::now(),
+                Ok(Ok(done)) => {
+                    q.release(done);
+                    last_tx = Instant::now();
+                }
                 Ok(Err(e)) => {
                     stop.fire(Reason::Failed(format!("write failed: {e}")));
                     break;
@@ -1014,26 +1248,45 @@ async fn write_loop(
             }
         }
     }
-    if !stop.reason().graceful() {
-        return;
+    if stop.reason().graceful() {
+        // Closing: what was accepted for the server goes to the server (with
+        // the reader's bounces for what the server sent before the stop), then
+        // our `</stream:stream>`; whatever does not make it in time is bounced.
+        let _ = timeout(CLOSE_GRACE, stop.drained()).await;
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Ok(b) = q.rx.try_recv() {
+                pending.push(b, true);
+            }
+            while !pending.is_empty() {
+                let done = pending.write_some(&mut w).await?;
+                q.release(done);
+            }
+            w.write_all(b"</stream:stream>").await?;
+            w.shutdown().await
+        })
+        .await;
     }
-    // Closing: what was accepted for the server goes to the server, then our
-    // `</stream:stream>`; whatever does not make it in time is bounced.
-    let _ = timeout(CLOSE_GRACE, async {
-        while let Ok(b) = q.rx.try_recv() {
-            q.queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
-            pending.push(b, true);
-        }
-        while !pending.is_empty() {
-            pending.write_some(&mut w).await?;
-        }
-        w.write_all(b"</stream:stream>").await?;
-        w.shutdown().await
-    })
-    .await;
+    // What is left is bounced, not queued any more.
+    q.release(pending.stanza_bytes());
 }
 
-/// Exponential backoff with jitter (SPEC §5).
+/// The limits of a link's framer. What the server relays comes from anyone on
+/// the network, re-escaped (an apostrophe becomes six bytes), so they are the
+/// link's own: `[upstream] max_stanza_size`, and no depth or token limit but
+/// the size (each level takes at least three bytes of it). A stanza beyond
+/// them is skipped, not buffered, and bounced; only XML that is not
+/// well-formed ends the link.
+fn link_limits(u: &UpstreamConfig) -> Limits {
+    Limits {
+        max_stanza_size: u.max_stanza_size,
+        max_depth: u.max_stanza_size,
+        max_attributes: LINK_MAX_ATTRIBUTES,
+        max_token: u.max_stanza_size,
+        excess: Excess::Skip,
+    }
+}
+
+/// Exponential backoff with jitter.
 struct Backoff {
     next: Duration,
 }
@@ -1109,38 +1362,6 @@ mod tests {
     }
 
     #[test]
-    fn reframe_recovers_name_and_addresses() {
-        let (name, attrs) =
-            reframe(b"<message to='u@x' from='c.example/r' id='a&amp;b' type='chat'><body>hi</body></message>")
-                .unwrap();
-        assert_eq!(name, Name::Message);
-        assert_eq!(attrs.to.as_deref(), Some("u@x"));
-        assert_eq!(attrs.from.as_deref(), Some("c.example/r"));
-        assert_eq!(attrs.id.as_deref(), Some("a&b"));
-        let reply = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).unwrap();
-        let s = std::str::from_utf8(&reply).unwrap();
-        assert!(s.starts_with("<message from='u@x' to='c.example/r' id='a&amp;b' type='error'><error type='wait'><remote-server-timeout"), "{s}");
-        assert!(s.contains("Upstream server unavailable"));
-        let (name, attrs) =
-            reframe(b"<iq xmlns='jabber:component:accept' type='result' id='1' to='x' from='c'/>")
-                .unwrap();
-        assert_eq!(name, Name::Iq);
-        assert!(Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).is_none());
-        assert!(reframe(b"<message").is_none());
-        // Only the start tag is framed again: quoted '>' and '/' do not end it.
-        let (name, attrs) =
-            reframe(b"<presence from='c/a>b' to=\"u/x\"><status>1 > 0</status></presence>")
-                .unwrap();
-        assert_eq!(name, Name::Presence);
-        assert_eq!(attrs.from.as_deref(), Some("c/a>b"));
-        assert_eq!(attrs.to.as_deref(), Some("u/x"));
-        assert_eq!(
-            start_tag_only(b"<iq id='1'/>").as_deref(),
-            Some(&b"<iq id='1'/>"[..])
-        );
-    }
-
-    #[test]
     fn stream_error_text_is_extracted() {
         let b = b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>c.example does not match &lt;x&gt;</text></stream:error>";
         assert_eq!(
@@ -1163,12 +1384,14 @@ mod tests {
         p.push(Bytes::from_static(b"abc"), true);
         p.push(Bytes::from_static(b" "), false);
         p.push(Bytes::from_static(b"defg"), true);
-        p.advance(2);
+        assert_eq!(p.advance(2), 0);
         assert_eq!(p.offset, 2);
-        p.advance(2);
+        // "abc" (a stanza) is done; " " is not a stanza.
+        assert_eq!(p.advance(2), 3);
         assert_eq!(p.items.len(), 1);
-        p.advance(1);
+        assert_eq!(p.advance(1), 0);
         assert_eq!(p.offset, 1);
+        assert_eq!(p.stanza_bytes(), 4);
         // The partly written stanza is still reported, whole.
         assert_eq!(p.unsent_stanzas(), vec![Bytes::from_static(b"defg")]);
     }

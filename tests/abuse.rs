@@ -1,4 +1,4 @@
-//! Black-box abuse tests (SPEC §8, issue 7): what peers send cannot crash the
+//! Black-box abuse tests (docs/behaviour.md#limits): what peers send cannot crash the
 //! daemon, grow it without bound or slow down healthy sessions.
 //!
 //! Each test starts its own daemon with small limits so it runs fast, bounds
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::comp::{attr, stanza_error_condition, Comp, Got};
-use support::daemon::Daemon;
+use support::daemon::{Daemon, RssPeak};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -52,51 +52,6 @@ fn header(to: &str) -> String {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// VmRSS of a process in KiB (0 once it is gone).
-fn rss_of(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Samples a process's RSS every 20 ms and keeps the peak.
-struct RssPeak {
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RssPeak {
-    fn start(pid: i32) -> RssPeak {
-        let peak = Arc::new(AtomicU64::new(rss_of(pid)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peak.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(rss_of(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        RssPeak {
-            peak,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.peak.load(Ordering::Relaxed)
-    }
 }
 
 /// Raise this process's open-files soft limit (the daemon inherits it).
@@ -154,6 +109,7 @@ impl Rx {
             max_stanza_size: 64 << 20,
             max_depth: 1000,
             max_attributes: 100_000,
+            max_token: 64 << 20,
             ..Limits::new(64 << 20)
         });
         // The router's header was read during login; frame the rest as if after it.
@@ -411,6 +367,95 @@ async fn slowloris_cannot_outlive_the_handshake_timeout() {
             "{name}: closed after {life:?}"
         );
     }
+}
+
+/// Before authentication the stream header and `<handshake/>` are limited to
+/// 4 KiB and reads stay small, so a peer without a secret holds a few KiB:
+/// first 1,000 connections each hold a header just under the limit, then 300
+/// more each send an unterminated 500 KB header (125 attributes of 4000 bytes:
+/// under `max_stanza_size`, `max_attributes` and the token limit) and wait: each gets `policy-violation` once 4 KiB have arrived, instead of
+/// holding the 500 KB until `handshake_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unauthenticated_peers_with_huge_headers_cost_a_few_kib_each() {
+    const HOLD: usize = 1000;
+    const HUGE: usize = 300;
+    const HUGE_HEADER: usize = 500_000;
+    raise_nofile(4 * (HOLD + HUGE) as u64 + 256);
+    let d = start("handshake_timeout = 60");
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+    let open = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example' x='";
+    let almost = format!("{open}{}", "p".repeat(4000 - open.len()));
+    let mut held = Vec::with_capacity(HOLD);
+    for _ in 0..HOLD {
+        let mut s = TcpStream::connect(d.addr()).await.expect("connect");
+        s.write_all(almost.as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    sleep(Duration::from_millis(1000)).await;
+    let holding = d.rss_kib();
+    let per_conn = holding.saturating_sub(before) as f64 / HOLD as f64;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..HUGE {
+        let addr = d.addr();
+        let open = open.to_string();
+        tasks.spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let (mut rd, mut wr) = s.split();
+            let write = async {
+                // Attributes of 4000 bytes: each within the 8 KiB token
+                // limit, and fewer than max_attributes.
+                let mut header = open.into_bytes();
+                header.extend_from_slice(b"x'");
+                let mut i = 0;
+                while header.len() < HUGE_HEADER {
+                    header.extend_from_slice(format!(" a{i}='{}'", "h".repeat(4000)).as_bytes());
+                    i += 1;
+                }
+                // The router may close before it has all of it.
+                let _ = wr.write_all(&header).await;
+            };
+            let read = async {
+                let mut got = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    match timeout(Duration::from_secs(5), rd.read(&mut tmp)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => got.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                String::from_utf8_lossy(&got).into_owned()
+            };
+            let ((), got) = tokio::join!(write, read);
+            got
+        });
+    }
+    let mut refused = 0;
+    while let Some(r) = tasks.join_next().await {
+        let got = r.unwrap();
+        if got.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>") {
+            refused += 1;
+        }
+    }
+    let peak = peak.finish();
+    eprintln!(
+        "{HOLD} unauthenticated connections holding a 4000-byte unterminated header: VmRSS before {:.1} MiB, while held {:.1} MiB ({per_conn:.1} KiB per connection); then {HUGE} unterminated {HUGE_HEADER}-byte headers: {refused} refused with policy-violation; peak {:.1} MiB (+{:.1} MiB)",
+        mib(before),
+        mib(holding),
+        mib(peak),
+        mib(peak.saturating_sub(before))
+    );
+    assert_eq!(refused, HUGE, "huge headers not refused");
+    // What an idle connection costs (its tasks, queue and socket state), not
+    // the header's size.
+    assert!(per_conn < 24.0, "{per_conn:.1} KiB per connection");
+    assert!(
+        peak.saturating_sub(before) < 48 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - before)
+    );
+    drop(held);
 }
 
 // ===========================================================================
@@ -687,6 +732,97 @@ async fn a_flood_to_an_offline_component_bounces_without_growing() {
     );
 }
 
+/// A component that never reads sends stanzas whose `to` and `id` are full of
+/// apostrophes, written raw inside double quotes (one byte each; re-escaped
+/// as `&apos;` they would take six). Their bounces go to its own queue, which
+/// holds at most `max_queue_bytes` (the waiting push waits for bytes as well
+/// as for slots), so the router stops reading it (TCP back-pressure) instead
+/// of holding bounces six times larger than what it read. Then it reads them
+/// all: none lost, none much larger than the stanza it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounces_to_a_component_that_never_reads_are_bounded_by_max_queue_bytes() {
+    const N: usize = 6000;
+    let d = start(""); // max_queue_bytes 4 MiB, max_queue_stanzas 4096
+    let (mut a_rx, mut a_wr) = login_split(&d, "a.example", "sa").await;
+    let before = d.rss_kib();
+    let peak = RssPeak::start(d.pid());
+    // A valid resource of 1000 apostrophes; ids of 3000 (echoed) or, every
+    // fourth stanza, 8000 (longer than any JID: left out of the bounce; the
+    // 8 KiB token limit allows no more).
+    let to = format!("y@off.example/{}", "'".repeat(1000));
+    let stanza = |i: usize| {
+        let id = format!("{i}-{}", "'".repeat(if i % 4 != 3 { 3000 } else { 8000 }));
+        format!("<message from=\"x@a.example\" to=\"{to}\" id=\"{id}\" type=\"chat\"/>")
+    };
+    let sizes: Vec<usize> = (0..N).map(|i| stanza(i).len()).collect();
+    let t0 = Instant::now();
+    let mut sent = 0;
+    let mut bytes_sent = 0;
+    while sent < N {
+        let s = stanza(sent);
+        match timeout(Duration::from_secs(3), a_wr.write_all(s.as_bytes())).await {
+            Ok(Ok(())) => {
+                bytes_sent += s.len();
+                sent += 1;
+            }
+            Ok(Err(e)) => panic!("write failed after {sent} stanzas: {e}"),
+            // The router stopped reading us: back-pressure.
+            Err(_) => break,
+        }
+    }
+    let stalled = sent < N;
+    sleep(Duration::from_millis(500)).await;
+    let held = d.rss_kib();
+    let peak = peak.finish();
+    eprintln!(
+        "never-reading sender: {sent} of {N} stanzas ({:.1} MB) written in {:?} before the router stopped reading (stalled: {stalled}); VmRSS before {:.1} MiB, after {:.1} MiB, peak {:.1} MiB (+{:.1} MiB; bound: max_queue_bytes 4 MiB + buffers)",
+        bytes_sent as f64 / 1e6,
+        t0.elapsed(),
+        mib(before),
+        mib(held),
+        mib(peak),
+        mib(peak.saturating_sub(before))
+    );
+    assert!(
+        peak.saturating_sub(before) < 16 * 1024,
+        "RSS grew by {:.1} MiB",
+        mib(peak - before)
+    );
+    // Now read every bounce: in order, each no larger than what it answers
+    // (plus the error element), nothing lost.
+    let mut worst = 0.0f64;
+    for (i, &size) in sizes.iter().enumerate().take(sent) {
+        let s = match a_rx.next(Duration::from_secs(20)).await {
+            In::Stanza(s) => String::from_utf8(s.to_vec()).unwrap(),
+            other => panic!("bounce {i} of {sent}: got {other:?}"),
+        };
+        assert_eq!(
+            stanza_error_condition(&s).as_deref(),
+            Some("remote-server-timeout"),
+            "{s}"
+        );
+        let id = attr(&s, "id").map(|v| v.replace("&apos;", "'"));
+        if i % 4 != 3 {
+            let want = format!("{i}-{}", "'".repeat(3000));
+            assert_eq!(id.as_deref(), Some(want.as_str()), "bounce {i}");
+        } else {
+            assert!(!s.contains(" id="), "an id longer than a JID was echoed");
+        }
+        assert!(
+            s.len() <= size + 300,
+            "bounce {i} is {} bytes for a stanza of {size}",
+            s.len()
+        );
+        worst = worst.max(s.len() as f64 / size as f64);
+    }
+    eprintln!("all {sent} bounces read; largest bounce / stanza ratio {worst:.2}");
+    assert!(
+        stalled,
+        "the router read all {N} stanzas ({:.1} MB) without reading a single bounce back: nothing bounded the bounces",
+        bytes_sent as f64 / 1e6
+    );
+}
+
 // ===========================================================================
 // Oversized and pathological stanzas.
 
@@ -898,6 +1034,116 @@ async fn sixty_four_mb_of_max_size_stanzas_route_with_bounded_memory() {
 #[ignore = "1 GB: run with scripts/abuse-heavy.sh (release mode)"]
 async fn one_gb_of_max_size_stanzas_route_with_bounded_memory() {
     route_max_size_stanzas(1 << 30).await;
+}
+
+// ===========================================================================
+// Deadlines and kills while the peer keeps sending.
+
+/// Write whitespace (a legal keepalive) as fast as possible until `stop`, an
+/// error or [`FLOOD_FOR`]; returns the bytes written.
+async fn flood_whitespace(mut wr: OwnedWriteHalf, stop: Arc<AtomicBool>) -> usize {
+    let chunk = vec![b' '; 256 * 1024];
+    let mut sent = 0;
+    let until = Instant::now() + FLOOD_FOR;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        match timeout(Duration::from_secs(1), wr.write_all(&chunk)).await {
+            Ok(Ok(())) => sent += chunk.len(),
+            Ok(Err(_)) => break,
+            Err(_) => continue,
+        }
+    }
+    sent
+}
+
+/// The flood runs at most this long; a deadline that only fires once the
+/// flood stops shows up as a late stream error.
+const FLOOD_FOR: Duration = Duration::from_secs(8);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_timeout_fires_on_time_while_the_peer_floods() {
+    let d = start("handshake_timeout = 1");
+    let s = TcpStream::connect(d.addr()).await.unwrap();
+    let (rd, mut wr) = s.into_split();
+    wr.write_all(header("a.example").as_bytes()).await.unwrap();
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = tokio::spawn(flood_whitespace(wr, stop.clone()));
+    let mut rd = rd;
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let closed_after = loop {
+        match timeout(Duration::from_secs(15), rd.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break t0.elapsed(),
+            Ok(Ok(n)) => {
+                got.extend_from_slice(&tmp[..n]);
+                if String::from_utf8_lossy(&got).ends_with("</stream:stream>") {
+                    break t0.elapsed();
+                }
+            }
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.await.unwrap();
+    let text = String::from_utf8_lossy(&got);
+    eprintln!(
+        "flooding unauthenticated peer: connection-timeout after {closed_after:?} (handshake_timeout 1 s) while it sent {:.0} MB of whitespace",
+        sent as f64 / 1e6
+    );
+    assert!(
+        text.contains("<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{text}"
+    );
+    assert!(
+        closed_after < Duration::from_millis(2500),
+        "connection-timeout came {closed_after:?} after the header (handshake_timeout 1 s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflict_and_shutdown_take_effect_while_the_session_floods() {
+    let mut d = start("");
+    // Conflict: a floods; a second connection for a.example authenticates.
+    let (mut old_rx, old_wr) = login_split(&d, "a.example", "sa").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = tokio::spawn(flood_whitespace(old_wr, stop.clone()));
+    sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let (_new_rx, _new_wr) = login_split(&d, "a.example", "sa").await;
+    let cond = expect_stream_error(&mut old_rx, Duration::from_secs(15)).await;
+    let kicked = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.await.unwrap();
+    eprintln!(
+        "flooding session replaced: {cond} {kicked:?} after the new connection logged in ({:.0} MB of whitespace sent)",
+        sent as f64 / 1e6
+    );
+    assert_eq!(cond, "conflict");
+    assert!(
+        kicked < Duration::from_millis(1500),
+        "conflict after {kicked:?}"
+    );
+
+    // Shutdown: b floods; SIGTERM.
+    let (mut b_rx, b_wr) = login_split(&d, "b.example", "sb").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = tokio::spawn(flood_whitespace(b_wr, stop.clone()));
+    sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let cond = expect_stream_error(&mut b_rx, Duration::from_secs(15)).await;
+    let told = t0.elapsed();
+    let status = d.wait(Duration::from_secs(10));
+    let exited = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = flood.await;
+    eprintln!("flooding session at shutdown: {cond} after {told:?}, daemon exited after {exited:?} ({status:?})");
+    assert_eq!(cond, "system-shutdown");
+    assert!(
+        told < Duration::from_millis(1500),
+        "system-shutdown after {told:?}"
+    );
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(exited < Duration::from_secs(5), "exited after {exited:?}");
 }
 
 // ===========================================================================

@@ -1,4 +1,4 @@
-//! Black-box protocol tests: SPEC §4 (XEP-0114 server side), row by row.
+//! Black-box protocol tests: docs/behaviour.md (XEP-0114 server side), row by row.
 //!
 //! Every test starts its own daemon on a free loopback port and talks to it with
 //! the raw client in `support::comp`, which frames everything the router sends
@@ -6,7 +6,7 @@
 //! well-formedness). Every wait is bounded. Every negative test ends with
 //! [`assert_healthy`]: after bad input the daemon still routes for a fresh pair.
 //!
-//! Layout follows SPEC §4: stream opening, authentication, stanzas from an
+//! Layout follows docs/behaviour.md: stream opening, authentication, stanzas from an
 //! authenticated component, "anywhere", then ordering and fidelity.
 
 mod support;
@@ -171,7 +171,7 @@ async fn login(d: &Daemon, domain: &str, secret: &str) -> Comp {
     Comp::login(d.addr(), domain, secret).await
 }
 
-/// A stream error as SPEC §4 frames it: the router's header (sent before it if
+/// A stream error as docs/behaviour.md#stream frames it: the router's header (sent before it if
 /// none was yet), `<stream:error>` with one condition in the streams-errors
 /// namespace and an optional `<text/>`, then `</stream:stream>`, then the TCP
 /// connection closes. Returns the condition and the text.
@@ -273,7 +273,7 @@ async fn assert_healthy(d: &Daemon) {
     .await;
 }
 
-/// Check `got` is the stanza error SPEC §4 prescribes in reply to `orig`.
+/// Check `got` is the stanza error docs/behaviour.md#routing prescribes in reply to `orig`.
 fn assert_bounce(
     got: &str,
     orig: &str,
@@ -629,6 +629,63 @@ async fn conflict_replace_kicks_the_old_session() {
     round_trip(&mut new, &mut b, "new").await;
     // Nothing went to the old one and the new one got nothing extra.
     new.expect_silence(SILENCE).await;
+    assert_healthy(&d).await;
+}
+
+/// Stanzas queued for the replaced session and not yet written to it are
+/// bounced to their senders, never dropped: what the old session can still
+/// read plus what was bounced is everything sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_replace_bounces_what_the_old_session_could_not_write() {
+    const N: usize = 300;
+    let d = start_with("max_queue_bytes = 67108864");
+    let mut b = login(&d, "b.example", "sb").await;
+    // The old session does not read: what its socket buffers cannot hold
+    // waits in its queue.
+    let mut old = login(&d, "a.example", "sa").await;
+    let body = "q".repeat(64 * 1024);
+    for i in 0..N {
+        b.send(&format!(
+            "<message from='b.example' to='x@a.example' id='q{i}' type='chat'><body>{body}</body></message>"
+        ))
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut new = login(&d, "a.example", "sa").await;
+    let mut bounced = BTreeSet::new();
+    loop {
+        match b.recv_timeout(Duration::from_secs(4)).await {
+            Got::Stanza(s) => {
+                let e = parse_el(&s);
+                assert_eq!(e.attr("type"), Some("error"), "{s}");
+                assert_eq!(e.attr("from"), Some("x@a.example"), "{s}");
+                let err = e.child(NS_COMPONENT, "error").expect("no <error/>");
+                assert_eq!(err.attr("type"), Some("wait"), "{s}");
+                assert!(
+                    err.child(NS_STANZA_ERRORS, "remote-server-timeout")
+                        .is_some(),
+                    "{s}"
+                );
+                bounced.insert(e.attr("id").unwrap_or_default().to_string());
+            }
+            Got::Timeout => break,
+            other => panic!("b got {other:?}"),
+        }
+    }
+    let mut read = 0;
+    while let Got::Stanza(s) = old.recv_timeout(Duration::from_secs(2)).await {
+        if let Some(id) = support::comp::attr(&s, "id") {
+            assert!(!bounced.contains(&id), "{id} delivered and bounced");
+            read += 1;
+        }
+    }
+    eprintln!(
+        "replaced with {N} stanzas on their way: {read} written to the old session, {} bounced",
+        bounced.len()
+    );
+    assert!(!bounced.is_empty(), "nothing bounced");
+    assert_eq!(read + bounced.len(), N, "stanzas lost");
+    round_trip(&mut new, &mut b, "new").await;
     assert_healthy(&d).await;
 }
 

@@ -1,4 +1,4 @@
-//! The gateway in front of a real Prosody (SPEC §5, issue 4): the router runs
+//! The gateway in front of a real Prosody (docs/behaviour.md#upstream): the router runs
 //! as a child process with `[upstream]` pointing at Prosody's component port,
 //! raw XEP-0114 components connect to the router, and a raw c2s user talks to
 //! them through Prosody. No mocks.
@@ -26,7 +26,7 @@ use support::comp::{Comp, Got};
 use support::daemon::Daemon;
 
 const T: Duration = Duration::from_secs(10);
-/// SPEC §5 / issue 4: traffic flows again this soon after Prosody is back.
+/// Traffic flows again this soon after Prosody is back (backoff capped at 30 s).
 const RECOVERY: Duration = Duration::from_secs(35);
 const HOST: &str = "localhost";
 const COMP: &str = "comp.localhost";
@@ -116,7 +116,7 @@ fn with_id<'a>(name: &'a str, id: &'a str) -> impl Fn(&str) -> bool + 'a {
     move |s| element_name(s) == name && attr(s, "id").as_deref() == Some(id)
 }
 
-/// An `Upstream server unavailable` bounce (SPEC §4).
+/// An `Upstream server unavailable` bounce (docs/behaviour.md#routing).
 fn assert_upstream_bounce(s: &str) {
     assert_eq!(attr(s, "type").as_deref(), Some("error"), "{s}");
     assert!(s.contains("<error type='wait'>"), "{s}");
@@ -775,4 +775,481 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
         d.logs()
     );
     assert!(d.logs().contains("not sent upstream"), "{}", d.logs());
+}
+
+// ===========================================================================
+// Limits and queue rules on the upstream link (README "Limits", "In front of
+// Prosody").
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Router config with top-level keys (limits) before the tables.
+fn router_config_with(
+    top: &str,
+    upstream: Option<SocketAddr>,
+    comps: &[(&str, &str, &str)],
+) -> String {
+    format!("{top}\n{}", router_config(upstream, comps))
+}
+
+/// Everything alice sent before this has been routed by Prosody once the
+/// server answers a ping sent after it.
+async fn barrier(user: &mut C2s) {
+    let id = user.next_id();
+    let res = user
+        .iq(
+            &format!("<iq type='get' id='{id}' to='{HOST}'><ping xmlns='urn:xmpp:ping'/></iq>"),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(res.is_some(), "no answer to the barrier ping");
+}
+
+/// `n` messages of `size` bytes of body from `user` to `to`, ids `{prefix}0`…;
+/// returns once Prosody has routed them all.
+async fn send_many(user: &mut C2s, to: &str, prefix: &str, n: usize, size: usize) {
+    let filler = "m".repeat(size);
+    for i in 0..n {
+        user.send(&format!(
+            "<message to='{to}' type='chat' id='{prefix}{i}'><body>{filler}</body></message>"
+        ))
+        .await;
+    }
+    barrier(user).await;
+}
+
+/// Prosody, the router in front of it with the config `config` makes for
+/// Prosody's component address, the component logged in with its link up,
+/// and alice logged in.
+async fn gateway(
+    popts: &ProsodyOptions,
+    config: impl FnOnce(SocketAddr) -> String,
+) -> (Prosody, Daemon, Comp, C2s) {
+    let p = start_prosody(popts);
+    let d = Daemon::start(&config(p.component_addr()));
+    let comp = Comp::login(d.addr(), COMP, SECRET).await;
+    expect_log_count(&d, &up_line(COMP), 1, T);
+    let alice = login_c2s(&p, "alice", "alicepw").await;
+    (p, d, comp, alice)
+}
+
+/// A stanza error's condition and type.
+fn error_of(s: &str) -> (Option<String>, Option<String>) {
+    let ty = s
+        .find("<error type='")
+        .map(|i| &s[i + 13..])
+        .and_then(|r| r.split('\'').next())
+        .map(str::to_string);
+    (ty, support::comp::stanza_error_condition(s))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jabber_client_stanzas_are_rewritten_exactly_and_reach_prosody() {
+    if !prosody::require() {
+        return;
+    }
+    let (p, d, mut comp, mut alice) =
+        gateway(&opts(), |a| router_config(Some(a), &[(COMP, SECRET, "")])).await;
+    let to = alice.jid.clone();
+    let from = format!("bot@{COMP}");
+    let variants = [
+        // A `>` inside an attribute value before the declaration.
+        format!("<message to='{to}' a='x>y' xmlns='jabber:client' from='{from}' type='chat'><body>gt</body></message>"),
+        // Spaces around `=`.
+        format!("<message from='{from}' to='{to}' type='chat' xmlns = 'jabber:client'><body>spaced</body></message>"),
+        // A character reference in the value.
+        format!("<message xmlns='jabber&#58;client' from='{from}' to='{to}' type='chat'><body>charref</body></message>"),
+        // Double quotes.
+        format!("<message xmlns=\"jabber:client\" from=\"{from}\" to=\"{to}\" type=\"chat\"><body>dquote</body></message>"),
+        // An id that contains what a text search would take for the declaration.
+        format!("<message id=\"a xmlns='jabber:client'\" from='{from}' to='{to}' type='chat' xmlns=\"jabber:client\"><body>lookalike</body></message>"),
+    ];
+    for (v, body) in variants
+        .iter()
+        .zip(["gt", "spaced", "charref", "dquote", "lookalike"])
+    {
+        comp.send(v).await;
+        let got = alice
+            .recv_until(|s| is_body(s, body), T)
+            .await
+            .unwrap_or_else(|| panic!("{v}\nnever reached {to}\n{}\n{}", d.logs(), p.log_tail()));
+        assert_eq!(attr(&got, "from").as_deref(), Some(from.as_str()), "{got}");
+        if body == "lookalike" {
+            assert_eq!(
+                attr(&got, "id").as_deref(),
+                Some("a xmlns='jabber:client'"),
+                "the id changed: {got}"
+            );
+        }
+    }
+    // In jabber:client only through a prefix: bounced, never forwarded.
+    comp.send(&format!(
+        "<c:message xmlns:c='jabber:client' from='{from}' to='{to}' id='pfx' type='chat'><c:body>prefixed</c:body></c:message>"
+    ))
+    .await;
+    let bounce = comp_until(&mut comp, with_id("message", "pfx"), T)
+        .await
+        .expect("no bounce for the prefixed jabber:client stanza");
+    assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
+    assert_eq!(
+        error_of(&bounce),
+        (Some("modify".into()), Some("bad-request".into())),
+        "{bounce}"
+    );
+    assert!(alice
+        .recv_until(|s| s.contains("prefixed"), Duration::from_millis(1000))
+        .await
+        .is_none());
+    assert!(
+        !p.warnings().contains("Unhandled"),
+        "Prosody dropped something:\n{}",
+        p.warnings()
+    );
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_flooding_a_component_that_does_not_read_is_held_back_not_buffered() {
+    if !prosody::require() {
+        return;
+    }
+    const N: usize = 600;
+    const BODY: usize = 64 * 1024;
+    let (_p, d, mut comp, mut alice) = gateway(&opts(), |a| {
+        router_config_with("max_queue_bytes = 1048576", Some(a), &[(COMP, SECRET, "")])
+    })
+    .await;
+    let before = d.rss_kib();
+    let peak = support::daemon::RssPeak::start(d.pid());
+    let t0 = Instant::now();
+    send_many(&mut alice, COMP, "f", N, BODY).await;
+    // Prosody has routed all of it; give it time to push what it can.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = d.rss_kib();
+    let peak = peak.finish();
+    eprintln!(
+        "Prosody flooding a component that does not read: {N} stanzas of {} KiB ({:.0} MB) sent in {:?}; router VmRSS before {:.1} MiB, while held {:.1} MiB, peak {:.1} MiB (+{:.1} MiB; bound: max_queue_bytes 1 MiB + the link's read buffer + the largest stanza)",
+        BODY / 1024,
+        (N * BODY) as f64 / 1e6,
+        t0.elapsed(),
+        mib(before),
+        mib(held),
+        mib(peak),
+        mib(peak.saturating_sub(before))
+    );
+    assert!(
+        peak.saturating_sub(before) < 12 * 1024,
+        "the router buffered {:.1} MiB for a component that does not read",
+        mib(peak - before)
+    );
+    // Now it reads: everything arrives, in order, intact; the link stayed up.
+    for i in 0..N {
+        let s = comp_until(&mut comp, |s| element_name(s) == "message", T)
+            .await
+            .unwrap_or_else(|| panic!("stanza {i} of {N} never arrived\n{}", d.logs()));
+        assert_eq!(attr(&s, "id"), Some(format!("f{i}")), "out of order");
+        assert_eq!(text_of(&s, "body").map(|b| b.len()), Some(BODY));
+    }
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_closes_the_old_link_first_and_bounces_what_the_old_session_could_not_write() {
+    if !prosody::require() {
+        return;
+    }
+    const N: usize = 300;
+    // Prosody's own default: a second link for the domain is refused while
+    // the first is up.
+    let (_p, d, mut old, mut alice) = gateway(&opts().conflict_resolve("kick_new"), |a| {
+        router_config_with("max_queue_bytes = 67108864", Some(a), &[(COMP, SECRET, "")])
+    })
+    .await;
+    // The old session does not read: what does not fit in its socket
+    // buffers waits in its queue.
+    send_many(&mut alice, COMP, "q", N, 64 * 1024).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let t0 = Instant::now();
+    let mut new = Comp::login(d.addr(), COMP, SECRET).await;
+    let up = expect_log_count(&d, &up_line(COMP), 2, T);
+    eprintln!("new upstream link up {up:?} after the replacing session logged in");
+    // What the old session could not write comes back to alice.
+    let mut bounced = std::collections::BTreeSet::new();
+    while let Some(s) = alice
+        .recv_until(
+            |s| attr(s, "type").as_deref() == Some("error"),
+            Duration::from_secs(3),
+        )
+        .await
+    {
+        let id = attr(&s, "id").unwrap_or_default();
+        assert!(id.starts_with('q'), "{s}");
+        assert!(
+            s.contains("Component connection closed before delivery"),
+            "{s}"
+        );
+        bounced.insert(id);
+    }
+    // What it got before it was replaced is in its socket.
+    let mut read = 0;
+    loop {
+        match old.recv_timeout(Duration::from_secs(2)).await {
+            Got::Stanza(s) if attr(&s, "id").is_some_and(|i| i.starts_with('q')) => {
+                assert!(
+                    !bounced.contains(&attr(&s, "id").unwrap()),
+                    "delivered and bounced"
+                );
+                read += 1;
+            }
+            Got::Stanza(_) => {}
+            _ => break,
+        }
+    }
+    eprintln!(
+        "replaced while {N} stanzas were on their way to it: {read} reached the old session, {} bounced to the sender, {:?} after the replace",
+        bounced.len(),
+        t0.elapsed()
+    );
+    assert!(!bounced.is_empty(), "nothing was bounced\n{}", d.logs());
+    assert_eq!(read + bounced.len(), N, "stanzas lost\n{}", d.logs());
+    // The new link never met the old one at Prosody: no conflict.
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    user_to_comp(&mut alice, COMP, &mut new, "to the new session").await;
+    comp_to_user(&mut new, COMP, &mut alice, "from the new session").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_component_gets_nothing_more_from_upstream_even_with_a_full_queue() {
+    if !prosody::require() {
+        return;
+    }
+    const N: usize = 250;
+    let top = "max_queue_bytes = 1048576";
+    let (p, d, mut comp, mut alice) = gateway(&opts(), |a| {
+        router_config_with(
+            top,
+            Some(a),
+            &[(COMP, SECRET, ""), ("keep.localhost", "k", "")],
+        )
+    })
+    .await;
+    let upstream = Some(p.component_addr());
+    // More than its socket buffers and queue hold: the link waits for room.
+    send_many(&mut alice, COMP, "d", N, 64 * 1024).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    d.reload(&router_config_with(
+        top,
+        upstream,
+        &[("keep.localhost", "k", "")],
+    ));
+    let t0 = Instant::now();
+    // The link closes although the component still does not read.
+    let closed = format!("upstream link for {COMP} closed");
+    let took = wait_log_count(&d, &closed, 1, Duration::from_secs(12)).unwrap_or_else(|| {
+        panic!(
+            "the link of the detached component did not close while its queue was full:\n{}",
+            d.logs()
+        )
+    });
+    eprintln!("link of the detached component closed {took:?} after the reload");
+    user_gets_component_unavailable(&mut alice, COMP, "gone1").await;
+    // Detached, not disconnected: it reads what was queued before the
+    // reload, in order, then nothing more, and its connection stays open.
+    let mut got = 0;
+    while let Got::Stanza(s) = comp.recv_timeout(Duration::from_secs(2)).await {
+        assert_eq!(attr(&s, "id"), Some(format!("d{got}")), "{s}");
+        got += 1;
+    }
+    eprintln!(
+        "the detached component got {got} of {N} (queued before the reload), {:?} after it",
+        t0.elapsed()
+    );
+    assert!(got < N, "everything was delivered to a detached component");
+    assert_comp_still_open(&mut comp, Duration::from_millis(500)).await;
+}
+
+/// On the component's link: right after authentication, a `<message/>` in a
+/// foreign namespace (from alice's session), then an ordinary one.
+const FOREIGN_NS_MODULE: &str = r#"
+local st = require "util.stanza";
+module:hook("component-authenticated", function(event)
+	local session = event.session;
+	session.send(st.stanza("message", { xmlns = "urn:example:foreign", from = "alice@localhost/harness",
+		to = module.host, id = "foreign-1", type = "chat" }):tag("body"):text("foreign"):up());
+	session.send(st.message({ from = "alice@localhost/harness", to = module.host, id = "after-foreign",
+		type = "chat" }):tag("body"):text("after"):up());
+end);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanzas_from_upstream_in_a_foreign_namespace_are_bounced_not_delivered() {
+    if !prosody::require() {
+        return;
+    }
+    let p = start_prosody(&opts().component_module("xcr_test_foreign", FOREIGN_NS_MODULE));
+    // alice first: the module sends from her session's address.
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    assert_eq!(alice.jid, "alice@localhost/harness");
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    let after = comp_until(
+        &mut comp,
+        |s| {
+            assert!(
+                !s.contains("foreign-1"),
+                "a stanza in a foreign namespace was delivered: {s}"
+            );
+            attr(s, "id").as_deref() == Some("after-foreign")
+        },
+        T,
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "nothing after the foreign stanza\n{}\n{}",
+            d.logs(),
+            p.log_tail()
+        )
+    });
+    assert!(after.contains("after"), "{after}");
+    let bounce = alice
+        .recv_until(with_id("message", "foreign-1"), T)
+        .await
+        .expect("the sender got no bounce");
+    assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
+    assert_eq!(
+        error_of(&bounce),
+        (Some("modify".into()), Some("bad-request".into())),
+        "{bounce}"
+    );
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+}
+
+/// Router config with `[upstream] max_stanza_size` set.
+fn router_config_upstream_limit(upstream: SocketAddr, max: usize) -> String {
+    format!(
+        "log_level = \"info\"\n[upstream]\naddress = \"{upstream}\"\nmax_stanza_size = {max}\n[components.\"{COMP}\"]\nsecret = \"{SECRET}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_any_client_can_send_through_prosody_arrives_and_the_link_stays_up() {
+    if !prosody::require() {
+        return;
+    }
+    let (_p, d, mut comp, mut alice) =
+        gateway(&opts(), |a| router_config(Some(a), &[(COMP, SECRET, "")])).await;
+
+    // 200 KiB of apostrophes: legal for a client (under Prosody's 256 KiB
+    // c2s limit), re-escaped by Prosody to six bytes each: over 1.2 MB on
+    // the link, more than twice the component-facing max_stanza_size.
+    let apos = "'".repeat(200 * 1024);
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='apos'><body>{apos}</body></message>"
+        ))
+        .await;
+    let got = comp_until(&mut comp, with_id("message", "apos"), T)
+        .await
+        .unwrap_or_else(|| panic!("the 200 KiB message never arrived\n{}", d.logs()));
+    eprintln!(
+        "200 KiB of apostrophes arrived as a {:.2} MB stanza",
+        got.len() as f64 / 1e6
+    );
+    assert!(got.len() > 1_000_000, "{} bytes", got.len());
+    assert_eq!(text_of(&got, "body").as_deref(), Some(apos.as_str()));
+
+    // Nesting deeper than the component-facing max_stanza_depth (64).
+    let depth = 200;
+    let nested = format!(
+        "{}{}",
+        "<x xmlns='urn:example:deep'>".repeat(depth),
+        "</x>".repeat(depth)
+    );
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='deep'>{nested}</message>"
+        ))
+        .await;
+    let got = comp_until(&mut comp, with_id("message", "deep"), T)
+        .await
+        .unwrap_or_else(|| panic!("the deeply nested message never arrived\n{}", d.logs()));
+    assert_eq!(got.matches("<x").count(), depth, "{got}");
+
+    // An attribute value of 9,000 bytes (over the component-facing 8 KiB
+    // token limit).
+    let v = "v".repeat(9000);
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='attr'><x xmlns='urn:example:attr' v='{v}'/></message>"
+        ))
+        .await;
+    let got = comp_until(&mut comp, with_id("message", "attr"), T)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the message with a 9,000-byte attribute never arrived\n{}",
+                d.logs()
+            )
+        });
+    assert!(got.contains(&v), "{got}");
+
+    // And the link never went down.
+    user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(&up_line(COMP)), 1, "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stanza_past_the_upstream_max_stanza_size_is_bounced_and_the_link_stays_up() {
+    if !prosody::require() {
+        return;
+    }
+    const MAX: usize = 100_000;
+    let (_p, d, mut comp, mut alice) =
+        gateway(&opts(), |a| router_config_upstream_limit(a, MAX)).await;
+    let before = d.rss_kib();
+    // 50 KiB of apostrophes: 300 KB on the link, three times the limit.
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='big'><body>{}</body></message>",
+            "'".repeat(50 * 1024)
+        ))
+        .await;
+    alice
+        .send(&format!(
+            "<message to='{COMP}' type='chat' id='small'><body>after</body></message>"
+        ))
+        .await;
+    let bounce = alice
+        .recv_until(with_id("message", "big"), T)
+        .await
+        .unwrap_or_else(|| panic!("no bounce for the oversized stanza\n{}", d.logs()));
+    assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
+    assert_eq!(
+        error_of(&bounce),
+        (Some("modify".into()), Some("policy-violation".into())),
+        "{bounce}"
+    );
+    assert_eq!(attr(&bounce, "from").as_deref(), Some(COMP), "{bounce}");
+    // The component never sees it; what follows arrives on the same link.
+    let got = comp_until(&mut comp, |s| element_name(s) == "message", T)
+        .await
+        .expect("the stanza after the oversized one never arrived");
+    assert_eq!(attr(&got, "id").as_deref(), Some("small"), "{got}");
+    user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(&up_line(COMP)), 1, "{}", d.logs());
+    eprintln!(
+        "oversized stanza skipped and bounced; VmRSS {:.1} MiB before, {:.1} MiB after",
+        mib(before),
+        mib(d.rss_kib())
+    );
 }

@@ -56,6 +56,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     address: Spanned<String>,
+    max_stanza_size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -221,8 +222,14 @@ impl<'a> Source<'a> {
                 ),
             ));
         }
+        let max_stanza_size = self
+            .int(&u.max_stanza_size, &keys::UPSTREAM_MAX_STANZA_SIZE)?
+            .map_or(defaults::UPSTREAM_MAX_STANZA_SIZE, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
         Ok(UpstreamConfig {
             address: addr.get_ref().clone(),
+            max_stanza_size,
         })
     }
 
@@ -508,6 +515,10 @@ mod tests {
             .contains("valid domain"));
         assert!(err_line("[components.\"a.x\"]\nsecret=\"a\"\non_conflict=\"x\"\n").0 == 3);
         assert!(err_line("[upstream]\naddress = \"nope\"\n").0 == 2);
+        assert_eq!(
+            err_line("[upstream]\naddress = \"h:1\"\nmax_stanza_size = 9999\n").0,
+            3
+        );
         assert!(err_line("[components.\"a.x\"]\nsecret=\"a\"\nfoo=1\n").0 == 3);
     }
 
@@ -607,6 +618,15 @@ mod tests {
         assert_eq!((c.max_queue_stanzas, c.max_queue_bytes), (9, 2048));
         assert_eq!(c.keepalive_interval, None);
         assert_eq!(c.dead_peer_timeout, Duration::from_secs(4));
+        let u = |t: &str| p(t).unwrap().upstream.unwrap().max_stanza_size;
+        assert_eq!(
+            u("[upstream]\naddress = \"h:1\"\n"),
+            defaults::UPSTREAM_MAX_STANZA_SIZE
+        );
+        assert_eq!(
+            u("[upstream]\naddress = \"h:1\"\nmax_stanza_size = 10000\n"),
+            10_000
+        );
         for (body, key) in [
             ("\nmax_connections = 0\n", "max_connections"),
             ("\nmax_stanza_depth = -1\n", "max_stanza_depth"),

@@ -57,6 +57,7 @@ impl Comp {
                 max_stanza_size: 64 << 20,
                 max_depth: 1000,
                 max_attributes: 100_000,
+                max_token: 64 << 20,
                 ..Limits::new(64 << 20)
             }),
             stream_id: None,

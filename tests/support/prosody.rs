@@ -64,6 +64,13 @@ pub struct ProsodyOptions {
     pub components: Vec<(String, String)>,
     /// Accounts on `virtual_host`: `(user, password)`.
     pub users: Vec<(String, String)>,
+    /// `component_conflict_resolve` of every `Component`: `"kick_old"` (the
+    /// README's recommendation, the default here) or Prosody's own default
+    /// `"kick_new"`.
+    pub conflict_resolve: String,
+    /// Extra modules loaded on every `Component`: `(name, Lua source)`,
+    /// written to a private plugin directory.
+    pub component_modules: Vec<(String, String)>,
 }
 
 impl Default for ProsodyOptions {
@@ -78,7 +85,21 @@ impl ProsodyOptions {
             virtual_host: virtual_host.to_string(),
             components: Vec::new(),
             users: Vec::new(),
+            conflict_resolve: "kick_old".to_string(),
+            component_modules: Vec::new(),
         }
+    }
+
+    pub fn conflict_resolve(mut self, policy: &str) -> Self {
+        self.conflict_resolve = policy.to_string();
+        self
+    }
+
+    /// Load the module `name` (Lua `source`) on every `Component`.
+    pub fn component_module(mut self, name: &str, source: &str) -> Self {
+        self.component_modules
+            .push((name.to_string(), source.to_string()));
+        self
     }
 
     pub fn component(mut self, domain: &str, secret: &str) -> Self {
@@ -349,6 +370,9 @@ impl Prosody {
             "run_as_root = true -- CI runs as root; without this Prosody refuses to start\n",
         );
         c.push_str("daemonize = false\n");
+        if !self.opts.component_modules.is_empty() {
+            c.push_str(&format!("plugin_paths = {{ {} }}\n", p("plugins")));
+        }
         c.push_str(&format!("pidfile = {}\n", p(PID_FILE)));
         c.push_str(&format!("data_path = {}\n", p("data")));
         c.push_str(&format!("certificates = {}\n", p("certs")));
@@ -401,12 +425,31 @@ impl Prosody {
             c.push('\n');
             c.push_str(&format!("Component {}\n", lua_str(domain)));
             c.push_str(&format!("\tcomponent_secret = {}\n", lua_str(secret)));
-            c.push_str("\tcomponent_conflict_resolve = \"kick_old\"\n");
+            c.push_str(&format!(
+                "\tcomponent_conflict_resolve = {}\n",
+                lua_str(&self.opts.conflict_resolve)
+            ));
+            if !self.opts.component_modules.is_empty() {
+                let names: Vec<String> = self
+                    .opts
+                    .component_modules
+                    .iter()
+                    .map(|(n, _)| lua_str(n))
+                    .collect();
+                c.push_str(&format!("\tmodules_enabled = {{ {} }}\n", names.join("; ")));
+            }
         }
         c
     }
 
     fn write_config(&self) -> io::Result<()> {
+        if !self.opts.component_modules.is_empty() {
+            let dir = self.dir.path().join("plugins");
+            fs::create_dir_all(&dir)?;
+            for (name, source) in &self.opts.component_modules {
+                fs::write(dir.join(format!("mod_{name}.lua")), source)?;
+            }
+        }
         // Write-then-rename so a concurrent reload never sees half a file.
         let tmp = self.dir.path().join(format!("{CONFIG_FILE}.tmp"));
         fs::write(&tmp, self.render_config())?;
