@@ -9,6 +9,27 @@
 //! first bounce of that condition (22 conditions times every domain would be
 //! mostly zeros); every other label set of a known domain or a fixed word is
 //! always present, starting at 0.
+//!
+//! | family (after the prefix) | type | labels |
+//! |---|---|---|
+//! | `build_info` | info | `version` |
+//! | `component_state` | gauge, 1 for the current state | `domain`, `state` (`connected`/`held`/`offline`/`detached`) |
+//! | `component_connections` | gauge | `domain` |
+//! | `component_queue_stanzas`, `component_queue_bytes` | gauge | `domain` |
+//! | `held_stanzas` | gauge | `domain` |
+//! | `component_stanzas_total`, `component_bytes_total` | counter | `domain`, `direction` (`in`/`out`) |
+//! | `bounces_total` | counter | `domain`, `condition` (RFC 6120 stanza error) |
+//! | `upstream_link_up`, `upstream_next_retry_seconds` | gauge | `domain` (only with an upstream server) |
+//! | `upstream_reconnects_total` | counter | `domain` (only with an upstream server) |
+//! | `connections` | gauge | `state` (`unauthenticated`/`authenticated`/`detached`) |
+//! | `refused_connections_total` | counter | `reason` (`limit` or the stream error sent) |
+//! | `handshakes_total`, `reloads_total` | counter | `result` (`ok`/`failed`) |
+//! | `stream_errors_total` | counter | `condition` (RFC 6120 stream error) |
+//! | `last_reload_success_timestamp_seconds` | gauge | |
+//!
+//! Unprefixed: `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//! `process_virtual_memory_bytes`, `process_start_time_seconds`,
+//! `process_open_fds`, `process_max_fds`.
 
 use std::fmt;
 

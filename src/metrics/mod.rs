@@ -19,7 +19,8 @@
 //! - [`status`]: the `/status` document and the `status` command's client and
 //!   table.
 //!
-//! The README's "Monitoring" section lists the metric families.
+//! The metric families, their labels and naming rules are listed in
+//! [`exposition`].
 
 pub mod client;
 pub mod exporter;

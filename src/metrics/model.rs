@@ -489,8 +489,9 @@ impl DomainRow {
 }
 
 /// What the daemon reports at scrape time. Implemented by the daemon over its
-/// routing table; called on a blocking thread, once per scrape or status request,
-/// never concurrently with itself.
+/// routing table; called on a blocking thread (never on a runtime worker) once
+/// per scrape or status request, one at a time unless the listener's
+/// `max_concurrent_renders` says otherwise. It must not block on the runtime.
 pub trait Source: Send + Sync + 'static {
     /// Push one row per attached component and per detached domain with an open
     /// connection. Rows of the same domain are merged (see [`Snapshot`]).
