@@ -34,6 +34,8 @@ struct Domain {
 #[derive(Default)]
 struct TestSource {
     domains: Mutex<Vec<Domain>>,
+    /// How long each snapshot takes (a stand-in for a slow source).
+    delay: Mutex<Duration>,
 }
 
 impl TestSource {
@@ -57,6 +59,7 @@ impl TestSource {
 
 impl Source for TestSource {
     fn domains(&self, out: &mut Vec<DomainRow>) {
+        std::thread::sleep(*self.delay.lock().unwrap());
         for d in self.domains.lock().unwrap().iter() {
             let mut r = DomainRow::new(&d.m, d.state);
             (r.queue_stanzas, r.queue_bytes) = d.queue;
@@ -567,4 +570,27 @@ async fn prometheus_scrapes_and_reads_back_the_counters() {
     assert_eq!(up.len(), 1, "process metrics scraped");
     assert!(up[0].1 > 0.0);
     assert!(!prom.log().contains("level=error"), "{}", prom.log());
+}
+
+/// Rendering runs off the runtime: on a single-threaded runtime, `/health`
+/// is answered while a scrape whose source takes a second is under way.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_scrape_does_not_block_the_runtime() {
+    let f = start(HttpLimits::default());
+    f.source.add("a.example.org", DomainState::Offline);
+    *f.source.delay.lock().unwrap() = Duration::from_secs(1);
+    let addr = f.addr();
+    let started = Instant::now();
+    let scrape = tokio::spawn(async move { get(addr, "/metrics", None).await.status });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let health = get(addr, "/health", None).await;
+    let health_done = started.elapsed();
+    assert_eq!(health.status, 200);
+    assert_eq!(scrape.await.unwrap(), 200);
+    let scrape_done = started.elapsed();
+    assert!(scrape_done >= Duration::from_secs(1));
+    assert!(
+        health_done < Duration::from_millis(700),
+        "/health answered after {health_done:?}: it waited for the scrape"
+    );
 }
