@@ -233,7 +233,7 @@ impl DomainMetrics {
     fn retire(&self, live: &Arc<LiveSession>) {
         let mut s = self.lock();
         if let Some(i) = s.live.iter().position(|l| Arc::ptr_eq(l, live)) {
-            s.live.swap_remove(i);
+            s.live.remove(i);
         }
         live.counters.add_to(&mut s.retired);
     }
@@ -435,6 +435,9 @@ pub struct DomainRow {
     pub held_stanzas: u64,
     /// `None` when no upstream server is configured.
     pub upstream: Option<UpstreamRow>,
+    /// The [`DomainMetrics`] read (its address), to count it once when the
+    /// source lists it in several rows.
+    origin: usize,
 }
 
 impl DomainRow {
@@ -451,6 +454,7 @@ impl DomainRow {
             queue_bytes: 0,
             held_stanzas: 0,
             upstream: None,
+            origin: m as *const DomainMetrics as usize,
         }
     }
 
@@ -474,11 +478,14 @@ impl DomainRow {
         self.peers.len()
     }
 
-    /// Folds `o` (a row of the same domain) into this one: counters, peers and
-    /// queues add up; the state and upstream link of the first row win.
-    fn absorb(&mut self, o: DomainRow) {
-        self.peers.extend(o.peers);
-        self.totals.merge(&o.totals);
+    /// Folds `o` (a row of the same domain) into this one: counters and peers
+    /// add up unless its [`DomainMetrics`] was `counted` already; queues add
+    /// up; the state and upstream link of the first row win.
+    fn absorb(&mut self, o: DomainRow, counted: bool) {
+        if !counted {
+            self.peers.extend(o.peers);
+            self.totals.merge(&o.totals);
+        }
         self.queue_stanzas += o.queue_stanzas;
         self.queue_bytes += o.queue_bytes;
         self.held_stanzas += o.held_stanzas;
@@ -494,7 +501,9 @@ impl DomainRow {
 /// `max_concurrent_renders` says otherwise. It must not block on the runtime.
 pub trait Source: Send + Sync + 'static {
     /// Push one row per attached component and per detached domain with an open
-    /// connection. Rows of the same domain are merged (see [`Snapshot`]).
+    /// connection. Rows of the same domain are merged (see
+    /// [`Snapshot::normalize`]); one [`DomainMetrics`] listed in several rows
+    /// (e.g. once per detached connection) is counted once.
     fn domains(&self, out: &mut Vec<DomainRow>);
 }
 
@@ -524,15 +533,28 @@ impl Snapshot {
     /// Sorts the rows by domain and merges rows of one domain (a domain removed
     /// and re-added by reload while its old connection is still open shows up
     /// twice: once attached, once detached), so every label set is unique. The
-    /// attached row's state wins.
+    /// attached row's state wins. Rows that read the same [`DomainMetrics`]
+    /// contribute its counters and peers once.
     pub fn normalize(&mut self) {
         self.domains
             .sort_by(|a, b| a.domain.cmp(&b.domain).then(a.state.cmp(&b.state)));
         let rows = std::mem::take(&mut self.domains);
+        // The `DomainMetrics` read by the rows merged into the last one.
+        let mut seen: Vec<usize> = Vec::new();
         for row in rows {
             match self.domains.last_mut() {
-                Some(last) if last.domain == row.domain => last.absorb(row),
-                _ => self.domains.push(row),
+                Some(last) if last.domain == row.domain => {
+                    let counted = seen.contains(&row.origin);
+                    if !counted {
+                        seen.push(row.origin);
+                    }
+                    last.absorb(row, counted);
+                }
+                _ => {
+                    seen.clear();
+                    seen.push(row.origin);
+                    self.domains.push(row);
+                }
             }
         }
     }
@@ -659,19 +681,23 @@ mod tests {
         let new = DomainMetrics::new("b.example");
         new.counters().stanza_in(4);
         let a = DomainMetrics::new("a.example");
+        let mut second_old_row = DomainRow::new(&old, DomainState::Detached);
+        second_old_row.queue_stanzas = 5;
         let rows = Rows(vec![
             DomainRow::new(&old, DomainState::Detached),
             DomainRow::new(&new, DomainState::Offline).with_upstream(&new, false, None),
             DomainRow::new(&a, DomainState::Offline),
+            second_old_row,
         ]);
         let s = Snapshot::take(&rows, &Globals::new());
         let names: Vec<&str> = s.domains.iter().map(|r| &*r.domain).collect();
         assert_eq!(names, ["a.example", "b.example"]);
         let b = &s.domains[1];
         assert_eq!(b.state, DomainState::Offline);
-        assert_eq!(b.totals.stanzas_in, 2);
+        assert_eq!(b.totals.stanzas_in, 2, "the old metrics are counted once");
         assert_eq!(b.totals.bytes_in, 7);
         assert_eq!(b.connections(), 1);
+        assert_eq!(b.queue_stanzas, 5);
         assert!(b.upstream.is_some());
     }
 }
