@@ -14,6 +14,8 @@
 //! - [`server`]: listeners, accept loops, signals, shutdown.
 //! - [`reload`]: SIGHUP: re-read the config, apply the difference, report it.
 //! - [`systemd`]: the sd_notify protocol.
+//! - [`metrics`]: Prometheus metrics, the status document and client, the health check
+//!   (depends on no other module; the daemon feeds it).
 //! - [`logging`]: tracing setup.
 
 pub mod cli;
@@ -21,6 +23,7 @@ pub mod component;
 pub mod config;
 pub mod jid;
 pub mod logging;
+pub mod metrics;
 pub mod prosody_config;
 pub mod reload;
 pub mod router;

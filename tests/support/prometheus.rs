@@ -1,0 +1,263 @@
+#![allow(dead_code)]
+//! Test harness that runs a real Prometheus server (Debian's `prometheus`
+//! package) on loopback, scraping one target, and queries its HTTP API.
+//!
+//! Every instance gets its own temporary directory (config, TSDB, log) and its
+//! own loopback port; instances share nothing, so tests may run in parallel.
+//! The process is stopped by PID (SIGTERM, then SIGKILL) when dropped, and dies
+//! with the test process (PR_SET_PDEATHSIG) if that is killed.
+//!
+//! Gotchas (Prometheus 2.42):
+//! * It binds its port itself, so the port is picked by binding and releasing
+//!   port 0; if another process takes it in between, Prometheus exits with
+//!   "address already in use" and `start` tries again with another port.
+//! * `/-/ready` answers 503 until the TSDB is open; the first scrape happens up
+//!   to one scrape interval after that.
+//! * It asks the target for OpenMetrics first (`Accept:
+//!   application/openmetrics-text;version=1.0.0,...`), so scraping through it
+//!   checks that format; `promtool check metrics` checks the text format.
+
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use xmpp_component_router::metrics::client;
+
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
+/// How long `start` waits for `/-/ready`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `stop` waits after SIGTERM before sending SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+const LOG_FILE: &str = "prometheus.log";
+
+fn running_in_ci() -> bool {
+    match std::env::var("CI") {
+        Ok(v) => !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"),
+        Err(_) => false,
+    }
+}
+
+/// Call first in a test that needs `tool` (a path). `true` when it is
+/// installed. When it is missing: panics under `CI=true` (CI never skips),
+/// otherwise prints a skip notice and returns `false`.
+pub fn require(tool: &str) -> bool {
+    if Path::new(tool).is_file() {
+        return true;
+    }
+    if running_in_ci() {
+        panic!(
+            "{tool} is required for this test but missing (CI=true, so this is a failure, \
+             not a skip). Install it: apt-get install -y prometheus"
+        );
+    }
+    eprintln!("SKIPPED: {tool} not found; install Debian's `prometheus` package to run this test");
+    false
+}
+
+/// A running Prometheus scraping one target. Dropping it stops the process.
+pub struct Prometheus {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` (`/metrics`) every `interval`, and
+    /// waits until it is ready.
+    pub async fn start(target: SocketAddr, interval: Duration) -> io::Result<Prometheus> {
+        let dir = tempfile::Builder::new()
+            .prefix("prometheus-harness-")
+            .tempdir()?;
+        write_config(&dir.path().join("prometheus.yml"), target, interval)?;
+        let mut p = Prometheus {
+            port: 0,
+            dir,
+            child: None,
+        };
+        let mut last_err = None;
+        for _ in 0..3 {
+            p.port = free_port()?;
+            match p.spawn_and_wait().await {
+                Ok(()) => return Ok(p),
+                Err(e) => {
+                    p.stop();
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("prometheus did not start")))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(LOG_FILE)
+    }
+
+    /// Its log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    async fn spawn_and_wait(&mut self) -> io::Result<()> {
+        let log = fs::File::create(self.log_path())?;
+        let mut cmd = Command::new(PROMETHEUS_BIN);
+        cmd.arg(format!(
+            "--config.file={}",
+            self.dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            self.dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={}", self.addr()))
+        .arg("--log.level=info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+        // SAFETY: set_pdeathsig only calls prctl(2), async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
+        }
+        self.child = Some(cmd.spawn()?);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(io::Error::other(format!(
+                    "prometheus exited ({status}):\n{}",
+                    self.log()
+                )));
+            }
+            if self.get("/-/ready").await.is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(io::Error::other(format!(
+            "prometheus not ready within {START_TIMEOUT:?}:\n{}",
+            self.log()
+        )))
+    }
+
+    async fn get(&self, path: &str) -> Result<client::Reply, client::ClientError> {
+        client::get(self.addr(), path, None, Duration::from_secs(5), 16 << 20).await
+    }
+
+    /// Runs an instant PromQL query; returns each result's labels (as JSON)
+    /// and value.
+    pub async fn query(&self, promql: &str) -> io::Result<Vec<(serde_json::Value, f64)>> {
+        let path = format!("/api/v1/query?query={}", urlencode(promql));
+        let reply = self.get(&path).await.map_err(io::Error::other)?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&reply.body).map_err(io::Error::other)?;
+        if doc["status"] != "success" {
+            return Err(io::Error::other(format!("query {promql:?} failed: {doc}")));
+        }
+        let results = doc["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(results
+            .into_iter()
+            .filter_map(|r| {
+                let v = r["value"][1].as_str()?.parse::<f64>().ok()?;
+                Some((r["metric"].clone(), v))
+            })
+            .collect())
+    }
+
+    /// Polls `promql` until it has exactly one result equal to `want`; returns
+    /// the last value seen (or `None`) on timeout.
+    pub async fn wait_for_value(
+        &self,
+        promql: &str,
+        want: f64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match self.query(promql).await {
+                Ok(r) if r.len() == 1 && r[0].1 == want => return Ok(()),
+                Ok(r) => last = Some(format!("{r:?}")),
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!(
+            "{promql} never became {want} within {timeout:?}; last: {last:?}\nprometheus log:\n{}",
+            self.log()
+        ))
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; reaps the process.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_GRACE;
+            while let Ok(None) = child.try_wait() {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_config(path: &Path, target: SocketAddr, interval: Duration) -> io::Result<()> {
+    let ms = interval.as_millis().max(100);
+    fs::write(
+        path,
+        format!(
+            "global:\n  scrape_interval: {ms}ms\n  scrape_timeout: {ms}ms\n  evaluation_interval: {ms}ms\n\
+             scrape_configs:\n  - job_name: router\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+}
+
+/// A loopback port free right now (bound and released).
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
