@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::jid;
 use crate::prosody_config;
+use crate::proto::jid;
 
 mod sections;
 

@@ -4,7 +4,8 @@
 //! - [`cli`]: command line (clap), exit codes, `--check` output.
 //! - [`config`]: the TOML config: parse, validate, diff.
 //! - [`prosody_config`]: the declarative subset of prosody.cfg.lua that declares components.
-//! - [`jid`]: just enough JID parsing for routing (domain extraction, validity).
+//! - [`proto`]: the protocol's vocabulary: namespaces, error conditions, the
+//!   XEP-0114 handshake digest and stream ids, JID parsing for routing.
 //! - [`xml`]: stream framing: a zero-allocation XML scanner giving byte spans of
 //!   top-level stanzas, every well-formedness check, limits.
 //! - [`stanza`]: stream-error and stanza-error (bounce) serialisation.
@@ -21,10 +22,10 @@
 pub mod cli;
 pub mod component;
 pub mod config;
-pub mod jid;
 pub mod logging;
 pub mod metrics;
 pub mod prosody_config;
+pub mod proto;
 pub mod reload;
 pub mod router;
 pub mod server;

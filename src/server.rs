@@ -26,8 +26,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::proto::StreamCondition;
 use crate::router::{Router, Settings};
-use crate::stanza::{error_header, StreamCondition, StreamError};
+use crate::stanza::{error_header, StreamError};
 use crate::systemd;
 
 /// How long shutdown waits for connections to flush and close.

@@ -15,68 +15,14 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
+use crate::proto::ns::{NS_PROSODY_COMPONENT, NS_STANZA_ERRORS, NS_STREAM_ERRORS};
+use crate::proto::{ErrorType, StanzaCondition, StreamCondition};
 use crate::xml::{Attrs, Frame, Framer, Limits, Name};
-
-pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// Longest `to`, `from` or `id` a bounce echoes: the longest JID (RFC 7622: three
 /// parts of at most 1023 bytes, an `@` and a `/`). A longer `to` or `from`
 /// cannot be an address; an `id` that long is not worth six times its size.
 pub const MAX_ECHO: usize = 3 * 1023 + 2;
-
-/// RFC 6120 §4.9.3 stream error conditions the router sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamCondition {
-    BadFormat,
-    /// RFC 6120 4.9.3.2: a namespace prefix that is not supported (a stream
-    /// header whose streams namespace is not under the prefix `stream`).
-    BadNamespacePrefix,
-    Conflict,
-    ConnectionTimeout,
-    HostUnknown,
-    ImproperAddressing,
-    InvalidFrom,
-    InvalidNamespace,
-    NotAuthorized,
-    NotWellFormed,
-    PolicyViolation,
-    ResourceConstraint,
-    RestrictedXml,
-    SystemShutdown,
-    /// RFC 6120 4.9.3.22: the stream is not UTF-8 (an XML declaration naming another encoding).
-    UnsupportedEncoding,
-    UnsupportedStanzaType,
-}
-
-impl StreamCondition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamCondition::BadFormat => "bad-format",
-            StreamCondition::BadNamespacePrefix => "bad-namespace-prefix",
-            StreamCondition::Conflict => "conflict",
-            StreamCondition::ConnectionTimeout => "connection-timeout",
-            StreamCondition::HostUnknown => "host-unknown",
-            StreamCondition::ImproperAddressing => "improper-addressing",
-            StreamCondition::InvalidFrom => "invalid-from",
-            StreamCondition::InvalidNamespace => "invalid-namespace",
-            StreamCondition::NotAuthorized => "not-authorized",
-            StreamCondition::NotWellFormed => "not-well-formed",
-            StreamCondition::PolicyViolation => "policy-violation",
-            StreamCondition::ResourceConstraint => "resource-constraint",
-            StreamCondition::RestrictedXml => "restricted-xml",
-            StreamCondition::SystemShutdown => "system-shutdown",
-            StreamCondition::UnsupportedEncoding => "unsupported-encoding",
-            StreamCondition::UnsupportedStanzaType => "unsupported-stanza-type",
-        }
-    }
-}
-
-impl fmt::Display for StreamCondition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A stream error to send: the condition and an optional human-readable text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,67 +100,56 @@ pub fn connect_header(to: &str) -> Bytes {
     ))
 }
 
-/// RFC 6120 §8.3.2 error types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorType {
-    Cancel,
-    Modify,
-    Wait,
-}
-
-impl ErrorType {
-    fn as_str(self) -> &'static str {
-        match self {
-            ErrorType::Cancel => "cancel",
-            ErrorType::Modify => "modify",
-            ErrorType::Wait => "wait",
-        }
-    }
-}
-
 /// A stanza error the router bounces to a sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounce {
     pub type_: ErrorType,
-    pub condition: &'static str,
+    pub condition: StanzaCondition,
     pub text: Option<&'static str>,
     /// Prosody's extension element marking "component not connected".
     pub not_connected: bool,
 }
 
 impl Bounce {
-    pub const BAD_REQUEST: Bounce = Bounce::new(ErrorType::Modify, "bad-request", None);
-    pub const JID_MALFORMED: Bounce = Bounce::new(ErrorType::Modify, "jid-malformed", None);
+    pub const BAD_REQUEST: Bounce =
+        Bounce::new(ErrorType::Modify, StanzaCondition::BadRequest, None);
+    pub const JID_MALFORMED: Bounce =
+        Bounce::new(ErrorType::Modify, StanzaCondition::JidMalformed, None);
     pub const COMPONENT_UNAVAILABLE: Bounce = Bounce {
         type_: ErrorType::Wait,
-        condition: "remote-server-timeout",
+        condition: StanzaCondition::RemoteServerTimeout,
         text: Some("Component unavailable"),
         not_connected: true,
     };
     pub const UPSTREAM_UNAVAILABLE: Bounce = Bounce::new(
         ErrorType::Wait,
-        "remote-server-timeout",
+        StanzaCondition::RemoteServerTimeout,
         Some("Upstream server unavailable"),
     );
-    pub const NOT_FOUND: Bounce = Bounce::new(ErrorType::Cancel, "remote-server-not-found", None);
-    pub const QUEUE_FULL: Bounce = Bounce::new(ErrorType::Wait, "resource-constraint", None);
+    pub const NOT_FOUND: Bounce = Bounce::new(
+        ErrorType::Cancel,
+        StanzaCondition::RemoteServerNotFound,
+        None,
+    );
+    pub const QUEUE_FULL: Bounce =
+        Bounce::new(ErrorType::Wait, StanzaCondition::ResourceConstraint, None);
     /// From the upstream server, beyond the link's limits (skipped unread).
     pub const TOO_LARGE: Bounce = Bounce::new(
         ErrorType::Modify,
-        "policy-violation",
+        StanzaCondition::PolicyViolation,
         Some("Stanza too large"),
     );
     /// Queued for a session that ended (replaced, or its peer gone) before it
     /// was written.
     pub const NOT_DELIVERED: Bounce = Bounce::new(
         ErrorType::Wait,
-        "remote-server-timeout",
+        StanzaCondition::RemoteServerTimeout,
         Some("Component connection closed before delivery"),
     );
 
     pub const fn new(
         type_: ErrorType,
-        condition: &'static str,
+        condition: StanzaCondition,
         text: Option<&'static str>,
     ) -> Self {
         Bounce {
@@ -244,13 +179,13 @@ impl Bounce {
             s,
             " type='error'><error type='{}'><{} xmlns='{NS_STANZA_ERRORS}'/>",
             self.type_.as_str(),
-            self.condition
+            self.condition.as_str()
         );
         if let Some(t) = self.text {
             let _ = write!(s, "<text xmlns='{NS_STANZA_ERRORS}'>{}</text>", Escaped(t));
         }
         if self.not_connected {
-            s.push_str("<not-connected xmlns='xmpp:prosody.im/protocol/component'/>");
+            let _ = write!(s, "<not-connected xmlns='{NS_PROSODY_COMPONENT}'/>");
         }
         let _ = write!(s, "</error></{kind}>");
         Some(Bytes::from(s))

@@ -39,7 +39,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -251,7 +250,7 @@ pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Sessio
         link,
         rx,
         logged: None,
-        ping_prefix: format!("xcr-ping-{}-", crate::component::new_stream_id()),
+        ping_prefix: format!("xcr-ping-{}-", crate::proto::new_stream_id()),
         ping_seq: 0,
     };
     tokio::spawn(task.run(predecessor));
@@ -685,7 +684,7 @@ async fn handshake(
                 };
                 // Prosody's header before a stream error has `id=''`: wait for the error.
                 if !id.is_empty() {
-                    let token = hex::encode(Sha1::digest(format!("{id}{secret}").as_bytes()));
+                    let token = crate::proto::handshake_digest(&id, secret);
                     stream
                         .write_all(format!("<handshake>{token}</handshake>").as_bytes())
                         .await

@@ -72,11 +72,8 @@ use lex::{nwf, restricted, Collect, QName, RefLex};
 use ns::{DupSet, Keys, Scope, NO_NS};
 use tag::{AttrKind, AttrTok, EndCx, EndLex, Expect, Hashing, ResolveCx, TagCx, TagLex, TagStep};
 
-use crate::stanza::StreamCondition;
-
-pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-pub const NS_COMPONENT: &str = "jabber:component:accept";
-pub const NS_CLIENT: &str = "jabber:client";
+use crate::proto::ns::{NS_CLIENT, NS_COMPONENT, NS_STREAMS};
+use crate::proto::StreamCondition;
 
 /// Text of a `<handshake/>` is 40 hex digits; anything much longer is not a handshake.
 const MAX_HANDSHAKE_TEXT: usize = 256;
@@ -1587,7 +1584,7 @@ mod tests {
             header_error("<stream:stream xmlns='jabber:component:accept' xmlns:stream='urn:x'>"),
             StreamCondition::InvalidNamespace
         );
-        // SPEC §4 allows either condition for a DTD.
+        // docs/behaviour.md#stream allows either condition for a DTD.
         assert!(matches!(
             header_error("<!DOCTYPE x><stream:stream>"),
             StreamCondition::RestrictedXml | StreamCondition::NotWellFormed

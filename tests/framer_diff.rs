@@ -35,7 +35,7 @@ use proptest::test_runner::Config as PtConfig;
 use rxml_oracle::{
     check_input, check_input_minimized, escape, new_frames, oracle_frames, rxml_quirk_at, split, Ev,
 };
-use xmpp_component_router::stanza::StreamCondition;
+use xmpp_component_router::proto::StreamCondition;
 use xmpp_component_router::xml::Limits;
 
 fn cases(n: u32) -> PtConfig {

@@ -15,7 +15,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
-use xmpp_component_router::stanza::StreamCondition;
+use xmpp_component_router::proto::StreamCondition;
 use xmpp_component_router::xml::{
     Attrs, Frame, FrameError, Framer, Head, Limits, Name, Ns, Skipped, Value,
 };

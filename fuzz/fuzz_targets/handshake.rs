@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::component::{handshake_matches, handshake_token};
+use xmpp_component_router::proto::{handshake_matches, handshake_token};
 use xmpp_component_router::xml::{Frame, Framer, Limits, Name};
 
 /// hex(SHA-1(id + secret)), computed independently of the router.

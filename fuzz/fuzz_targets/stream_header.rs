@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::component::new_stream_id;
-use xmpp_component_router::jid;
+use xmpp_component_router::proto::new_stream_id;
+use xmpp_component_router::proto::jid;
 use xmpp_component_router::stanza::{accept_header, error_header};
 use xmpp_component_router::xml::{Frame, Framer, Limits};
 

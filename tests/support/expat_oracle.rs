@@ -37,7 +37,7 @@
 #![allow(dead_code)]
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use xmpp_component_router::stanza::StreamCondition;
+use xmpp_component_router::proto::StreamCondition;
 use xmpp_component_router::xml::{Frame, Framer, Limits, Name, Ns, Stanza};
 
 // ===========================================================================

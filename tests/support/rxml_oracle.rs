@@ -54,7 +54,7 @@
 use std::fmt::Write as _;
 
 use rxml::{AttrMap, Event, Namespace, Parse, RawEvent, WithOptions};
-use xmpp_component_router::stanza::StreamCondition;
+use xmpp_component_router::proto::StreamCondition;
 use xmpp_component_router::xml::Limits;
 
 // ===========================================================================
