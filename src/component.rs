@@ -36,9 +36,9 @@ use crate::router::{
     outbox, Attach, Control, Delivery, Outbox, OutboxReceiver, PushError, Registration, Router,
     Session,
 };
-use crate::stanza::{accept_header, error_header, reframe, Bounce, StreamError};
 use crate::upstream::LinkSendError;
-use crate::xml::{Frame, FrameError, Framer, Head, Limits, Name, Ns, Stanza};
+use crate::wire::stanza::{accept_header, error_header, reframe, Bounce, StreamError};
+use crate::wire::xml::{Frame, FrameError, Framer, Head, Limits, Name, Ns, Stanza};
 
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -6,9 +6,9 @@
 //! - [`prosody_config`]: the declarative subset of prosody.cfg.lua that declares components.
 //! - [`proto`]: the protocol's vocabulary: namespaces, error conditions, the
 //!   XEP-0114 handshake digest and stream ids, JID parsing for routing.
-//! - [`xml`]: stream framing: a zero-allocation XML scanner giving byte spans of
-//!   top-level stanzas, every well-formedness check, limits.
-//! - [`stanza`]: stream-error and stanza-error (bounce) serialisation.
+//! - [`wire`]: stream framing (a zero-allocation XML scanner giving byte spans of
+//!   top-level stanzas, every well-formedness check, limits) and what the router
+//!   writes (headers, stream errors, bounces).
 //! - [`router`]: routing table, registrations, sessions and their bounded outboxes.
 //! - [`component`]: one component connection's state machine (XEP-0114 server side).
 //! - [`upstream`]: one XEP-0114 client link per component to the upstream server.
@@ -29,7 +29,10 @@ pub mod proto;
 pub mod reload;
 pub mod router;
 pub mod server;
-pub mod stanza;
 pub mod systemd;
 pub mod upstream;
-pub mod xml;
+pub mod wire;
+
+/// The framer, at the crate root for the tests, benchmarks and fuzz targets
+/// that drive it directly.
+pub use wire::xml;

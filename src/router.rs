@@ -24,9 +24,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
 use crate::config::{ComponentConfig, Config, OnConflict, UpstreamConfig};
-use crate::stanza::StreamError;
 use crate::upstream::Link;
-use crate::xml::Limits;
+use crate::wire::stanza::StreamError;
+use crate::wire::xml::Limits;
 
 /// Bounds of one outgoing queue.
 #[derive(Clone, Copy, Debug)]

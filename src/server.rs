@@ -28,8 +28,8 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::proto::StreamCondition;
 use crate::router::{Router, Settings};
-use crate::stanza::{error_header, StreamError};
 use crate::systemd;
+use crate::wire::stanza::{error_header, StreamError};
 
 /// How long shutdown waits for connections to flush and close.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4000);

@@ -48,8 +48,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::UpstreamConfig;
 use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
-use crate::stanza::{connect_header, reframe, Bounce, Escaped};
-use crate::xml::{Excess, Frame, Framer, Limit, Limits, Name, Ns, Skipped, Stanza};
+use crate::wire::stanza::{connect_header, reframe, Bounce, Escaped};
+use crate::wire::xml::{Excess, Frame, Framer, Limit, Limits, Name, Ns, Skipped, Stanza};
 
 /// First retry delay; it doubles with every failed attempt up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_secs(1);

@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use xmpp_component_router::proto::new_stream_id;
 use xmpp_component_router::proto::jid;
-use xmpp_component_router::stanza::{accept_header, error_header};
+use xmpp_component_router::wire::stanza::{accept_header, error_header};
 use xmpp_component_router::xml::{Frame, Framer, Limits};
 
 const PREFIXES: &[&str] = &[

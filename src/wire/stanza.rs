@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::proto::ns::{NS_PROSODY_COMPONENT, NS_STANZA_ERRORS, NS_STREAM_ERRORS};
 use crate::proto::{ErrorType, StanzaCondition, StreamCondition};
-use crate::xml::{Attrs, Frame, Framer, Limits, Name};
+use crate::wire::xml::{Attrs, Frame, Framer, Limits, Name};
 
 /// Longest `to`, `from` or `id` a bounce echoes: the longest JID (RFC 7622: three
 /// parts of at most 1023 bytes, an `@` and a `/`). A longer `to` or `from`
