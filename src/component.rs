@@ -24,10 +24,10 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::proto::ns::NS_COMPONENT;
@@ -37,17 +37,14 @@ use crate::router::{
     Session,
 };
 use crate::upstream::LinkSendError;
+use crate::wire::reader::{FramedReader, ReadError, Sizing};
 use crate::wire::stanza::{accept_header, error_header, reframe, Bounce, StreamError};
-use crate::wire::xml::{Frame, FrameError, Framer, Head, Limits, Name, Ns, Stanza};
+use crate::wire::xml::{Frame, FrameError, Head, Limits, Name, Ns, Stanza};
 
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// After this long without input, an idle connection drops its buffers.
-const IDLE_SHRINK: Duration = Duration::from_secs(2);
 /// Most stanzas the writer takes from the queue for one `writev`.
 const WRITE_BATCH: usize = 64;
-const MIN_READ: usize = 4096;
-const MAX_READ: usize = 64 * 1024;
 /// Before authentication the stream header and the `<handshake/>` element may
 /// each be at most this large (`policy-violation` beyond), so an
 /// unauthenticated peer holds at most a few KiB (README, "Limits").
@@ -76,15 +73,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
         id,
         peer,
         router: router.clone(),
-        rd,
-        framer: Framer::new(pre_auth_limits(settings.limits)),
+        reader: FramedReader::new(
+            rd,
+            pre_auth_limits(settings.limits),
+            Sizing::fixed(PRE_AUTH_READ),
+        ),
         out,
         close_tx: Some(close_tx),
         control,
         header_sent: false,
         domain: None,
         authenticated: false,
-        read_size: PRE_AUTH_READ,
     };
     debug!(%peer, "connection accepted");
     let (end, live) = conn.run().await;
@@ -194,8 +193,7 @@ struct Connection {
     id: u64,
     peer: SocketAddr,
     router: Arc<Router>,
-    rd: OwnedReadHalf,
-    framer: Framer,
+    reader: FramedReader,
     out: Outbox,
     close_tx: Option<oneshot::Sender<Closing>>,
     control: Arc<Control>,
@@ -204,7 +202,6 @@ struct Connection {
     domain: Option<Arc<str>>,
     /// The handshake succeeded: the full limits and read sizes apply.
     authenticated: bool,
-    read_size: usize,
 }
 
 /// What a connection hands its writer when it ends.
@@ -377,9 +374,10 @@ impl Connection {
         info!(peer = %self.peer, domain = %reg.domain, "component authenticated");
         crate::upstream::start(&self.router, reg, &session);
         self.authenticated = true;
-        self.framer.set_limits(self.router.settings().limits);
+        self.reader
+            .set_limits(self.router.settings().limits, Sizing::STREAM);
         // The handshake phase needed a read buffer; an idle session does not.
-        self.framer.shrink();
+        self.reader.shrink();
         Ok(Live {
             reg: reg.clone(),
             session,
@@ -503,7 +501,7 @@ impl Connection {
     /// sending cannot delay them.
     async fn next(&mut self, deadline: Option<Instant>) -> Input {
         loop {
-            match self.framer.next_frame() {
+            match self.reader.frame() {
                 // `</stream:stream>` ends the connection in every phase: answer
                 // with ours and close.
                 Ok(Some(Frame::End)) => return Input::End(End::PeerClosed),
@@ -517,63 +515,23 @@ impl Connection {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Input::End(self.handshake_timed_out());
             }
-            if self.read_size > MIN_READ {
-                // The last read filled the buffer, so the peer is sending fast and
-                // the socket is likely readable again at once. Let the writers we
-                // just queued stanzas for run first (they sit in this worker's
-                // LIFO slot); otherwise a flood fills their bounded queues before
-                // they get a turn and healthy receivers see resource-constraint.
-                tokio::task::yield_now().await;
-            }
-            let shrink_after = !self.framer.is_idle() || self.framer.buf_mut().capacity() > 0;
             tokio::select! {
                 biased;
                 err = self.control.killed() => return Input::End(End::Error(err)),
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     return Input::End(self.handshake_timed_out());
                 }
-                r = self.rd.readable() => {
-                    if let Err(e) = r {
+                r = self.reader.fill() => match r {
+                    Ok(()) => {}
+                    Err(ReadError::Closed) => {
+                        debug!(peer = %self.peer, "peer closed the TCP connection");
+                        return Input::End(End::Gone);
+                    }
+                    Err(e) => {
                         debug!(peer = %self.peer, "read error: {e}");
                         return Input::End(End::Gone);
                     }
-                    if let Err(end) = self.read() {
-                        return Input::End(end);
-                    }
-                }
-                _ = sleep(IDLE_SHRINK), if shrink_after => {
-                    self.framer.shrink();
-                }
-            }
-        }
-    }
-
-    /// One read into the framer, once the socket is readable.
-    fn read(&mut self) -> Result<(), End> {
-        let want = self.read_size;
-        let buf = self.framer.buf_mut();
-        buf.reserve(want);
-        match self.rd.try_read_buf(buf) {
-            Ok(0) => {
-                debug!(peer = %self.peer, "peer closed the TCP connection");
-                Err(End::Gone)
-            }
-            Ok(n) => {
-                // Grow reads while they come back full, shrink when not; before
-                // authentication they stay small.
-                self.read_size = if !self.authenticated {
-                    PRE_AUTH_READ
-                } else if n >= want {
-                    (want * 2).min(MAX_READ)
-                } else {
-                    MIN_READ
-                };
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => {
-                debug!(peer = %self.peer, "read error: {e}");
-                Err(End::Gone)
+                },
             }
         }
     }
@@ -830,6 +788,7 @@ async fn write_all_vectored(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::xml::Framer;
 
     /// Frame one stanza (after a component stream header).
     fn frame(st: &str) -> Stanza {

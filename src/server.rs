@@ -11,10 +11,9 @@
 //! sent our stream header and the stream error `resource-constraint` ("Too many
 //! connections") without reading anything, and closed; a warning says so at
 //! most every [`REFUSAL_LOG_EVERY`] with the number refused meanwhile. Every
-//! accepted socket gets [`SocketOptions`] (TCP keepalive, `TCP_USER_TIMEOUT`).
+//! accepted socket gets its socket options (TCP keepalive, `TCP_USER_TIMEOUT`).
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,8 +26,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::proto::StreamCondition;
-use crate::router::{Router, Settings};
+use crate::router::Router;
 use crate::systemd;
+use crate::wire::socket::SocketOptions;
 use crate::wire::stanza::{error_header, StreamError};
 
 /// How long shutdown waits for connections to flush and close.
@@ -198,10 +198,11 @@ async fn accept_loop(listener: TcpListener, router: Arc<Router>, admission: Arc<
                     }
                     continue;
                 };
-                if let Err(e) = configure_socket(
-                    socket2::SockRef::from(&stream),
-                    &SocketOptions::from_settings(&settings),
-                ) {
+                let options = SocketOptions::component(
+                    settings.keepalive_interval,
+                    settings.dead_peer_timeout,
+                );
+                if let Err(e) = options.apply(socket2::SockRef::from(&stream)) {
                     debug!(%peer, "cannot set socket options: {e}");
                 }
                 let router = router.clone();
@@ -231,65 +232,6 @@ fn refuse(stream: &TcpStream) {
             .to_bytes(),
     );
     let _ = socket2::SockRef::from(stream).send(&out);
-}
-
-/// Socket options of every accepted component connection: TCP keepalive, so a
-/// vanished peer is noticed even when nothing is sent, and `TCP_USER_TIMEOUT`,
-/// so data (a whitespace keepalive, a stanza, a keepalive probe) that stays
-/// unacknowledged for `dead_peer_timeout` ends the connection and frees its
-/// domain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SocketOptions {
-    /// Idle time before the first TCP keepalive probe.
-    pub keepalive_time: Duration,
-    pub keepalive_probe_interval: Duration,
-    pub keepalive_probes: u32,
-    /// `TCP_USER_TIMEOUT`.
-    pub user_timeout: Duration,
-}
-
-impl Default for SocketOptions {
-    fn default() -> Self {
-        SocketOptions {
-            keepalive_time: Duration::from_secs(60),
-            keepalive_probe_interval: Duration::from_secs(10),
-            keepalive_probes: 6,
-            user_timeout: Duration::from_secs(crate::config::defaults::DEAD_PEER_TIMEOUT_SECS),
-        }
-    }
-}
-
-impl SocketOptions {
-    /// Probes start after `keepalive_interval` (60 s when the whitespace
-    /// keepalive is off); `TCP_USER_TIMEOUT` is `dead_peer_timeout`.
-    pub fn from_settings(s: &Settings) -> Self {
-        SocketOptions {
-            keepalive_time: s.keepalive_interval.unwrap_or(Duration::from_secs(60)),
-            user_timeout: s.dead_peer_timeout,
-            ..SocketOptions::default()
-        }
-    }
-}
-
-/// Apply [`SocketOptions`] (and `TCP_NODELAY`) to a connected socket.
-pub fn configure_socket(sock: socket2::SockRef<'_>, o: &SocketOptions) -> io::Result<()> {
-    sock.set_tcp_nodelay(true)?;
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(o.keepalive_time)
-        .with_interval(o.keepalive_probe_interval)
-        .with_retries(o.keepalive_probes);
-    sock.set_tcp_keepalive(&ka)?;
-    sock.set_tcp_user_timeout(Some(o.user_timeout))
-}
-
-/// TCP keepalive with the default [`SocketOptions`] on a socket (the upstream
-/// links' sockets).
-pub fn set_keepalive(stream: &TcpStream) {
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&ka);
 }
 
 /// The soft limit on open files, from /proc/self/limits (Linux).
@@ -373,48 +315,6 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The options really end up on the socket (read back with getsockopt).
-    #[test]
-    fn configure_socket_sets_keepalive_user_timeout_and_nodelay() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        let o = SocketOptions {
-            keepalive_time: Duration::from_secs(7),
-            keepalive_probe_interval: Duration::from_secs(3),
-            keepalive_probes: 4,
-            user_timeout: Duration::from_millis(9500),
-        };
-        configure_socket(socket2::SockRef::from(&s), &o).unwrap();
-        let r = socket2::SockRef::from(&s);
-        assert!(r.keepalive().unwrap());
-        assert!(r.tcp_nodelay().unwrap());
-        assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
-        assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
-        assert_eq!(r.tcp_keepalive_retries().unwrap(), 4);
-        assert_eq!(
-            r.tcp_user_timeout().unwrap(),
-            Some(Duration::from_millis(9500))
-        );
-        drop(c);
-    }
-
-    #[test]
-    fn socket_options_follow_the_config() {
-        let c = crate::config::parse(
-            "keepalive_interval = 15\ndead_peer_timeout = 40\n",
-            std::path::Path::new("/x.toml"),
-        )
-        .unwrap();
-        let o = SocketOptions::from_settings(&Settings::from_config(&c));
-        assert_eq!(o.keepalive_time, Duration::from_secs(15));
-        assert_eq!(o.user_timeout, Duration::from_secs(40));
-        let c = crate::config::parse("keepalive_interval = 0\n", std::path::Path::new("/x.toml"))
-            .unwrap();
-        let o = SocketOptions::from_settings(&Settings::from_config(&c));
-        assert_eq!(o.keepalive_time, Duration::from_secs(60));
-    }
 
     #[test]
     fn admission_counts_and_releases() {

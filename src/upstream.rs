@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
@@ -48,8 +48,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::UpstreamConfig;
 use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
+use crate::wire::reader::{FramedReader, ReadError, Sizing};
+use crate::wire::socket::SocketOptions;
 use crate::wire::stanza::{connect_header, reframe, Bounce, Escaped};
-use crate::wire::xml::{Excess, Frame, Framer, Limit, Limits, Name, Ns, Skipped, Stanza};
+use crate::wire::xml::{Excess, Frame, Limit, Limits, Name, Ns, Skipped, Stanza};
 
 /// First retry delay; it doubles with every failed attempt up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -76,8 +78,6 @@ const LINGER: Duration = Duration::from_secs(4);
 const PREDECESSOR_WAIT: Duration = Duration::from_secs(8);
 /// Most stanzas the writer takes from the queue for one `writev`.
 const WRITE_BATCH: usize = 64;
-const MIN_READ: usize = 4096;
-const MAX_READ: usize = 64 * 1024;
 /// Default idle interval of [`Liveness`].
 const IDLE: Duration = Duration::from_secs(30);
 /// Environment variable overriding [`IDLE`] in milliseconds (read once; meant
@@ -334,8 +334,8 @@ struct LinkTask {
 /// A connection that completed the handshake; the framer may already hold
 /// what the server sent right after `<handshake/>`.
 struct Conn {
-    stream: TcpStream,
-    framer: Framer,
+    reader: FramedReader,
+    wr: OwnedWriteHalf,
     limits: Limits,
 }
 
@@ -465,18 +465,12 @@ impl LinkTask {
     /// stanzas taken from the queue but not completely written.
     async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Bytes>) {
         let live = Liveness::get();
-        let Conn {
-            stream,
-            framer,
-            limits,
-        } = conn;
-        let (rd, wr) = stream.into_split();
+        let Conn { reader, wr, limits } = conn;
         let stop = Stop::default();
         let (ctl_tx, ctl_rx) = mpsc::channel::<Bytes>(4);
         let mut pending = Pending::default();
         let reader = Reader {
-            rd,
-            framer,
+            reader,
             limits,
             session: &self.session,
             reg: &self.reg,
@@ -489,7 +483,6 @@ impl LinkTask {
             ping_prefix: &self.ping_prefix,
             ping_seq: &mut self.ping_seq,
             live,
-            read_size: MIN_READ,
         };
         let writer = write_loop(wr, &mut self.rx, &mut pending, ctl_rx, &stop, live);
         let link = &self.link;
@@ -629,7 +622,7 @@ async fn connect(
     secret: &str,
     limits: Limits,
 ) -> Result<Conn, String> {
-    let mut stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
         Err(_) => {
             return Err(format!(
                 "no TCP connection within {} s",
@@ -639,14 +632,13 @@ async fn connect(
         Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
         Ok(Ok(s)) => s,
     };
-    let _ = stream.set_nodelay(true);
-    crate::server::set_keepalive(&stream);
     let live = Liveness::get();
-    let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(live.write_stall));
-    let mut framer = Framer::new(limits);
+    let _ = SocketOptions::link(live.write_stall).apply(socket2::SockRef::from(&stream));
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FramedReader::new(rd, limits, Sizing::STREAM);
     match timeout(
         HANDSHAKE_TIMEOUT,
-        handshake(&mut stream, &mut framer, domain, secret),
+        handshake(&mut reader, &mut wr, domain, secret),
     )
     .await
     {
@@ -655,45 +647,49 @@ async fn connect(
             HANDSHAKE_TIMEOUT.as_secs()
         )),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(Conn {
-            stream,
-            framer,
-            limits,
-        }),
+        Ok(Ok(())) => Ok(Conn { reader, wr, limits }),
     }
 }
 
 /// XEP-0114 §3 from the component's side.
 async fn handshake(
-    stream: &mut TcpStream,
-    framer: &mut Framer,
+    reader: &mut FramedReader,
+    wr: &mut OwnedWriteHalf,
     domain: &str,
     secret: &str,
 ) -> Result<(), String> {
-    stream
-        .write_all(&connect_header(domain))
+    wr.write_all(&connect_header(domain))
         .await
         .map_err(|e| format!("write failed: {e}"))?;
     let mut sent = false;
     loop {
-        match framer.next_frame() {
-            Err(e) => return Err(format!("invalid XML from the server: {e}")),
-            Ok(Some(Frame::Header(h))) => {
+        let frame = match reader.read_frame().await {
+            Ok(f) => f,
+            Err(ReadError::Xml(e)) => return Err(format!("invalid XML from the server: {e}")),
+            Err(ReadError::Closed) if sent => {
+                return Err("connection closed by the server during the handshake".into())
+            }
+            Err(ReadError::Closed) => {
+                return Err("connection closed by the server before its stream header".into())
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match frame {
+            Frame::Header(h) => {
                 let Some(id) = h.id else {
                     return Err("the server's stream header has no id".into());
                 };
                 // Prosody's header before a stream error has `id=''`: wait for the error.
                 if !id.is_empty() {
                     let token = crate::proto::handshake_digest(&id, secret);
-                    stream
-                        .write_all(format!("<handshake>{token}</handshake>").as_bytes())
+                    wr.write_all(format!("<handshake>{token}</handshake>").as_bytes())
                         .await
                         .map_err(|e| format!("write failed: {e}"))?;
                     sent = true;
                 }
             }
-            Ok(Some(Frame::Start(_) | Frame::Skipped(_))) => {}
-            Ok(Some(Frame::Stanza(st))) => {
+            Frame::Start(_) | Frame::Skipped(_) => {}
+            Frame::Stanza(st) => {
                 if is_stream_error(&st) {
                     return Err(stream_error_reason(&st));
                 }
@@ -705,22 +701,7 @@ async fn handshake(
                     st.head.name.as_str()
                 ));
             }
-            Ok(Some(Frame::End)) => return Err("the server closed the stream".into()),
-            Ok(None) => {
-                let buf = framer.buf_mut();
-                buf.reserve(MIN_READ);
-                match stream.read_buf(buf).await {
-                    Ok(0) => {
-                        return Err(if sent {
-                            "connection closed by the server during the handshake".into()
-                        } else {
-                            "connection closed by the server before its stream header".into()
-                        })
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("read failed: {e}")),
-                }
-            }
+            Frame::End => return Err("the server closed the stream".into()),
         }
     }
 }
@@ -776,8 +757,7 @@ fn stream_error_text(b: &[u8]) -> Option<String> {
 
 /// The reading half of an authenticated connection.
 struct Reader<'a> {
-    rd: OwnedReadHalf,
-    framer: Framer,
+    reader: FramedReader,
     limits: Limits,
     session: &'a Session,
     reg: &'a Registration,
@@ -794,7 +774,6 @@ struct Reader<'a> {
     ping_prefix: &'a str,
     ping_seq: &'a mut u64,
     live: Liveness,
-    read_size: usize,
 }
 
 /// What the reader does after a frame.
@@ -817,10 +796,6 @@ impl Reader<'_> {
             if let Next::Done = self.drain_frames().await {
                 return;
             }
-            if self.read_size > MIN_READ {
-                // The server is sending fast: let others run between reads.
-                tokio::task::yield_now().await;
-            }
             let deadline = match ping_sent {
                 Some(t) => t + self.live.ping_timeout,
                 None => last_rx + self.live.idle,
@@ -837,13 +812,13 @@ impl Reader<'_> {
                     }
                     return;
                 }
-                r = read_some(&mut self.rd, &mut self.framer, &mut self.read_size) => match r {
+                r = self.reader.fill() => match r {
                     Ok(()) => {
                         last_rx = Instant::now();
                         ping_sent = None;
                     }
-                    Err(why) => {
-                        self.stop.fire(Reason::Failed(why));
+                    Err(e) => {
+                        self.stop.fire(Reason::Failed(read_failure(&e)));
                         return;
                     }
                 },
@@ -856,7 +831,7 @@ impl Reader<'_> {
                         )));
                         return;
                     }
-                    self.framer.shrink();
+                    self.reader.shrink();
                     *self.ping_seq += 1;
                     let ping = format!(
                         "<iq type='get' from='{d}' to='{d}' id='{p}{n}'><ping xmlns='urn:xmpp:ping'/></iq>",
@@ -878,11 +853,8 @@ impl Reader<'_> {
             if let Next::Done = self.drain_frames().await {
                 return;
             }
-            let buf = self.framer.buf_mut();
-            buf.reserve(MAX_READ);
-            match self.rd.try_read_buf(buf) {
-                Ok(n) if n > 0 => {}
-                _ => return,
+            if self.reader.try_fill().is_err() {
+                return;
             }
         }
     }
@@ -897,7 +869,7 @@ impl Reader<'_> {
                 return;
             }
             tokio::select! {
-                r = read_some(&mut self.rd, &mut self.framer, &mut self.read_size) => {
+                r = self.reader.fill() => {
                     if r.is_err() {
                         return;
                     }
@@ -910,7 +882,7 @@ impl Reader<'_> {
     /// Handle every complete frame buffered so far.
     async fn drain_frames(&mut self) -> Next {
         loop {
-            let frame = match self.framer.next_frame() {
+            let frame = match self.reader.frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return Next::Continue,
                 Err(e) => {
@@ -1079,27 +1051,11 @@ impl Reader<'_> {
     }
 }
 
-/// One read into the framer; `Err` says why the connection is over.
-async fn read_some(
-    rd: &mut OwnedReadHalf,
-    framer: &mut Framer,
-    read_size: &mut usize,
-) -> Result<(), String> {
-    let want = *read_size;
-    let buf = framer.buf_mut();
-    buf.reserve(want);
-    match rd.read_buf(buf).await {
-        Ok(0) => Err("connection closed by the server".into()),
-        Ok(n) => {
-            // Grow reads while they come back full, shrink when not.
-            *read_size = if n >= want {
-                (want * 2).min(MAX_READ)
-            } else {
-                MIN_READ
-            };
-            Ok(())
-        }
-        Err(e) => Err(format!("read failed: {e}")),
+/// Why a read ended the connection, for the log.
+fn read_failure(e: &ReadError) -> String {
+    match e {
+        ReadError::Closed => "connection closed by the server".into(),
+        e => e.to_string(),
     }
 }
 
