@@ -15,36 +15,29 @@
 //! data, which `TCP_USER_TIMEOUT` (set on accept, see [`crate::server`]) turns
 //! into an error, so the reader ends the session and frees the domain.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
-use crate::proto::ns::NS_COMPONENT;
 use crate::proto::{handshake_matches, handshake_token, jid, new_stream_id, StreamCondition};
 use crate::router::{
     outbox, Attach, Control, Delivery, Outbox, OutboxReceiver, PushError, Registration, Router,
     Session,
 };
 use crate::upstream::LinkSendError;
+use crate::wire::out::{Envelope, Out};
 use crate::wire::reader::{FramedReader, ReadError, Sizing};
-use crate::wire::stanza::{accept_header, error_header, reframe, Bounce, StreamError};
+use crate::wire::stanza::{accept_header, error_header, Bounce, StreamError};
+use crate::wire::writer::{Closing, Writer, CLOSE_GRACE};
 use crate::wire::xml::{Frame, FrameError, Head, Limits, Name, Ns, Stanza};
 
-/// How long a closing connection may take to flush its last bytes.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Most stanzas the writer takes from the queue for one `writev`.
-const WRITE_BATCH: usize = 64;
 /// Before authentication the stream header and the `<handshake/>` element may
 /// each be at most this large (`policy-violation` beyond), so an
 /// unauthenticated peer holds at most a few KiB (README, "Limits").
@@ -63,11 +56,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     let (rd, wr) = stream.into_split();
     let (out, out_rx) = outbox(settings.queue);
     let (close_tx, close_rx) = oneshot::channel();
-    let mut writer = tokio::spawn(write_loop(
-        wr,
+    let mut writer = tokio::spawn(write_task(
+        Writer::new(wr, settings.keepalive_interval, None),
         out_rx,
         close_rx,
-        settings.keepalive_interval,
     ));
     let mut conn = Connection {
         id,
@@ -99,9 +91,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
             // Whatever got into the queue is written or bounced, never dropped:
             // close it, then take what is left, including what a sender that
             // had already reserved room puts in now.
-            rx.rx.close();
+            rx.close();
             let _ = timeout(CLOSE_GRACE, async {
-                while let Some(b) = rx.rx.recv().await {
+                while let Some(b) = rx.recv().await {
                     unwritten.push(b);
                 }
             })
@@ -137,27 +129,25 @@ fn pre_auth_limits(limits: Limits) -> Limits {
 /// replaced, or its peer is gone) to their senders: local components directly,
 /// anyone else over the session's upstream link (still open here). A bounce
 /// that finds no room is dropped and counted in the log line.
-fn bounce_unwritten(router: &Router, session: &Session, stanzas: Vec<Bytes>) {
+fn bounce_unwritten(router: &Router, session: &Session, unwritten: Vec<Out>) {
     let (mut bounced, mut lost) = (0usize, 0usize);
-    for b in &stanzas {
-        let Some((name, attrs)) = reframe(b) else {
-            continue; // our header, `<handshake/>` or a keepalive
-        };
-        if !name.is_stanza() {
+    // Our header, `<handshake/>` and keepalives are not stanzas.
+    for env in unwritten.into_iter().filter_map(Out::into_stanza) {
+        if !env.head.name.is_stanza() {
             continue;
         }
-        let Some(reply) = Bounce::NOT_DELIVERED.reply(name, &attrs) else {
+        let Some(reply) = Bounce::NOT_DELIVERED.reply(env.head.name, &env.attrs) else {
             continue;
         };
-        let delivered = match attrs.from.as_deref().and_then(jid::split) {
+        let delivered = match env.attrs.from.as_deref().and_then(jid::split) {
             None => false,
-            Some(j) => match router.deliver(&jid::routing_key(j.domain), &reply) {
+            Some(j) => match router.deliver(&jid::routing_key(j.domain), Out::Raw(reply.clone())) {
                 Delivery::Delivered => true,
                 Delivery::Full | Delivery::Offline => false,
                 Delivery::Unknown => session
                     .upstream
                     .load_full()
-                    .is_some_and(|link| link.try_send(reply).is_ok()),
+                    .is_some_and(|link| link.try_send(Out::Raw(reply)).is_ok()),
             },
         };
         if delivered {
@@ -202,14 +192,6 @@ struct Connection {
     domain: Option<Arc<str>>,
     /// The handshake succeeded: the full limits and read sizes apply.
     authenticated: bool,
-}
-
-/// What a connection hands its writer when it ends.
-struct Closing {
-    /// Written last: a stream error, `</stream:stream>`, or nothing.
-    bytes: Bytes,
-    /// Leave the queue unwritten (it is bounced): the session was replaced.
-    abandon: bool,
 }
 
 /// An authenticated, attached session: what phase 3 works with.
@@ -343,7 +325,10 @@ impl Connection {
         // component. Our outbox holds at most our header here, so `try_push`
         // fails only when the connection is gone.
         let out = &self.out;
-        let confirm = || out.try_push(Bytes::from_static(b"<handshake/>")).is_ok();
+        let confirm = || {
+            out.try_push(Out::Raw(Bytes::from_static(b"<handshake/>")))
+                .is_ok()
+        };
         match self.router.attach(reg, session.clone(), confirm) {
             Attach::Attached { replaced } => {
                 if let Some(old) = replaced {
@@ -434,10 +419,10 @@ impl Connection {
                     ),
                 ));
             }
-            let bounce = self.route(live, &st);
+            let bounce = self.route(live, st);
             drop(routing);
-            if let Some(b) = bounce.and_then(|b| b.reply(st.head.name, &st.attrs)) {
-                if self.out.push(b).await.is_err() {
+            if let Some(b) = bounce.and_then(|(b, env)| b.reply(env.head.name, &env.attrs)) {
+                if self.out.push(Out::Raw(b)).await.is_err() {
                     return End::Gone;
                 }
             }
@@ -445,37 +430,56 @@ impl Connection {
     }
 
     /// Deliver one checked stanza; returns the bounce to send back, if any.
-    fn route(&self, live: &Live, st: &Stanza) -> Option<Bounce> {
-        let Some(to) = st.attrs.to.as_deref() else {
-            return Some(Bounce::BAD_REQUEST);
+    fn route(&self, live: &Live, st: Stanza) -> Option<(Bounce, Envelope)> {
+        let env = Envelope::from(st);
+        let Some(to) = env.attrs.to.clone() else {
+            return Some((Bounce::BAD_REQUEST, env));
         };
-        let Some(j) = jid::split(to) else {
-            return Some(Bounce::JID_MALFORMED);
+        let Some(j) = jid::split(&to) else {
+            return Some((Bounce::JID_MALFORMED, env));
         };
-        match self.router.deliver(&jid::routing_key(j.domain), &st.bytes) {
+        let key = jid::routing_key(j.domain);
+        let attrs = env.attrs.clone();
+        let name = env.head.name;
+        let bounce = |b: Bounce| {
+            Some((
+                b,
+                Envelope {
+                    head: Head {
+                        name,
+                        ns: Ns::Component,
+                    },
+                    attrs: attrs.clone(),
+                    bytes: Bytes::new(),
+                    xmlns_value: None,
+                    prefixed: false,
+                },
+            ))
+        };
+        match self.router.deliver(&key, Out::Stanza(env.clone())) {
             Delivery::Delivered => None,
-            Delivery::Full => Some(Bounce::QUEUE_FULL),
-            Delivery::Offline => Some(Bounce::COMPONENT_UNAVAILABLE),
+            Delivery::Full => bounce(Bounce::QUEUE_FULL),
+            Delivery::Offline => bounce(Bounce::COMPONENT_UNAVAILABLE),
             Delivery::Unknown => {
                 // A served domain is valid by construction; anything else is
                 // checked before it leaves.
-                if jid::parse(to).is_none() {
-                    return Some(Bounce::JID_MALFORMED);
+                if jid::parse(&to).is_none() {
+                    return Some((Bounce::JID_MALFORMED, env));
                 }
                 if self.router.settings().upstream.is_none() {
-                    return Some(Bounce::NOT_FOUND);
+                    return Some((Bounce::NOT_FOUND, env));
                 }
                 let Some(link) = live.session.upstream.load_full() else {
-                    return Some(Bounce::UPSTREAM_UNAVAILABLE);
+                    return Some((Bounce::UPSTREAM_UNAVAILABLE, env));
                 };
-                let bytes = match for_upstream(st) {
-                    Ok(b) => b,
-                    Err(bounce) => return Some(bounce),
+                let env = match env.for_upstream() {
+                    Ok(e) => e,
+                    Err(env) => return Some((Bounce::BAD_REQUEST, env)),
                 };
-                match link.try_send(bytes) {
+                match link.try_send(Out::Stanza(env)) {
                     Ok(()) => None,
-                    Err(LinkSendError::Down) => Some(Bounce::UPSTREAM_UNAVAILABLE),
-                    Err(LinkSendError::Full) => Some(Bounce::QUEUE_FULL),
+                    Err(LinkSendError::Down) => bounce(Bounce::UPSTREAM_UNAVAILABLE),
+                    Err(LinkSendError::Full) => bounce(Bounce::QUEUE_FULL),
                 }
             }
         }
@@ -492,7 +496,7 @@ impl Connection {
 
     /// Queue bytes for the peer (waits for room in our own outbox).
     async fn send(&self, b: Bytes) -> Result<(), PushError> {
-        self.out.push(b).await
+        self.out.push(Out::Raw(b)).await
     }
 
     /// The next frame, or why there is none. Reads as needed; waits at most
@@ -573,8 +577,13 @@ impl Connection {
             End::PeerClosed => Bytes::from_static(b"</stream:stream>"),
             End::Gone => Bytes::new(),
         };
+        let closing = if abandon {
+            Closing::Abandon(bytes)
+        } else {
+            Closing::Flush(bytes)
+        };
         if let Some(tx) = self.close_tx.take() {
-            let _ = tx.send(Closing { bytes, abandon });
+            let _ = tx.send(closing);
         }
     }
 }
@@ -603,234 +612,23 @@ fn check_head(head: Head) -> Option<StreamError> {
     None
 }
 
-/// The bytes to send upstream: a top-level `jabber:client` default namespace is
-/// rewritten to `jabber:component:accept`, which Prosody would otherwise drop
-/// silently. Exactly the value the framer recorded is replaced (wherever the
-/// declaration sits, however it is quoted, spaced or written with references);
-/// no other byte changes. A top-level element that is in `jabber:client` only
-/// through a prefix cannot be rewritten so: it is bounced `bad-request`.
-fn for_upstream(st: &Stanza) -> Result<Bytes, Bounce> {
-    if st.head.ns != Ns::Client {
-        return Ok(st.bytes.clone());
-    }
-    match (&st.xmlns_value, st.prefixed) {
-        (Some(span), false) => Ok(replace_span(&st.bytes, span.clone(), NS_COMPONENT)),
-        _ => Err(Bounce::BAD_REQUEST),
-    }
-}
-
-/// `b` with the bytes in `span` replaced by `with`.
-fn replace_span(b: &[u8], span: std::ops::Range<usize>, with: &str) -> Bytes {
-    let mut v = Vec::with_capacity(b.len() + with.len());
-    v.extend_from_slice(&b[..span.start]);
-    v.extend_from_slice(with.as_bytes());
-    v.extend_from_slice(&b[span.end..]);
-    Bytes::from(v)
-}
-
-/// The writer task: drains the outbox in batches into `writev`, sends a
-/// whitespace keepalive after `keepalive` without writing (once something, our
-/// header, was written), and on close writes the final bytes and shuts the
-/// socket down: after flushing what is queued, or (a replaced session) after
-/// only the stanza in progress. Returns the queue and the stanzas taken from it
-/// but not completely written, for the connection to bounce.
-async fn write_loop(
-    mut w: OwnedWriteHalf,
+/// The writer task: runs the writer until the connection hands over how to
+/// close (or every sender is gone and it then does), then closes. Returns the
+/// queue and what was taken from it but not written, for the connection to
+/// bounce.
+async fn write_task(
+    mut w: Writer,
     mut q: OutboxReceiver,
     mut close: oneshot::Receiver<Closing>,
-    keepalive: Option<Duration>,
-) -> (OutboxReceiver, Vec<Bytes>) {
-    // Allocated on first use (`recv_many` reserves): an unauthenticated
-    // connection may never need it.
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut wrote_any = false;
-    let mut last_write = Instant::now();
-    loop {
-        let ka_due = keepalive.map(|k| last_write + k);
-        // Bytes of this batch that count against the queue's byte bound.
-        let len = tokio::select! {
-            biased;
-            n = q.rx.recv_many(&mut batch, WRITE_BATCH) => {
-                if n == 0 {
-                    // Every sender is gone: the connection has ended, and it hands
-                    // over its final bytes (stream error, `</stream:stream>`) on
-                    // `close` before dropping its outbox. This arm is polled first
-                    // (`biased`), so wait for them here instead of losing them.
-                    let fin = (&mut close).await.ok();
-                    return close_out(w, q, batch, Cursor::default(), fin).await;
-                }
-                batch.iter().map(|b| b.len()).sum()
-            }
-            r = &mut close => return close_out(w, q, batch, Cursor::default(), r.ok()).await,
-            _ = sleep_until(ka_due.unwrap_or_else(Instant::now)), if ka_due.is_some() && wrote_any => {
-                batch.push(Bytes::from_static(b" "));
-                0
-            }
-        };
-        let mut cur = Cursor::default();
-        let closing = {
-            let fut = write_all_vectored(&mut w, &batch, &mut cur);
-            tokio::pin!(fut);
-            tokio::select! {
-                r = &mut fut => match r {
-                    Ok(()) => None,
-                    Err(_) => Some(None),
-                },
-                r = &mut close => Some(r.ok()),
-            }
-        };
-        if let Some(fin) = closing {
-            q.release(len);
-            return close_out(w, q, batch, cur, fin).await;
-        }
-        q.release(len);
-        batch.clear();
-        wrote_any = true;
-        last_write = Instant::now();
-    }
-}
-
-/// The end of [`write_loop`]: `batch` was written up to `cur`. `fin` is what
-/// the connection handed over (`None`: the socket failed, write nothing more).
-async fn close_out(
-    mut w: OwnedWriteHalf,
-    mut q: OutboxReceiver,
-    mut batch: Vec<Bytes>,
-    mut cur: Cursor,
-    fin: Option<Closing>,
-) -> (OutboxReceiver, Vec<Bytes>) {
-    let Some(fin) = fin else {
-        return (q, batch.split_off(cur.idx.min(batch.len())));
+) -> (OutboxReceiver, Vec<Out>) {
+    let how = match w.run(&mut q, None, &mut close).await {
+        Ok(Some(c)) => c.ok(),
+        // Every sender is gone: the connection has ended, and it hands over
+        // its final bytes (stream error, `</stream:stream>`) before dropping
+        // its outbox.
+        Ok(None) => (&mut close).await.ok(),
+        Err(_) => None,
     };
-    let written = timeout(CLOSE_GRACE, async {
-        if fin.abandon {
-            // Finish the stanza in progress, so the peer can still parse the
-            // stream error that follows; the rest is bounced.
-            if cur.offset > 0 {
-                let upto = cur.idx + 1;
-                write_all_vectored(&mut w, &batch[..upto], &mut cur).await?;
-            }
-        } else {
-            loop {
-                write_all_vectored(&mut w, &batch, &mut cur).await?;
-                batch.clear();
-                cur = Cursor::default();
-                while batch.len() < WRITE_BATCH {
-                    match q.rx.try_recv() {
-                        Ok(b) => batch.push(b),
-                        Err(_) => break,
-                    }
-                }
-                if batch.is_empty() {
-                    break;
-                }
-            }
-        }
-        w.write_all(&fin.bytes).await?;
-        w.shutdown().await
-    })
-    .await;
-    if !matches!(written, Ok(Ok(()))) {
-        debug!("could not write the end of a connection in time");
-    }
-    (q, batch.split_off(cur.idx.min(batch.len())))
-}
-
-/// How far [`write_all_vectored`] got: buffers before `idx` are written, and
-/// `offset` bytes of the one at `idx`.
-#[derive(Default, Clone, Copy)]
-struct Cursor {
-    idx: usize,
-    offset: usize,
-}
-
-/// Write every buffer completely with `writev`, from `cur` on; `cur` follows
-/// each completed write, so it is exact also when the future is dropped.
-async fn write_all_vectored(
-    w: &mut OwnedWriteHalf,
-    bufs: &[Bytes],
-    cur: &mut Cursor,
-) -> io::Result<()> {
-    while cur.idx < bufs.len() {
-        if cur.offset >= bufs[cur.idx].len() {
-            cur.idx += 1;
-            cur.offset = 0;
-            continue;
-        }
-        let n = {
-            let mut iov = [io::IoSlice::new(&[]); WRITE_BATCH];
-            let mut k = 0;
-            for (i, b) in bufs[cur.idx..].iter().take(WRITE_BATCH).enumerate() {
-                iov[k] = io::IoSlice::new(if i == 0 { &b[cur.offset..] } else { b });
-                k += 1;
-            }
-            w.write_vectored(&iov[..k]).await?
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let mut n = n;
-        while n > 0 && cur.idx < bufs.len() {
-            let rest = bufs[cur.idx].len() - cur.offset;
-            if n >= rest {
-                n -= rest;
-                cur.idx += 1;
-                cur.offset = 0;
-            } else {
-                cur.offset += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::xml::Framer;
-
-    /// Frame one stanza (after a component stream header).
-    fn frame(st: &str) -> Stanza {
-        let mut f = Framer::new(Limits::new(100_000));
-        f.buf_mut().extend_from_slice(
-            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='x'>",
-        );
-        f.buf_mut().extend_from_slice(st.as_bytes());
-        loop {
-            match f.next_frame() {
-                Ok(Some(Frame::Stanza(s))) => return s,
-                Ok(Some(_)) => continue,
-                other => panic!("{st}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn client_namespace_rewrite_replaces_exactly_the_value() {
-        let cases = [
-            (
-                "<message xmlns='jabber:client' to='x'><body xmlns='jabber:client'/></message>",
-                "<message xmlns='jabber:component:accept' to='x'><body xmlns='jabber:client'/></message>",
-            ),
-            (
-                "<message a='>' id=\"xmlns='jabber:client'\" xmlns = \"jabber:client\"/>",
-                "<message a='>' id=\"xmlns='jabber:client'\" xmlns = \"jabber:component:accept\"/>",
-            ),
-            (
-                "<iq xmlns='jabber&#x3A;client' type='get'/>",
-                "<iq xmlns='jabber:component:accept' type='get'/>",
-            ),
-        ];
-        for (input, want) in cases {
-            let got = for_upstream(&frame(input)).unwrap();
-            assert_eq!(std::str::from_utf8(&got).unwrap(), want);
-        }
-        // Already jabber:component:accept (or inherited): unchanged.
-        let st = frame("<message to='x'/>");
-        assert_eq!(for_upstream(&st).unwrap(), st.bytes);
-        // jabber:client only through a prefix: bounced.
-        let st = frame("<c:message xmlns:c='jabber:client' to='x'/>");
-        assert_eq!(for_upstream(&st), Err(Bounce::BAD_REQUEST));
-    }
+    let unsent = w.close(&mut q, how.unwrap_or(Closing::Drop)).await;
+    (q, unsent)
 }

@@ -80,6 +80,7 @@ mod tests {
 
     use crate::config;
     use crate::router::{Delivery, Router};
+    use crate::wire::out::Out;
 
     fn cfg(text: &str) -> config::Config {
         config::parse(text, Path::new("/tmp/reload-test.toml")).unwrap()
@@ -112,7 +113,10 @@ mod tests {
                 assert!(t0.elapsed() < Duration::from_secs(5));
                 std::thread::yield_now();
             }
-            assert_eq!(router.deliver("b", &Bytes::new()), Delivery::Unknown);
+            assert_eq!(
+                router.deliver("b", Out::Raw(Bytes::new())),
+                Delivery::Unknown
+            );
             // But the reload is not done while a routing decision is in flight.
             assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
             drop(routing);
@@ -121,6 +125,9 @@ mod tests {
         });
         assert!(b.is_detached());
         assert!(b.routing().is_none());
-        assert_eq!(router.deliver("a", &Bytes::new()), Delivery::Offline);
+        assert_eq!(
+            router.deliver("a", Out::Raw(Bytes::new())),
+            Delivery::Offline
+        );
     }
 }

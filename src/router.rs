@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
 use crate::config::{ComponentConfig, Config, OnConflict, UpstreamConfig};
 use crate::upstream::Link;
+use crate::wire::out::Out;
 use crate::wire::stanza::StreamError;
+use crate::wire::writer::Queue;
 use crate::wire::xml::Limits;
 
 /// Bounds of one outgoing queue.
@@ -33,15 +34,6 @@ use crate::wire::xml::Limits;
 pub struct QueueLimits {
     pub max_stanzas: usize,
     pub max_bytes: usize,
-}
-
-impl Default for QueueLimits {
-    fn default() -> Self {
-        QueueLimits {
-            max_stanzas: crate::config::defaults::MAX_QUEUE_STANZAS,
-            max_bytes: crate::config::defaults::MAX_QUEUE_BYTES,
-        }
-    }
 }
 
 /// Settings that apply to connections as a whole (not per component).
@@ -92,16 +84,24 @@ pub enum PushError {
     Closed,
 }
 
+/// A push that failed, with the item it could not queue.
+#[derive(Debug)]
+pub struct Refused {
+    pub why: PushError,
+    pub item: Out,
+}
+
 /// The sending side of a connection's bounded outgoing queue.
 ///
-/// One rule bounds it on every path: at most `max_stanzas` stanzas and
-/// `max_bytes` bytes (or a single stanza, when one alone is larger) that the
-/// writer has not completely written yet. [`Outbox::try_push`] fails when
-/// either bound is reached; [`Outbox::push`] and [`Outbox::reserve`] wait until
-/// both have room.
+/// One rule bounds it on every path: at most `max_stanzas` items and
+/// `max_bytes` of their cost ([`Out::cost`]: their bytes, and decoded
+/// attribute values) that the writer has not completely written yet (or a
+/// single item, when one alone costs more). [`Outbox::try_push`] fails when
+/// either bound is reached; [`Outbox::push`] and [`Outbox::reserve`] wait
+/// until both have room.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Out>,
     bytes: Arc<QueueBytes>,
     max_bytes: usize,
 }
@@ -120,7 +120,8 @@ impl QueueBytes {
     fn release(&self, n: usize) {
         // SeqCst with the waiter's `waiting` increment and its check of
         // `queued`: either it sees these bytes gone, or this sees it waiting.
-        self.queued.fetch_sub(n, Ordering::SeqCst);
+        let before = self.queued.fetch_sub(n, Ordering::SeqCst);
+        debug_assert!(before >= n, "released {n} of {before} queued bytes");
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
@@ -129,22 +130,54 @@ impl QueueBytes {
 
 /// The writer's side of an [`Outbox`].
 pub struct OutboxReceiver {
-    pub rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Out>,
     bytes: Arc<QueueBytes>,
 }
 
 impl OutboxReceiver {
-    /// `n` bytes taken from the queue have been written (or given up): they no
-    /// longer count against the bound.
-    pub fn release(&self, n: usize) {
-        if n > 0 {
-            self.bytes.release(n);
-        }
-    }
-
     /// Bytes queued or taken and not yet released.
     pub fn queued_bytes(&self) -> usize {
         self.bytes.queued.load(Ordering::Acquire)
+    }
+
+    /// Refuse further pushes; what is queued can still be taken.
+    pub fn close(&mut self) {
+        self.rx.close();
+    }
+
+    /// Take everything queued now; it no longer counts against the bound.
+    pub fn drain(&mut self) -> Vec<Out> {
+        let mut v = Vec::new();
+        while let Ok(item) = self.rx.try_recv() {
+            self.bytes.release(item.cost());
+            v.push(item);
+        }
+        v
+    }
+
+    /// Wait for the next item (for tests and owners that drain one by one).
+    pub async fn recv(&mut self) -> Option<Out> {
+        self.rx.recv().await
+    }
+}
+
+impl Queue for OutboxReceiver {
+    fn recv_many(
+        &mut self,
+        batch: &mut Vec<Out>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = usize> + Send {
+        self.rx.recv_many(batch, limit)
+    }
+
+    fn try_recv(&mut self) -> Option<Out> {
+        self.rx.try_recv().ok()
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.bytes.release(n);
+        }
     }
 }
 
@@ -177,20 +210,20 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Room for one stanza in an [`Outbox`]: a slot and its bytes, held until
+/// Room for one item in an [`Outbox`]: a slot and its cost, held until
 /// [`Reservation::send`] (or given back when dropped).
 pub struct Reservation<'a> {
-    permit: Option<mpsc::Permit<'a, Bytes>>,
+    permit: Option<mpsc::Permit<'a, Out>>,
     bytes: &'a QueueBytes,
-    len: usize,
+    cost: usize,
 }
 
 impl Reservation<'_> {
-    /// Queue the stanza the room was reserved for (`b.len()` must be that size).
-    pub fn send(mut self, b: Bytes) {
-        debug_assert_eq!(b.len(), self.len);
+    /// Queue the item the room was reserved for (`item.cost()` must be that cost).
+    pub fn send(mut self, item: Out) {
+        debug_assert_eq!(item.cost(), self.cost);
         if let Some(p) = self.permit.take() {
-            p.send(b);
+            p.send(item);
         }
     }
 }
@@ -198,55 +231,65 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if self.permit.is_some() {
-            self.bytes.release(self.len);
+            self.bytes.release(self.cost);
         }
     }
 }
 
 impl Outbox {
-    /// Count `len` more bytes in if the byte bound allows it.
-    fn take_bytes(&self, len: usize) -> bool {
+    /// Count `cost` more in if the byte bound allows it.
+    fn take_bytes(&self, cost: usize) -> bool {
         let max = self.max_bytes;
         self.bytes
             .queued
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
-                (q == 0 || q.saturating_add(len) <= max).then_some(q + len)
+                (q == 0 || q.saturating_add(cost) <= max).then_some(q + cost)
             })
             .is_ok()
     }
 
-    /// Queue without waiting; fails when the queue is full or closed.
-    pub fn try_push(&self, b: Bytes) -> Result<(), PushError> {
-        let len = b.len();
-        if !self.take_bytes(len) {
-            return Err(if self.tx.is_closed() {
+    /// Queue without waiting; fails when the queue is full or closed, and
+    /// gives the item back.
+    // The item is handed back by value: boxing it would allocate on every refusal.
+    #[allow(clippy::result_large_err)]
+    pub fn try_push(&self, item: Out) -> Result<(), Refused> {
+        let cost = item.cost();
+        if !self.take_bytes(cost) {
+            let why = if self.tx.is_closed() {
                 PushError::Closed
             } else {
                 PushError::Full
-            });
+            };
+            return Err(Refused { why, item });
         }
-        match self.tx.try_send(b) {
+        match self.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.bytes.release(len);
+                self.bytes.release(cost);
                 Err(match e {
-                    mpsc::error::TrySendError::Full(_) => PushError::Full,
-                    mpsc::error::TrySendError::Closed(_) => PushError::Closed,
+                    mpsc::error::TrySendError::Full(item) => Refused {
+                        why: PushError::Full,
+                        item,
+                    },
+                    mpsc::error::TrySendError::Closed(item) => Refused {
+                        why: PushError::Closed,
+                        item,
+                    },
                 })
             }
         }
     }
 
-    /// Wait for room for a stanza of `len` bytes: a slot, then the bytes.
+    /// Wait for room for an item of this cost: a slot, then the bytes.
     /// Fails only when the connection is gone. Cancel-safe: dropping the
     /// future (or the reservation) gives back what was taken.
-    pub async fn reserve(&self, len: usize) -> Result<Reservation<'_>, PushError> {
+    pub async fn reserve(&self, cost: usize) -> Result<Reservation<'_>, PushError> {
         let permit = self.tx.reserve().await.map_err(|_| PushError::Closed)?;
-        if self.take_bytes(len) {
+        if self.take_bytes(cost) {
             return Ok(Reservation {
                 permit: Some(permit),
                 bytes: &self.bytes,
-                len,
+                cost,
             });
         }
         let _waiting = Waiting::new(&self.bytes.waiting);
@@ -254,11 +297,11 @@ impl Outbox {
             let room = self.bytes.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if self.take_bytes(len) {
+            if self.take_bytes(cost) {
                 return Ok(Reservation {
                     permit: Some(permit),
                     bytes: &self.bytes,
-                    len,
+                    cost,
                 });
             }
             tokio::select! {
@@ -271,8 +314,8 @@ impl Outbox {
     /// Queue, waiting for room (slots and bytes). Only the connection's own
     /// reader and its upstream link wait on an outbox, so this back-pressures
     /// only them: the peer that is not reading, or the link feeding it.
-    pub async fn push(&self, b: Bytes) -> Result<(), PushError> {
-        self.reserve(b.len()).await?.send(b);
+    pub async fn push(&self, item: Out) -> Result<(), PushError> {
+        self.reserve(item.cost()).await?.send(item);
         Ok(())
     }
 
@@ -532,7 +575,7 @@ impl Router {
     /// (canonical form). The registration's gate is held from the lookup to the
     /// push, so a stanza can never reach a connection after a reload that
     /// detached it has returned.
-    pub fn deliver(&self, key: &str, stanza: &Bytes) -> Delivery {
+    pub fn deliver(&self, key: &str, stanza: Out) -> Delivery {
         // Guards, not clones: no reference-count traffic per stanza.
         let table = self.table.load();
         let Some(reg) = table.get(key) else {
@@ -543,10 +586,16 @@ impl Router {
         };
         match &*reg.session.load() {
             None => Delivery::Offline,
-            Some(s) => match s.outbox.try_push(stanza.clone()) {
+            Some(s) => match s.outbox.try_push(stanza) {
                 Ok(()) => Delivery::Delivered,
-                Err(PushError::Full) => Delivery::Full,
-                Err(PushError::Closed) => Delivery::Offline,
+                Err(Refused {
+                    why: PushError::Full,
+                    ..
+                }) => Delivery::Full,
+                Err(Refused {
+                    why: PushError::Closed,
+                    ..
+                }) => Delivery::Offline,
             },
         }
     }
@@ -681,8 +730,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn b(n: usize) -> Bytes {
-        Bytes::from(vec![b'x'; n])
+    fn b(n: usize) -> Out {
+        Out::Raw(bytes::Bytes::from(vec![b'x'; n]))
+    }
+
+    /// `try_push` without the refused item.
+    fn try_push(out: &Outbox, item: Out) -> Result<(), PushError> {
+        out.try_push(item).map_err(|r| r.why)
     }
 
     #[test]
@@ -692,17 +746,17 @@ mod tests {
             max_bytes: 100,
         });
         // One stanza alone may exceed the byte bound; nothing joins it.
-        assert_eq!(out.try_push(b(150)), Ok(()));
-        assert_eq!(out.try_push(b(1)), Err(PushError::Full));
+        assert_eq!(try_push(&out, b(150)), Ok(()));
+        assert_eq!(try_push(&out, b(1)), Err(PushError::Full));
         let mut rx = rx;
-        let got = rx.rx.try_recv().unwrap();
-        rx.release(got.len());
-        assert_eq!(out.try_push(b(60)), Ok(()));
-        assert_eq!(out.try_push(b(40)), Ok(()));
-        assert_eq!(out.try_push(b(1)), Err(PushError::Full));
+        let got = rx.try_recv().unwrap();
+        rx.release(got.cost());
+        assert_eq!(try_push(&out, b(60)), Ok(()));
+        assert_eq!(try_push(&out, b(40)), Ok(()));
+        assert_eq!(try_push(&out, b(1)), Err(PushError::Full));
         assert_eq!(rx.queued_bytes(), 100);
         drop(rx);
-        assert_eq!(out.try_push(b(1)), Err(PushError::Closed));
+        assert_eq!(try_push(&out, b(1)), Err(PushError::Closed));
     }
 
     /// The waiting push waits for bytes as well as for slots, and a dropped
@@ -723,8 +777,8 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
-        let first = rx.rx.recv().await.unwrap();
-        rx.release(first.len());
+        let first = rx.recv().await.unwrap();
+        rx.release(first.cost());
         tokio::time::timeout(Duration::from_secs(1), waiter)
             .await
             .expect("the push did not resume once bytes were released")
@@ -742,7 +796,7 @@ mod tests {
         let r = out.clone();
         let waiter = tokio::spawn(async move { r.push(b(1)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(rx.rx.recv().await);
+        drop(rx.recv().await);
         drop(rx);
         let _ = tokio::time::timeout(Duration::from_secs(1), waiter)
             .await

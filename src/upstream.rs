@@ -32,8 +32,6 @@
 //! if nothing at all arrives within the ping timeout, the link is declared dead
 //! and replaced. TCP keepalive and `TCP_USER_TIMEOUT` back this up.
 
-use std::collections::VecDeque;
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -48,9 +46,11 @@ use tracing::{debug, info, warn};
 
 use crate::config::UpstreamConfig;
 use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
+use crate::wire::out::{Envelope, Out};
 use crate::wire::reader::{FramedReader, ReadError, Sizing};
 use crate::wire::socket::SocketOptions;
-use crate::wire::stanza::{connect_header, reframe, Bounce, Escaped};
+use crate::wire::stanza::{connect_header, Bounce, Escaped};
+use crate::wire::writer::{Closing, WriteError, Writer, CLOSE_GRACE};
 use crate::wire::xml::{Excess, Frame, Limit, Limits, Name, Ns, Skipped, Stanza};
 
 /// First retry delay; it doubles with every failed attempt up to [`BACKOFF_MAX`].
@@ -65,8 +65,6 @@ const STABLE_UP: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// From TCP connect to the server's `<handshake/>`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a closing link may take to flush its queue and `</stream:stream>`.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Attributes on one element of a stanza from the server (each costs the
 /// framer a few dozen bytes of scratch while its tag is read).
 const LINK_MAX_ATTRIBUTES: usize = 4096;
@@ -76,8 +74,6 @@ const LINGER: Duration = Duration::from_secs(4);
 /// Longest wait for the domain's previous link to close before connecting: it
 /// takes at most its flush and its linger, [`CLOSE_GRACE`] three times.
 const PREDECESSOR_WAIT: Duration = Duration::from_secs(8);
-/// Most stanzas the writer takes from the queue for one `writev`.
-const WRITE_BATCH: usize = 64;
 /// Default idle interval of [`Liveness`].
 const IDLE: Duration = Duration::from_secs(30);
 /// Environment variable overriding [`IDLE`] in milliseconds (read once; meant
@@ -156,14 +152,14 @@ pub struct Link {
 
 impl Link {
     /// Queue a stanza for the server, without waiting.
-    pub fn try_send(&self, stanza: Bytes) -> Result<(), LinkSendError> {
+    pub fn try_send(&self, stanza: Out) -> Result<(), LinkSendError> {
         if !self.up.load(Ordering::Acquire) {
             return Err(LinkSendError::Down);
         }
         match self.queue.try_push(stanza) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => Err(LinkSendError::Full),
-            Err(PushError::Closed) => Err(LinkSendError::Down),
+            Err(r) if r.why == PushError::Full => Err(LinkSendError::Full),
+            Err(_) => Err(LinkSendError::Down),
         }
     }
 
@@ -463,12 +459,11 @@ impl LinkTask {
 
     /// Run an authenticated connection until it ends; returns why, and the
     /// stanzas taken from the queue but not completely written.
-    async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Bytes>) {
+    async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Out>) {
         let live = Liveness::get();
         let Conn { reader, wr, limits } = conn;
         let stop = Stop::default();
         let (ctl_tx, ctl_rx) = mpsc::channel::<Bytes>(4);
-        let mut pending = Pending::default();
         let reader = Reader {
             reader,
             limits,
@@ -484,7 +479,10 @@ impl LinkTask {
             ping_seq: &mut self.ping_seq,
             live,
         };
-        let writer = write_loop(wr, &mut self.rx, &mut pending, ctl_rx, &stop, live);
+        let mut writer = Writer::new(wr, Some(live.idle), Some(live.write_stall));
+        // Our header and handshake went out: the keepalive timer runs from now.
+        writer.written_now();
+        let writer = write_side(writer, &mut self.rx, ctl_rx, &stop);
         let link = &self.link;
         let watcher = async {
             tokio::select! {
@@ -495,8 +493,8 @@ impl LinkTask {
                 _ = stop.wait() => {}
             }
         };
-        tokio::join!(reader.run(), writer, watcher);
-        (stop.reason(), pending.unsent_stanzas())
+        let ((), unsent, ()) = tokio::join!(reader.run(), writer, watcher);
+        (stop.reason(), unsent)
     }
 
     /// Bounce what is still in the queue.
@@ -504,40 +502,32 @@ impl LinkTask {
         self.bounce(Vec::new()).await;
     }
 
-    /// Take everything still in the queue.
-    fn drain_queue(&mut self, into: &mut Vec<Bytes>) {
-        while let Ok(b) = self.rx.rx.try_recv() {
-            self.rx.release(b.len());
-            into.push(b);
-        }
-    }
-
     /// Send "Upstream server unavailable" back for `stanzas` (taken from the
     /// writer) and what is still queued: they never reached the server. Never
     /// for `type='error'`/`'result'`.
-    async fn bounce(&mut self, mut stanzas: Vec<Bytes>) {
-        self.drain_queue(&mut stanzas);
+    async fn bounce(&mut self, mut stanzas: Vec<Out>) {
+        stanzas.extend(self.rx.drain());
+        // Keepalives and pings are not stanzas.
+        let stanzas: Vec<Envelope> = stanzas.into_iter().filter_map(Out::into_stanza).collect();
         if stanzas.is_empty() {
             return;
         }
         let (mut n, mut lost) = (0usize, 0usize);
-        for b in &stanzas {
-            let Some((name, attrs)) = reframe(b) else {
-                continue;
-            };
-            let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs) else {
+        for st in &stanzas {
+            let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.reply(st.head.name, &st.attrs) else {
                 continue;
             };
             // Wait for the component to make room (it is the sender), unless
             // the link is being closed: then only what fits now.
             let outbox = &self.session.outbox;
+            let try_push = |b| outbox.try_push(Out::Raw(b)).map_err(|r| r.why);
             let pushed = if self.link.closing.load(Ordering::Acquire) {
-                outbox.try_push(reply)
+                try_push(reply)
             } else {
                 tokio::select! {
                     biased;
-                    r = outbox.push(reply.clone()) => r,
-                    _ = self.link.event() => outbox.try_push(reply),
+                    r = outbox.push(Out::Raw(reply.clone())) => r,
+                    _ = self.link.event() => try_push(reply),
                 }
             };
             match pushed {
@@ -717,36 +707,18 @@ fn stream_error_reason(st: &Stanza) -> String {
         .as_deref()
         .unwrap_or("undefined-condition")
         .to_string();
-    match stream_error_text(&st.bytes) {
+    match stream_error_text(st) {
         Some(t) => format!("{cond} ({t})"),
         None => cond,
     }
 }
 
-/// The `<text/>` of a stream error (unescaped, sanitised, at most 200 chars).
-fn stream_error_text(b: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(b).ok()?;
-    let mut from = 0;
-    let start = loop {
-        let i = from + s.get(from..)?.find("<text")?;
-        let next = s.as_bytes().get(i + 5).copied()?;
-        if next == b'>' || next.is_ascii_whitespace() {
-            break i;
-        }
-        from = i + 5;
-    };
-    let gt = start + s[start..].find('>')?;
-    if s.as_bytes().get(gt.checked_sub(1)?) == Some(&b'/') {
-        return None;
-    }
-    let end = gt + 1 + s[gt + 1..].find("</text>")?;
-    let text = s[gt + 1..end]
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&apos;", "'")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&");
-    let clean: String = text
+/// The `<text/>` of a stream error, sanitised for a log line (control
+/// characters as spaces, at most 200 characters).
+fn stream_error_text(st: &Stanza) -> Option<String> {
+    let clean: String = st
+        .error_text
+        .as_deref()?
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
@@ -928,10 +900,11 @@ impl Reader<'_> {
             // ends the link, so it is bounced instead.
             if !matches!(st.head.ns, Ns::Component | Ns::Client) {
                 info!(domain = %self.domain, element = st.head.name.as_str(), "stanza from the upstream server in a foreign namespace bounced (bad-request)");
-                self.bounce_upstream(&st, Bounce::BAD_REQUEST).await;
+                self.bounce_upstream(&Envelope::from(st), Bounce::BAD_REQUEST)
+                    .await;
                 continue;
             }
-            if let Next::Done = self.deliver(&st).await {
+            if let Next::Done = self.deliver(st).await {
                 return Next::Done;
             }
         }
@@ -940,21 +913,22 @@ impl Reader<'_> {
     /// Queue a stanza from the server for the component. While its queue is
     /// full the link reads nothing more (TCP back-pressure on the server). It
     /// is delivered only if a reload has not detached the component meanwhile.
-    async fn deliver(&mut self, st: &Stanza) -> Next {
+    async fn deliver(&mut self, st: Stanza) -> Next {
         if self.reg.is_detached() {
             self.discard_for_detached();
             return Next::Continue;
         }
+        let st = Envelope::from(st);
         let outbox = &self.session.outbox;
         loop {
             let give_up = self.give_up;
             let room = tokio::select! {
                 biased;
-                r = outbox.reserve(st.bytes.len()) => Some(r),
+                r = outbox.reserve(st.cost()) => Some(r),
                 _ = self.stop.wait(), if give_up.is_none() => None,
                 _ = sleep_until(give_up.unwrap_or_else(Instant::now)), if give_up.is_some() => {
                     info!(domain = %self.domain, "stanza from the upstream server not delivered: the component did not read it before its link closed");
-                    self.bounce_upstream(st, Bounce::COMPONENT_UNAVAILABLE).await;
+                    self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE).await;
                     return Next::Done;
                 }
             };
@@ -967,7 +941,7 @@ impl Reader<'_> {
                 None => self.give_up = Some(Instant::now() + LINGER),
                 Some(Err(_)) => {
                     // The component's connection is gone; its session end closes us.
-                    self.bounce_upstream(st, Bounce::COMPONENT_UNAVAILABLE)
+                    self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE)
                         .await;
                     self.stop.fire(Reason::Close);
                     return Next::Done;
@@ -983,7 +957,7 @@ impl Reader<'_> {
                         debug!(domain = %self.domain, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
                         return Next::Continue;
                     };
-                    room.send(st.bytes.clone());
+                    room.send(Out::Stanza(st));
                     return Next::Continue;
                 }
             }
@@ -1026,7 +1000,7 @@ impl Reader<'_> {
     /// Answer a stanza from the server with a stanza error over this link
     /// (never for `type='error'`/`'result'`). Waits for room in the link's
     /// queue unless the link is stopping.
-    async fn bounce_upstream(&self, st: &Stanza, bounce: Bounce) {
+    async fn bounce_upstream(&self, st: &Envelope, bounce: Bounce) {
         if let Some(reply) = bounce.reply(st.head.name, &st.attrs) {
             self.queue_upstream(reply).await;
         }
@@ -1036,13 +1010,14 @@ impl Reader<'_> {
     /// queue unless the link is stopping.
     async fn queue_upstream(&self, reply: Bytes) {
         let queue = &self.link.queue;
+        let try_push = |b| queue.try_push(Out::Raw(b)).map_err(|r| r.why);
         let pushed = if self.stop.fired() {
-            queue.try_push(reply)
+            try_push(reply)
         } else {
             tokio::select! {
                 biased;
-                r = queue.push(reply.clone()) => r,
-                _ = self.stop.wait() => queue.try_push(reply),
+                r = queue.push(Out::Raw(reply.clone())) => r,
+                _ = self.stop.wait() => try_push(reply),
             }
         };
         if pushed.is_err() {
@@ -1059,170 +1034,34 @@ fn read_failure(e: &ReadError) -> String {
     }
 }
 
-/// What the writer has taken from the queue and not yet completely written.
-#[derive(Default)]
-struct Pending {
-    /// The bytes, and whether they are a stanza (bounced if unsent) rather
-    /// than a keepalive or ping.
-    items: VecDeque<(Bytes, bool)>,
-    /// Bytes of the front item already written.
-    offset: usize,
-}
-
-impl Pending {
-    fn push(&mut self, b: Bytes, stanza: bool) {
-        if !b.is_empty() {
-            self.items.push_back((b, stanza));
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// One `writev` of up to [`WRITE_BATCH`] items. Cancel-safe: nothing is
-    /// written unless it completes. Returns the bytes of the stanzas it
-    /// completed (they no longer count against the queue's bound).
-    async fn write_some(&mut self, w: &mut OwnedWriteHalf) -> io::Result<usize> {
-        let n = {
-            let mut iov = [io::IoSlice::new(&[]); WRITE_BATCH];
-            let mut k = 0;
-            for (i, (b, _)) in self.items.iter().take(WRITE_BATCH).enumerate() {
-                let part = if i == 0 {
-                    b.get(self.offset..).unwrap_or(&[])
-                } else {
-                    &b[..]
-                };
-                iov[k] = io::IoSlice::new(part);
-                k += 1;
-            }
-            w.write_vectored(&iov[..k]).await?
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        Ok(self.advance(n))
-    }
-
-    /// `n` more bytes were written; returns the bytes of the stanzas completed.
-    fn advance(&mut self, mut n: usize) -> usize {
-        let mut done = 0;
-        while n > 0 {
-            let Some((b, stanza)) = self.items.front() else {
-                break;
-            };
-            let rest = b.len().saturating_sub(self.offset);
-            if n >= rest {
-                n -= rest;
-                if *stanza {
-                    done += b.len();
-                }
-                self.items.pop_front();
-                self.offset = 0;
-            } else {
-                self.offset += n;
-                n = 0;
-            }
-        }
-        done
-    }
-
-    /// Bytes of the stanzas not completely written.
-    fn stanza_bytes(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|(_, stanza)| *stanza)
-            .map(|(b, _)| b.len())
-            .sum()
-    }
-
-    /// Stanzas not completely written (a partly written one included).
-    fn unsent_stanzas(self) -> Vec<Bytes> {
-        self.items
-            .into_iter()
-            .filter(|(_, stanza)| *stanza)
-            .map(|(b, _)| b)
-            .collect()
-    }
-}
-
-/// The writing half: drains the queue and the control channel, sends a
-/// whitespace keepalive when idle, and on a graceful stop flushes the queue
-/// and closes the stream.
-async fn write_loop(
-    mut w: OwnedWriteHalf,
+/// The writing half: runs the writer until the link stops, then closes the
+/// stream: on a graceful stop, once the reader has handled what the server
+/// sent before it (its bounces go out first), what is queued and
+/// `</stream:stream>`; on a failure, nothing. Returns what was taken from the
+/// queue and not written.
+async fn write_side(
+    mut writer: Writer,
     q: &mut OutboxReceiver,
-    pending: &mut Pending,
     mut ctl: mpsc::Receiver<Bytes>,
     stop: &Stop,
-    live: Liveness,
-) {
-    let mut last_tx = Instant::now();
-    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
-    loop {
-        if pending.is_empty() {
-            tokio::select! {
-                biased;
-                _ = stop.wait() => break,
-                Some(b) = ctl.recv() => pending.push(b, false),
-                n = q.rx.recv_many(&mut batch, WRITE_BATCH) => {
-                    if n == 0 {
-                        // Cannot happen while the link (which holds the sender) lives.
-                        stop.fire(Reason::Close);
-                        break;
-                    }
-                    // Their bytes count until written: what the writer holds
-                    // is within the queue's bound too.
-                    for b in batch.drain(..) {
-                        pending.push(b, true);
-                    }
-                }
-                _ = sleep_until(last_tx + live.idle) => pending.push(Bytes::from_static(b" "), false),
-            }
-            continue;
-        }
-        tokio::select! {
-            biased;
-            _ = stop.wait() => break,
-            r = timeout(live.write_stall, pending.write_some(&mut w)) => match r {
-                Ok(Ok(done)) => {
-                    q.release(done);
-                    last_tx = Instant::now();
-                }
-                Ok(Err(e)) => {
-                    stop.fire(Reason::Failed(format!("write failed: {e}")));
-                    break;
-                }
-                Err(_) => {
-                    stop.fire(Reason::Failed(format!(
-                        "the server read nothing for {:.1} s (dead link)",
-                        live.write_stall.as_secs_f64()
-                    )));
-                    break;
-                }
-            }
-        }
+) -> Vec<Out> {
+    match writer.run(q, Some(&mut ctl), stop.wait()).await {
+        Ok(Some(())) => {}
+        // Cannot happen while the link (which holds the sender) lives.
+        Ok(None) => stop.fire(Reason::Close),
+        Err(WriteError::Io(e)) => stop.fire(Reason::Failed(format!("write failed: {e}"))),
+        Err(WriteError::Stalled(d)) => stop.fire(Reason::Failed(format!(
+            "the server read nothing for {:.1} s (dead link)",
+            d.as_secs_f64()
+        ))),
     }
-    if stop.reason().graceful() {
-        // Closing: what was accepted for the server goes to the server (with
-        // the reader's bounces for what the server sent before the stop), then
-        // our `</stream:stream>`; whatever does not make it in time is bounced.
+    let how = if stop.reason().graceful() {
         let _ = timeout(CLOSE_GRACE, stop.drained()).await;
-        let _ = timeout(CLOSE_GRACE, async {
-            while let Ok(b) = q.rx.try_recv() {
-                pending.push(b, true);
-            }
-            while !pending.is_empty() {
-                let done = pending.write_some(&mut w).await?;
-                q.release(done);
-            }
-            w.write_all(b"</stream:stream>").await?;
-            w.shutdown().await
-        })
-        .await;
-    }
-    // What is left is bounced, not queued any more.
-    q.release(pending.stanza_bytes());
+        Closing::Flush(Bytes::from_static(b"</stream:stream>"))
+    } else {
+        Closing::Drop
+    };
+    writer.close(q, how).await
 }
 
 /// The limits of a link's framer. What the server relays comes from anyone on
@@ -1316,39 +1155,39 @@ mod tests {
         );
     }
 
-    #[test]
-    fn stream_error_text_is_extracted() {
-        let b = b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>c.example does not match &lt;x&gt;</text></stream:error>";
-        assert_eq!(
-            stream_error_text(b).as_deref(),
-            Some("c.example does not match <x>")
+    /// Frame one element from a server (after its stream header).
+    fn from_server(el: &str) -> Stanza {
+        let mut f = crate::wire::xml::Framer::new(Limits::new(100_000));
+        f.buf_mut().extend_from_slice(
+            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='x'>",
         );
-        assert_eq!(
-            stream_error_text(b"<stream:error><conflict xmlns='x'/></stream:error>"),
-            None
-        );
-        assert_eq!(
-            stream_error_text(b"<stream:error><textual/><text/></stream:error>"),
-            None
-        );
+        f.buf_mut().extend_from_slice(el.as_bytes());
+        loop {
+            match f.next_frame() {
+                Ok(Some(Frame::Stanza(s))) => return s,
+                Ok(Some(_)) => continue,
+                other => panic!("{el}: {other:?}"),
+            }
+        }
     }
 
     #[test]
-    fn pending_tracks_partial_writes() {
-        let mut p = Pending::default();
-        p.push(Bytes::from_static(b"abc"), true);
-        p.push(Bytes::from_static(b" "), false);
-        p.push(Bytes::from_static(b"defg"), true);
-        assert_eq!(p.advance(2), 0);
-        assert_eq!(p.offset, 2);
-        // "abc" (a stanza) is done; " " is not a stanza.
-        assert_eq!(p.advance(2), 3);
-        assert_eq!(p.items.len(), 1);
-        assert_eq!(p.advance(1), 0);
-        assert_eq!(p.offset, 1);
-        assert_eq!(p.stanza_bytes(), 4);
-        // The partly written stanza is still reported, whole.
-        assert_eq!(p.unsent_stanzas(), vec![Bytes::from_static(b"defg")]);
+    fn stream_error_text_is_extracted() {
+        let st = from_server("<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>c.example does not match &lt;x&gt;</text></stream:error>");
+        assert_eq!(
+            stream_error_text(&st).as_deref(),
+            Some("c.example does not match <x>")
+        );
+        assert_eq!(
+            stream_error_reason(&st),
+            "host-unknown (c.example does not match <x>)"
+        );
+        let st = from_server("<stream:error><conflict xmlns='x'/></stream:error>");
+        assert_eq!(stream_error_text(&st), None);
+        let st = from_server("<stream:error><textual/><text/></stream:error>");
+        assert_eq!(stream_error_text(&st), None);
+        let st = from_server("<stream:error><c/><text>a&#xA;b&#x9;</text></stream:error>");
+        assert_eq!(stream_error_text(&st).as_deref(), Some("a b"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::proto::ns::{NS_PROSODY_COMPONENT, NS_STANZA_ERRORS, NS_STREAM_ERRORS};
 use crate::proto::{ErrorType, StanzaCondition, StreamCondition};
-use crate::wire::xml::{Attrs, Frame, Framer, Limits, Name};
+use crate::wire::xml::{Attrs, Name};
 
 /// Longest `to`, `from` or `id` a bounce echoes: the longest JID (RFC 7622: three
 /// parts of at most 1023 bytes, an `@` and a `/`). A longer `to` or `from`
@@ -254,53 +254,6 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-/// Name and routing attributes of a queued stanza, by framing its start tag
-/// again (as an empty element) in a stream like the one it came from.
-pub fn reframe(b: &[u8]) -> Option<(Name, Attrs)> {
-    const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
-    let tag = start_tag_only(b)?;
-    let size = tag.len().max(10_000) + 64;
-    let mut f = Framer::new(Limits {
-        max_stanza_size: size,
-        max_depth: 1,
-        max_attributes: usize::MAX,
-        // It was framed once already, maybe with larger tokens (a link's).
-        max_token: size,
-        ..Limits::new(size)
-    });
-    f.buf_mut().extend_from_slice(HEADER);
-    f.buf_mut().extend_from_slice(&tag);
-    loop {
-        match f.next_frame() {
-            Ok(Some(Frame::Stanza(st))) => return Some((st.head.name, st.attrs)),
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-/// The start tag of a serialised element, made an empty element (`<x a='1'/>`).
-fn start_tag_only(b: &[u8]) -> Option<Vec<u8>> {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'\'' || c == b'"' => quote = Some(c),
-            None if c == b'>' => {
-                let mut v = b[..i].to_vec();
-                if v.last() != Some(&b'/') {
-                    v.push(b'/');
-                }
-                v.push(b'>');
-                return Some(v);
-            }
-            None => {}
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,38 +367,6 @@ mod tests {
             "{s}"
         );
         assert!(b.len() < MAX_ECHO + 300);
-    }
-
-    #[test]
-    fn reframe_recovers_name_and_addresses() {
-        let (name, attrs) =
-            reframe(b"<message to='u@x' from='c.example/r' id='a&amp;b' type='chat'><body>hi</body></message>")
-                .unwrap();
-        assert_eq!(name, Name::Message);
-        assert_eq!(attrs.to.as_deref(), Some("u@x"));
-        assert_eq!(attrs.from.as_deref(), Some("c.example/r"));
-        assert_eq!(attrs.id.as_deref(), Some("a&b"));
-        let reply = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).unwrap();
-        let s = std::str::from_utf8(&reply).unwrap();
-        assert!(s.starts_with("<message from='u@x' to='c.example/r' id='a&amp;b' type='error'><error type='wait'><remote-server-timeout"), "{s}");
-        assert!(s.contains("Upstream server unavailable"));
-        let (name, attrs) =
-            reframe(b"<iq xmlns='jabber:component:accept' type='result' id='1' to='x' from='c'/>")
-                .unwrap();
-        assert_eq!(name, Name::Iq);
-        assert!(Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).is_none());
-        assert!(reframe(b"<message").is_none());
-        // Only the start tag is framed again: quoted '>' and '/' do not end it.
-        let (name, attrs) =
-            reframe(b"<presence from='c/a>b' to=\"u/x\"><status>1 > 0</status></presence>")
-                .unwrap();
-        assert_eq!(name, Name::Presence);
-        assert_eq!(attrs.from.as_deref(), Some("c/a>b"));
-        assert_eq!(attrs.to.as_deref(), Some("u/x"));
-        assert_eq!(
-            start_tag_only(b"<iq id='1'/>").as_deref(),
-            Some(&b"<iq id='1'/>"[..])
-        );
     }
 
     #[test]

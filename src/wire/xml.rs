@@ -77,6 +77,8 @@ use crate::proto::StreamCondition;
 
 /// Text of a `<handshake/>` is 40 hex digits; anything much longer is not a handshake.
 const MAX_HANDSHAKE_TEXT: usize = 256;
+/// Most of a stream error's `<text/>` kept (for a log line).
+const MAX_ERROR_TEXT: usize = 1024;
 
 /// Longest name, attribute value or reference by default: nothing XMPP needs
 /// comes near it, and it bounds the work spent on one token.
@@ -101,8 +103,10 @@ struct Current {
     head: Option<Head>,
     /// The routing attributes: `to`, `from`, `type`, `id`.
     attrs: [Pending; 4],
-    /// Text of a `<handshake/>`.
+    /// Text of a `<handshake/>`, or of a `<stream:error/>`'s `<text/>` child.
     text: Option<Collect>,
+    /// The depth whose character data goes to `text`.
+    text_depth: usize,
     has_children: bool,
     first_child: Option<String>,
     /// Offsets of its `xmlns` value from its start.
@@ -358,8 +362,10 @@ impl Framer {
         let end = self.visible_end();
         match self.markup {
             Markup::None if self.depth >= 2 && self.text_ref.len == 0 => {
-                let collecting =
-                    self.depth == 2 && self.cur.as_ref().is_some_and(|c| c.text.is_some());
+                let collecting = self
+                    .cur
+                    .as_ref()
+                    .is_some_and(|c| c.text.is_some() && c.text_depth == self.depth);
                 if collecting || self.pos >= end {
                     return false;
                 }
@@ -484,6 +490,7 @@ impl Framer {
             head: None,
             attrs: Default::default(),
             text: None,
+            text_depth: 2,
             has_children: false,
             first_child: None,
             xmlns_value: None,
@@ -503,7 +510,7 @@ impl Framer {
             None => (rest, false),
         };
         let out = match (&mut self.cur, self.depth) {
-            (Some(c), 2) => c.text.as_mut(),
+            (Some(c), d) if d == c.text_depth => c.text.as_mut(),
             _ => None,
         };
         let ws_only: Option<fn() -> FrameError> = match self.phase {
@@ -629,7 +636,7 @@ impl Framer {
             }
         };
         let out = match (&mut self.cur, self.depth) {
-            (Some(c), 2) => c.text.as_mut(),
+            (Some(c), d) if d == c.text_depth => c.text.as_mut(),
             _ => None,
         };
         let ws_only: Option<fn() -> FrameError> = (self.depth <= 1).then_some(between_stanzas);

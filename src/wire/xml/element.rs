@@ -97,9 +97,9 @@ impl Framer {
             return self.top_level_start(&r, ns, self_closing);
         }
         if let Some(cur) = self.cur.as_mut() {
-            if !skipping && !cur.has_children && depth == 3 && cur.head_is(Name::Error) {
+            if !skipping && depth == 3 && cur.head_is(Name::Error) {
                 let q = tag::at(&self.buf, self.base, r.open + 1, r.open + 1 + r.name.len);
-                cur.first_child = Some(String::from_utf8_lossy(r.name.local(q)).into_owned());
+                stream_error_child(cur, r.name.local(q));
             }
             cur.has_children = true;
         }
@@ -427,11 +427,13 @@ impl Framer {
         }
         let bytes = Bytes::copy_from_slice(self.bytes(cur.start, self.pos));
         self.consume(self.pos - self.base);
-        let (text, overflow) = match cur.text {
+        let is_error = cur.head_is(Name::Error);
+        let (text, overflow, error_text) = match cur.text {
+            Some(c) if is_error => (String::new(), false, Some(c.text)),
             // Too long to be a handshake: nothing of it is kept.
-            Some(c) if c.overflow => (String::new(), true),
-            Some(c) => (c.text, false),
-            None => (String::new(), false),
+            Some(c) if c.overflow => (String::new(), true, None),
+            Some(c) => (c.text, false, None),
+            None => (String::new(), false, None),
         };
         let [to, from, type_, id] = cur.attrs;
         let attrs = Attrs {
@@ -451,6 +453,7 @@ impl Framer {
             // An overlong handshake text is treated like one with children: invalid.
             has_children: cur.has_children || overflow,
             first_child: cur.first_child,
+            error_text,
             xmlns_value: cur.xmlns_value.map(|(s, l)| s as usize..(s + l) as usize),
             prefixed: cur.prefixed,
         })
@@ -509,5 +512,22 @@ impl Framer {
             }
             _ => {}
         }
+    }
+}
+
+/// A child element of a `<stream:error/>` starts: the first names the
+/// condition; the character data of the first `<text/>` is kept, nothing after it.
+fn stream_error_child(cur: &mut Current, local: &[u8]) {
+    if !cur.has_children {
+        cur.first_child = Some(String::from_utf8_lossy(local).into_owned());
+    }
+    if cur.text.is_some() {
+        cur.text_depth = 0;
+    } else if local == b"text" {
+        cur.text = Some(Collect {
+            cap: MAX_ERROR_TEXT,
+            ..Collect::default()
+        });
+        cur.text_depth = 3;
     }
 }

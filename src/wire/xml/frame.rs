@@ -131,6 +131,28 @@ pub struct Attrs {
     pub id: Option<Value>,
 }
 
+impl Attrs {
+    /// Bytes the values hold beyond the element's own (decoded values).
+    pub fn heap_len(&self) -> usize {
+        [&self.to, &self.from, &self.type_, &self.id]
+            .into_iter()
+            .flatten()
+            .map(Value::heap_len)
+            .sum()
+    }
+
+    /// The same attributes in `new`: see [`Value::moved`].
+    pub fn moved(&self, old: &Bytes, new: &Bytes, at: usize, delta: isize) -> Attrs {
+        let m = |v: &Option<Value>| v.as_ref().map(|v| v.moved(old, new, at, delta));
+        Attrs {
+            to: m(&self.to),
+            from: m(&self.from),
+            type_: m(&self.type_),
+            id: m(&self.id),
+        }
+    }
+}
+
 /// The logical value of an attribute. Written plainly (no references, no
 /// whitespace that normalisation would change), it is a slice of the stanza's
 /// own bytes and costs no allocation; otherwise it holds the decoded text.
@@ -151,6 +173,41 @@ impl Value {
             ValueRepr::Shared(b) => std::str::from_utf8(b).unwrap_or_default(),
             ValueRepr::Owned(s) => s,
         }
+    }
+
+    /// A value that is exactly these bytes (a slice of the element it belongs
+    /// to), if they are UTF-8.
+    pub fn shared(b: Bytes) -> Option<Value> {
+        std::str::from_utf8(&b).ok()?;
+        Some(Value(ValueRepr::Shared(b)))
+    }
+
+    /// Bytes this value holds beyond the element's own (a decoded value).
+    pub fn heap_len(&self) -> usize {
+        match &self.0 {
+            ValueRepr::Shared(_) => 0,
+            ValueRepr::Owned(s) => s.len(),
+        }
+    }
+
+    /// The same value in `new`, a copy of `old` whose bytes from offset `at`
+    /// on moved by `delta` (the value lies wholly before or after `at`). A
+    /// value that is not a slice of `old` is copied.
+    pub fn moved(&self, old: &Bytes, new: &Bytes, at: usize, delta: isize) -> Value {
+        if let ValueRepr::Shared(b) = &self.0 {
+            let off = (b.as_ptr() as usize).wrapping_sub(old.as_ptr() as usize);
+            if off.checked_add(b.len()).is_some_and(|end| end <= old.len()) {
+                let start = if off >= at {
+                    off.checked_add_signed(delta)
+                } else {
+                    Some(off)
+                };
+                if let Some(start) = start.filter(|s| s + b.len() <= new.len()) {
+                    return Value(ValueRepr::Shared(new.slice(start..start + b.len())));
+                }
+            }
+        }
+        Value(ValueRepr::Owned(self.as_str().into()))
     }
 }
 
@@ -206,6 +263,9 @@ pub struct Stanza {
     pub has_children: bool,
     /// Local name of the first child (kept for `<stream:error/>` only).
     pub first_child: Option<String>,
+    /// The character data of a `<stream:error/>`'s first `<text/>` child (at
+    /// most 1 KiB of it), references expanded; `None` for other elements.
+    pub error_text: Option<String>,
     /// Where in `bytes` the value of this element's own `xmlns` attribute lies:
     /// the bytes between its quotes, as written (references not expanded),
     /// wherever the attribute sits and however it is quoted or spaced. `None`

@@ -696,3 +696,50 @@ fn handshake_text() {
     assert_eq!(s.text, " abc ");
     assert!(!s.has_children);
 }
+
+/// The `<text/>` of a stream error is kept (references expanded, in any
+/// chunking), only that of the first `<text/>`, and nothing for other elements.
+#[test]
+fn stream_error_text_is_kept() {
+    let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+        (
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>c.example does not match &lt;x&gt;</text></stream:error>",
+            Some("host-unknown"),
+            Some("c.example does not match <x>"),
+        ),
+        (
+            "<stream:error><conflict xmlns='x'/></stream:error>",
+            Some("conflict"),
+            None,
+        ),
+        (
+            "<stream:error><textual/><text/></stream:error>",
+            Some("textual"),
+            Some(""),
+        ),
+        (
+            "<stream:error><text>a<b>c</b><![CDATA[d]]></text><x>e</x><text>f</text></stream:error>",
+            Some("text"),
+            Some("ad"),
+        ),
+        ("<message to='a' from='b'><text>no</text></message>", None, None),
+    ];
+    for (el, first, text) in cases {
+        for chunk in [1, 7, 4096] {
+            let mut f = framer();
+            let input = format!("{HEADER}{el}");
+            let mut got = None;
+            for piece in input.as_bytes().chunks(chunk) {
+                for fr in feed_all(&mut f, piece).unwrap() {
+                    if let Frame::Stanza(s) = fr {
+                        got = Some(s);
+                    }
+                }
+            }
+            let s = got.expect(el);
+            assert_eq!(s.first_child.as_deref(), first, "{el}");
+            assert_eq!(s.error_text.as_deref(), text, "{el} in {chunk}-byte pieces");
+            assert_eq!(s.text, "", "{el}");
+        }
+    }
+}
