@@ -27,11 +27,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::proto::{handshake_matches, handshake_token, jid, new_stream_id, StreamCondition};
-use crate::router::{
-    outbox, Attach, Control, Delivery, Outbox, OutboxReceiver, PushError, Registration, Router,
-    Session,
-};
-use crate::upstream::LinkSendError;
+use crate::router::{Attach, Delivery, Registration, Router};
+use crate::session::{outbox, Control, LinkSendError, Outbox, OutboxReceiver, PushError, Session};
 use crate::wire::out::{Envelope, Out};
 use crate::wire::reader::{FramedReader, ReadError, Sizing};
 use crate::wire::stanza::{accept_header, error_header, Bounce, StreamError};

@@ -29,6 +29,7 @@ pub mod proto;
 pub mod reload;
 pub mod router;
 pub mod server;
+mod session;
 pub mod systemd;
 pub mod upstream;
 pub mod wire;

@@ -37,6 +37,7 @@ pub async fn reload(current: Config, router: &Router, listeners: &mut Listeners)
         }
     }
     let report = router.apply(&current, &new);
+    crate::upstream::apply_reload(router, current.upstream.as_ref(), new.upstream.as_ref());
     for d in &report.added {
         info!(domain = %d, "reload: component added, awaiting authentication");
     }

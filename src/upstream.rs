@@ -45,7 +45,9 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::UpstreamConfig;
-use crate::router::{outbox, Outbox, OutboxReceiver, PushError, Registration, Router, Session};
+use crate::router::{Registration, Router};
+use crate::session::link::Event;
+use crate::session::{wait_until, Link, OutboxReceiver, PushError, Session};
 use crate::wire::out::{Envelope, Out};
 use crate::wire::reader::{FramedReader, ReadError, Sizing};
 use crate::wire::socket::SocketOptions;
@@ -120,97 +122,6 @@ impl Liveness {
     }
 }
 
-/// Why a stanza could not be handed to an upstream link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkSendError {
-    /// The link is not authenticated right now (connecting, backing off).
-    Down,
-    /// The link's queue is full.
-    Full,
-}
-
-/// A request from outside the link task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
-    Close,
-    Reconfigure,
-}
-
-/// One component's link to the upstream server.
-pub struct Link {
-    domain: Arc<str>,
-    /// Authenticated and serving: [`Link::try_send`] queues.
-    up: AtomicBool,
-    closing: AtomicBool,
-    reconfig: AtomicBool,
-    wake: Notify,
-    queue: Outbox,
-    /// The link's task has ended: its connection (if any) is closed.
-    done: AtomicBool,
-    done_notify: Notify,
-}
-
-impl Link {
-    /// Queue a stanza for the server, without waiting.
-    pub fn try_send(&self, stanza: Out) -> Result<(), LinkSendError> {
-        if !self.up.load(Ordering::Acquire) {
-            return Err(LinkSendError::Down);
-        }
-        match self.queue.try_push(stanza) {
-            Ok(()) => Ok(()),
-            Err(r) if r.why == PushError::Full => Err(LinkSendError::Full),
-            Err(_) => Err(LinkSendError::Down),
-        }
-    }
-
-    /// Whether the link is authenticated right now.
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
-    }
-
-    /// Close the link with `</stream:stream>` (after flushing what is queued)
-    /// and stop retrying: the component's session ended, was replaced or
-    /// detached, or `[upstream]` was removed.
-    pub fn close(&self) {
-        self.up.store(false, Ordering::Release);
-        self.closing.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-
-    /// The upstream address changed: close the current connection (if any)
-    /// and connect to the new address now.
-    pub fn reconfigure(&self) {
-        self.reconfig.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-
-    /// Resolves once the link's task has ended (its connection closed).
-    pub async fn finished(&self) {
-        wait_until(&self.done_notify, || self.done.load(Ordering::Acquire)).await
-    }
-
-    fn set_finished(&self) {
-        self.done.store(true, Ordering::Release);
-        self.done_notify.notify_waiters();
-    }
-
-    /// Resolves when [`Link::close`] or [`Link::reconfigure`] was called
-    /// (close wins). The reconfigure flag is cleared by the next attempt.
-    async fn event(&self) -> Event {
-        loop {
-            if self.closing.load(Ordering::Acquire) {
-                return Event::Close;
-            }
-            if self.reconfig.load(Ordering::Acquire) {
-                return Event::Reconfigure;
-            }
-            // `notify_one` leaves a permit when nobody waits, so a request made
-            // between the checks above and this await is not missed.
-            self.wake.notified().await;
-        }
-    }
-}
-
 /// Start the upstream link of a freshly authenticated session when an upstream
 /// is configured. Does nothing if the session already has a link. The link
 /// connects only once the domain's previous link (a replaced session's, or one
@@ -221,17 +132,7 @@ pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Sessio
     if settings.upstream.is_none() {
         return;
     }
-    let (queue, rx) = outbox(settings.queue);
-    let link = Arc::new(Link {
-        domain: session.domain.clone(),
-        up: AtomicBool::new(false),
-        closing: AtomicBool::new(false),
-        reconfig: AtomicBool::new(false),
-        wake: Notify::new(),
-        queue,
-        done: AtomicBool::new(false),
-        done_notify: Notify::new(),
-    });
+    let (link, rx) = Link::new(session.domain.clone(), settings.queue);
     let prev = session
         .upstream
         .compare_and_swap(&None::<Arc<Link>>, Some(link.clone()));
@@ -351,19 +252,19 @@ impl LinkTask {
             _ = self.link.event() => {}
             _ = prev.finished() => {}
             _ = sleep(PREDECESSOR_WAIT) => {
-                debug!(domain = %self.link.domain, "the previous upstream link of {} did not close in time; connecting anyway", self.link.domain);
+                debug!(domain = %self.link.domain(), "the previous upstream link of {} did not close in time; connecting anyway", self.link.domain());
             }
         }
     }
 
     async fn serve_until_closed(&mut self) {
         let mut backoff = Backoff::new();
-        let domain = self.link.domain.clone();
+        let domain = self.link.domain().clone();
         loop {
-            if self.link.closing.load(Ordering::Acquire) || !self.is_current() {
+            if self.link.is_closing() || !self.is_current() {
                 break;
             }
-            self.link.reconfig.store(false, Ordering::Release);
+            self.link.clear_reconfigure();
             let Some(upstream) = self.router.settings().upstream.clone() else {
                 break;
             };
@@ -387,9 +288,9 @@ impl LinkTask {
                     // Leftovers of a race with the previous failure (queued after
                     // it was drained): bounce them rather than send them late.
                     self.bounce_queued().await;
-                    self.link.up.store(true, Ordering::Release);
-                    if self.link.closing.load(Ordering::Acquire) {
-                        self.link.up.store(false, Ordering::Release);
+                    self.link.set_up(true);
+                    if self.link.is_closing() {
+                        self.link.set_up(false);
                     }
                     if self.logged != Some(Logged::Up) {
                         info!(domain = %domain, address = %address, "upstream link for {domain} up");
@@ -397,7 +298,7 @@ impl LinkTask {
                     }
                     let since = Instant::now();
                     let (reason, left) = self.serve(conn).await;
-                    self.link.up.store(false, Ordering::Release);
+                    self.link.set_up(false);
                     unsent = left;
                     match reason {
                         Reason::Close => {
@@ -433,7 +334,7 @@ impl LinkTask {
                 _ = sleep(delay) => {}
             }
         }
-        self.link.up.store(false, Ordering::Release);
+        self.link.set_up(false);
         self.bounce_queued().await;
         info!(domain = %domain, "upstream link for {domain} closed");
     }
@@ -446,7 +347,7 @@ impl LinkTask {
     }
 
     fn log_down(&mut self, address: &str, reason: &str, delay: Duration) {
-        let domain = &self.link.domain;
+        let domain = &self.link.domain();
         let secs = delay.as_secs_f64();
         let state = Logged::Down(reason.to_string());
         if self.logged.as_ref() == Some(&state) {
@@ -474,7 +375,7 @@ impl LinkTask {
             give_up: None,
             stop: &stop,
             ctl: ctl_tx,
-            domain: &self.link.domain,
+            domain: self.link.domain(),
             ping_prefix: &self.ping_prefix,
             ping_seq: &mut self.ping_seq,
             live,
@@ -521,7 +422,7 @@ impl LinkTask {
             // the link is being closed: then only what fits now.
             let outbox = &self.session.outbox;
             let try_push = |b| outbox.try_push(Out::Raw(b)).map_err(|r| r.why);
-            let pushed = if self.link.closing.load(Ordering::Acquire) {
+            let pushed = if self.link.is_closing() {
                 try_push(reply)
             } else {
                 tokio::select! {
@@ -536,7 +437,7 @@ impl LinkTask {
                 Err(PushError::Closed) => break,
             }
         }
-        let domain = &self.link.domain;
+        let domain = &self.link.domain();
         info!(domain = %domain, unsent = stanzas.len(), bounced = n, "upstream link for {domain}: {} stanza(s) not sent upstream, {n} bounced", stanzas.len());
         if lost > 0 {
             warn!(domain = %domain, lost, "upstream link for {domain}: {lost} bounce(s) dropped, the component's queue is full while its link closes");
@@ -587,21 +488,6 @@ impl Stop {
 
     async fn wait(&self) {
         wait_until(&self.notify, || self.fired()).await
-    }
-}
-
-/// Resolves once `cond` holds; whoever makes it hold calls
-/// `notify.notify_waiters()` afterwards.
-async fn wait_until(notify: &Notify, cond: impl Fn() -> bool) {
-    loop {
-        let n = notify.notified();
-        tokio::pin!(n);
-        // Registered before the check, so a notification in between is not lost.
-        n.as_mut().enable();
-        if cond() {
-            return;
-        }
-        n.await;
     }
 }
 
@@ -1009,7 +895,7 @@ impl Reader<'_> {
     /// Queue a stanza of ours for the server: waits for room in the link's
     /// queue unless the link is stopping.
     async fn queue_upstream(&self, reply: Bytes) {
-        let queue = &self.link.queue;
+        let queue = self.link.queue();
         let try_push = |b| queue.try_push(Out::Raw(b)).map_err(|r| r.why);
         let pushed = if self.stop.fired() {
             try_push(reply)
