@@ -18,8 +18,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -27,9 +27,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::proto::{handshake_matches, handshake_token, jid, new_stream_id, StreamCondition};
-use crate::router::{Attach, Delivery, Registration, Router};
-use crate::session::{outbox, Control, LinkSendError, Outbox, OutboxReceiver, PushError, Session};
-use crate::wire::out::{Envelope, Out};
+use crate::router::{Attach, Domain, NewLink, Routed, Router, Source};
+use crate::session::{outbox, Control, Outbox, OutboxReceiver, PushError, Session};
+use crate::wire::out::Out;
 use crate::wire::reader::{FramedReader, ReadError, Sizing};
 use crate::wire::stanza::{accept_header, error_header, Bounce, StreamError};
 use crate::wire::writer::{Closing, Writer, CLOSE_GRACE};
@@ -78,7 +78,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
     let (end, live) = conn.run().await;
     if let Some(l) = &live {
         // No new stanza is routed to it from here on.
-        router.release(&l.reg, l.session.id);
+        l.domain.release(l.session.id);
     }
     conn.finish(end);
     drop(conn);
@@ -104,11 +104,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
         }
     };
     if let Some(l) = live {
-        // Bounces for remote senders go over the session's own upstream link,
-        // so it is closed only after them.
-        bounce_unwritten(&router, &l.session, unwritten);
-        l.session.close_upstream();
-        info!(%peer, domain = %l.reg.domain, "component session ended");
+        // Bounces for remote senders go over the domain's upstream link, so
+        // the domain decides about the link only after them.
+        bounce_unwritten(&router, &l.domain, unwritten);
+        if let Some(new) = l.domain.left(router.upstream_queue()) {
+            drive_link(&router, &l.domain, new);
+        }
+        info!(%peer, domain = %l.domain.name, "component session ended");
     }
     router.unregister_control(id);
 }
@@ -122,39 +124,32 @@ fn pre_auth_limits(limits: Limits) -> Limits {
     }
 }
 
+/// Drive a link the domain opened.
+fn drive_link(router: &Arc<Router>, domain: &Arc<Domain>, new: NewLink) {
+    crate::upstream::start(router, domain, new);
+}
+
 /// Bounce the stanzas a session's writer could not write (the session was
 /// replaced, or its peer is gone) to their senders: local components directly,
-/// anyone else over the session's upstream link (still open here). A bounce
+/// anyone else over the domain's upstream link (still open here). A bounce
 /// that finds no room is dropped and counted in the log line.
-fn bounce_unwritten(router: &Router, session: &Session, unwritten: Vec<Out>) {
+fn bounce_unwritten(router: &Router, domain: &Domain, unwritten: Vec<Out>) {
     let (mut bounced, mut lost) = (0usize, 0usize);
     // Our header, `<handshake/>` and keepalives are not stanzas.
     for env in unwritten.into_iter().filter_map(Out::into_stanza) {
         if !env.head.name.is_stanza() {
             continue;
         }
-        let Some(reply) = Bounce::NOT_DELIVERED.reply(env.head.name, &env.attrs) else {
+        let Some(reply) = Bounce::NOT_DELIVERED.envelope(env.head.name, &env.attrs) else {
             continue;
         };
-        let delivered = match env.attrs.from.as_deref().and_then(jid::split) {
-            None => false,
-            Some(j) => match router.deliver(&jid::routing_key(j.domain), Out::Raw(reply.clone())) {
-                Delivery::Delivered => true,
-                Delivery::Full | Delivery::Offline => false,
-                Delivery::Unknown => session
-                    .upstream
-                    .load_full()
-                    .is_some_and(|link| link.try_send(Out::Raw(reply)).is_ok()),
-            },
-        };
-        if delivered {
-            bounced += 1;
-        } else {
-            lost += 1;
+        match router.route(Source::Bounce(domain), reply) {
+            Routed::Delivered => bounced += 1,
+            Routed::Bounce(..) | Routed::Discarded => lost += 1,
         }
     }
     if bounced + lost > 0 {
-        info!(domain = %session.domain, bounced, lost, "{} stanza(s) queued for {} were not written: {bounced} bounced to their senders, {lost} could not be", bounced + lost, session.domain);
+        info!(domain = %domain.name, bounced, lost, "{} stanza(s) queued for {} were not written: {bounced} bounced to their senders, {lost} could not be", bounced + lost, domain.name);
     }
 }
 
@@ -193,7 +188,7 @@ struct Connection {
 
 /// An authenticated, attached session: what phase 3 works with.
 struct Live {
-    reg: Arc<Registration>,
+    domain: Arc<Domain>,
     session: Arc<Session>,
 }
 
@@ -241,14 +236,14 @@ impl Connection {
             )));
         }
         let key = jid::routing_key(j.domain);
-        let Some(reg) = self.router.registration(&key) else {
+        let Some(reg) = self.router.domain(&key) else {
             info!(peer = %self.peer, domain = %to, "connection for unknown component refused (host-unknown)");
             return Err(End::Error(StreamError::with_text(
                 StreamCondition::HostUnknown,
                 format!("{to} does not match any configured external component"),
             )));
         };
-        self.domain = Some(reg.domain.clone());
+        self.domain = Some(reg.name.clone());
         let stream_id = new_stream_id();
         if self.send(accept_header(&to, &stream_id)).await.is_err() {
             return Err(End::Gone);
@@ -262,7 +257,7 @@ impl Connection {
                     if is_peer_stream_error(head) || head == HANDSHAKE {
                         continue;
                     }
-                    warn!(peer = %self.peer, domain = %reg.domain, element = head.name.as_str(), "element before authentication");
+                    warn!(peer = %self.peer, domain = %reg.name, element = head.name.as_str(), "element before authentication");
                     return Err(End::Error(StreamError::with_text(
                         StreamCondition::NotAuthorized,
                         "Authenticate with <handshake/> first",
@@ -284,9 +279,9 @@ impl Connection {
     }
 
     /// `Some(end)` when the handshake fails.
-    fn check_handshake(&self, reg: &Registration, stream_id: &str, st: &Stanza) -> Option<End> {
+    fn check_handshake(&self, reg: &Domain, stream_id: &str, st: &Stanza) -> Option<End> {
         let not_authorized = |why: &str| {
-            warn!(peer = %self.peer, domain = %reg.domain, "authentication failed: {why}");
+            warn!(peer = %self.peer, domain = %reg.name, "authentication failed: {why}");
             Some(End::Error(StreamError::with_text(
                 StreamCondition::NotAuthorized,
                 "Given token does not match calculated token",
@@ -306,14 +301,14 @@ impl Connection {
     }
 
     /// Attach the authenticated session under the conflict policy and confirm it.
-    async fn attach(&mut self, reg: &Arc<Registration>) -> Result<Live, End> {
+    async fn attach(&mut self, reg: &Arc<Domain>) -> Result<Live, End> {
         let session = Arc::new(Session {
             id: self.id,
-            domain: reg.domain.clone(),
+            domain: reg.name.clone(),
             peer: self.peer,
+            since: SystemTime::now(),
             outbox: self.out.clone(),
             control: self.control.clone(),
-            upstream: ArcSwapOption::empty(),
         });
         // `<handshake/>` is queued only once the conflict policy accepted the
         // session (a connection refused with `conflict` must not be told it
@@ -326,20 +321,21 @@ impl Connection {
             out.try_push(Out::Raw(Bytes::from_static(b"<handshake/>")))
                 .is_ok()
         };
-        match self.router.attach(reg, session.clone(), confirm) {
-            Attach::Attached { replaced } => {
-                if let Some(old) = replaced {
-                    info!(domain = %reg.domain, old_peer = %old.peer, new_peer = %self.peer, "conflict: replacing the existing session");
+        let link = match reg.attach(session.clone(), self.router.upstream_queue(), confirm) {
+            Attach::Attached { replaced, link } => {
+                for old in replaced {
+                    info!(domain = %reg.name, old_peer = %old.peer, new_peer = %self.peer, "conflict: replacing the existing session");
                     // The old connection bounces what it could not write, then
-                    // closes its upstream link; ours opens only after that.
+                    // the domain renews its upstream link.
                     old.control.kill(StreamError::with_text(
                         StreamCondition::Conflict,
                         "Replaced by a new connection",
                     ));
                 }
+                link
             }
             Attach::Conflict => {
-                info!(domain = %reg.domain, peer = %self.peer, "conflict: component already connected, new connection refused");
+                info!(domain = %reg.name, peer = %self.peer, "conflict: component already connected, new connection refused");
                 return Err(End::Error(StreamError::with_text(
                     StreamCondition::Conflict,
                     "Component already connected",
@@ -348,26 +344,28 @@ impl Connection {
             Attach::Detached => {
                 return Err(End::Error(StreamError::with_text(
                     StreamCondition::HostUnknown,
-                    format!("{} is no longer served", reg.domain),
+                    format!("{} is no longer served", reg.name),
                 )));
             }
             Attach::Gone => return Err(End::Gone),
+        };
+        info!(peer = %self.peer, domain = %reg.name, "component authenticated");
+        if let Some(new) = link {
+            drive_link(&self.router, reg, new);
         }
-        info!(peer = %self.peer, domain = %reg.domain, "component authenticated");
-        crate::upstream::start(&self.router, reg, &session);
         self.authenticated = true;
         self.reader
             .set_limits(self.router.settings().limits, Sizing::STREAM);
         // The handshake phase needed a read buffer; an idle session does not.
         self.reader.shrink();
         Ok(Live {
-            reg: reg.clone(),
+            domain: reg.clone(),
             session,
         })
     }
 
     async fn route_loop(&mut self, live: &Live) -> End {
-        let domain: &str = &live.reg.domain;
+        let domain: &str = &live.domain.name;
         loop {
             let st = match self.next(None).await {
                 Input::Frame(Frame::Stanza(st)) => st,
@@ -388,16 +386,10 @@ impl Connection {
                 self.log_peer_error(&st);
                 return End::PeerClosed;
             }
-            // Held until the stanza is delivered: a reload's detach waits for
-            // it, so nothing is routed from here once that reload is done.
-            let Some(routing) = live.reg.routing() else {
-                let n = self
-                    .router
-                    .discarded_from_detached
-                    .fetch_add(1, Ordering::Relaxed);
-                debug!(peer = %self.peer, domain, discarded = n + 1, "stanza from detached component discarded");
+            if live.domain.is_detached() {
+                self.discard();
                 continue;
-            };
+            }
             // `from` must be at the component's domain (XEP-0114 §3).
             let from_ok = st
                 .attrs
@@ -416,70 +408,34 @@ impl Connection {
                     ),
                 ));
             }
-            let bounce = self.route(live, st);
-            drop(routing);
-            if let Some(b) = bounce.and_then(|(b, env)| b.reply(env.head.name, &env.attrs)) {
-                if self.out.push(Out::Raw(b)).await.is_err() {
-                    return End::Gone;
+            match self
+                .router
+                .route(Source::Component(&live.domain), st.into())
+            {
+                Routed::Delivered => {}
+                Routed::Discarded => self.discard(),
+                Routed::Bounce(b, item) => {
+                    let reply = item
+                        .into_stanza()
+                        .and_then(|e| b.envelope(e.head.name, &e.attrs));
+                    if let Some(reply) = reply {
+                        if self.out.push(Out::Stanza(reply)).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Deliver one checked stanza; returns the bounce to send back, if any.
-    fn route(&self, live: &Live, st: Stanza) -> Option<(Bounce, Envelope)> {
-        let env = Envelope::from(st);
-        let Some(to) = env.attrs.to.clone() else {
-            return Some((Bounce::BAD_REQUEST, env));
-        };
-        let Some(j) = jid::split(&to) else {
-            return Some((Bounce::JID_MALFORMED, env));
-        };
-        let key = jid::routing_key(j.domain);
-        let attrs = env.attrs.clone();
-        let name = env.head.name;
-        let bounce = |b: Bounce| {
-            Some((
-                b,
-                Envelope {
-                    head: Head {
-                        name,
-                        ns: Ns::Component,
-                    },
-                    attrs: attrs.clone(),
-                    bytes: Bytes::new(),
-                    xmlns_value: None,
-                    prefixed: false,
-                },
-            ))
-        };
-        match self.router.deliver(&key, Out::Stanza(env.clone())) {
-            Delivery::Delivered => None,
-            Delivery::Full => bounce(Bounce::QUEUE_FULL),
-            Delivery::Offline => bounce(Bounce::COMPONENT_UNAVAILABLE),
-            Delivery::Unknown => {
-                // A served domain is valid by construction; anything else is
-                // checked before it leaves.
-                if jid::parse(&to).is_none() {
-                    return Some((Bounce::JID_MALFORMED, env));
-                }
-                if self.router.settings().upstream.is_none() {
-                    return Some((Bounce::NOT_FOUND, env));
-                }
-                let Some(link) = live.session.upstream.load_full() else {
-                    return Some((Bounce::UPSTREAM_UNAVAILABLE, env));
-                };
-                let env = match env.for_upstream() {
-                    Ok(e) => e,
-                    Err(env) => return Some((Bounce::BAD_REQUEST, env)),
-                };
-                match link.try_send(Out::Stanza(env)) {
-                    Ok(()) => None,
-                    Err(LinkSendError::Down) => bounce(Bounce::UPSTREAM_UNAVAILABLE),
-                    Err(LinkSendError::Full) => bounce(Bounce::QUEUE_FULL),
-                }
-            }
-        }
+    /// A stanza from a detached component: read and discarded (counted,
+    /// logged at debug).
+    fn discard(&self) {
+        let n = self
+            .router
+            .discarded_from_detached
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(peer = %self.peer, domain = self.domain.as_deref().unwrap_or("-"), discarded = n + 1, "stanza from detached component discarded");
     }
 
     fn log_peer_error(&self, st: &Stanza) {

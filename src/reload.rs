@@ -9,12 +9,14 @@
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
-use crate::router::Router;
+use std::sync::Arc;
+
+use crate::router::{Router, Settings};
 use crate::server::Listeners;
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
-pub async fn reload(current: Config, router: &Router, listeners: &mut Listeners) -> Config {
+pub async fn reload(current: Config, router: &Arc<Router>, listeners: &mut Listeners) -> Config {
     systemd::reloading();
     info!(file = %current.path.display(), "SIGHUP: reloading config");
     let new = match config::load(&current.path) {
@@ -36,27 +38,28 @@ pub async fn reload(current: Config, router: &Router, listeners: &mut Listeners)
             warn!("{w}");
         }
     }
-    let report = router.apply(&current, &new);
+    let diff = config::diff(&current, &new);
+    let removed = router.apply(&diff, Settings::from_config(&new));
     crate::upstream::apply_reload(router, current.upstream.as_ref(), new.upstream.as_ref());
-    for d in &report.added {
-        info!(domain = %d, "reload: component added, awaiting authentication");
+    for c in &diff.added {
+        info!(domain = %c.domain, "reload: component added, awaiting authentication");
     }
-    for (d, n) in &report.removed {
+    for (d, n) in &removed {
         info!(domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
     }
-    for d in &report.changed {
-        info!(domain = %d, "reload: component changed; the next handshake uses the new settings");
+    for c in &diff.changed {
+        info!(domain = %c.domain, "reload: component changed; the next handshake uses the new settings");
     }
-    let detached: usize = report.removed.iter().map(|(_, n)| n).sum();
+    let detached: usize = removed.iter().map(|(_, n)| n).sum();
     let bind_errors = listeners.reconcile(&new.listen).await;
     let summary = format!(
         "reload: {} added, {} removed ({} connection{} detached), {} changed, {} unchanged{}",
-        report.added.len(),
-        report.removed.len(),
+        diff.added.len(),
+        removed.len(),
         detached,
         if detached == 1 { "" } else { "s" },
-        report.changed.len(),
-        report.unchanged,
+        diff.changed.len(),
+        diff.unchanged,
         if bind_errors.is_empty() {
             String::new()
         } else {
@@ -80,11 +83,38 @@ mod tests {
     use bytes::Bytes;
 
     use crate::config;
-    use crate::router::{Delivery, Router};
-    use crate::wire::out::Out;
+    use crate::router::{Routed, Router, Settings, Source};
+    use crate::wire::out::Envelope;
+    use crate::wire::stanza::Bounce;
+    use crate::wire::xml::{Attrs, Head, Name, Ns};
 
     fn cfg(text: &str) -> config::Config {
         config::parse(text, Path::new("/tmp/reload-test.toml")).unwrap()
+    }
+
+    fn message_to(to: &'static str) -> Envelope {
+        Envelope {
+            head: Head {
+                name: Name::Message,
+                ns: Ns::Component,
+            },
+            attrs: Attrs {
+                to: Some(to.into()),
+                ..Attrs::default()
+            },
+            bytes: Bytes::from(format!("<message to='{to}'/>")),
+            xmlns_value: None,
+            prefixed: false,
+        }
+    }
+
+    /// The bounce a stanza to `to` from domain `from` gets (`None`: delivered).
+    fn route(router: &Router, from: &str, to: &'static str) -> Option<Bounce> {
+        let from = router.domain(from).unwrap();
+        match router.route(Source::Bounce(&from), message_to(to)) {
+            Routed::Bounce(b, _) => Some(b),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The race the black-box tests cannot pin down: a stanza from (or to) a
@@ -95,7 +125,7 @@ mod tests {
         let old = cfg("[components.a]\nsecret = \"a\"\n[components.b]\nsecret = \"b\"\n");
         let new = cfg("[components.a]\nsecret = \"a\"\n");
         let router = Router::new(&old);
-        let b = router.registration("b").unwrap();
+        let b = router.domain("b").unwrap();
         let routing = b.routing().expect("attached");
         // Entering again while inside (a component sending to itself) never blocks.
         assert!(b.routing().is_some());
@@ -105,30 +135,27 @@ mod tests {
             let r = &router;
             let (old, new) = (&old, &new);
             s.spawn(move || {
-                let report = r.apply(old, new);
-                done_tx.send(report).unwrap();
+                let removed = r.apply(&config::diff(old, new), Settings::from_config(new));
+                done_tx.send(removed).unwrap();
             });
             // The table swap is visible at once: new lookups miss b.
             let t0 = std::time::Instant::now();
-            while router.registration("b").is_some() {
+            while router.domain("b").is_some() {
                 assert!(t0.elapsed() < Duration::from_secs(5));
                 std::thread::yield_now();
             }
-            assert_eq!(
-                router.deliver("b", Out::Raw(Bytes::new())),
-                Delivery::Unknown
-            );
+            assert_eq!(route(&router, "a", "b"), Some(Bounce::NOT_FOUND));
             // But the reload is not done while a routing decision is in flight.
             assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());
             drop(routing);
-            let report = done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            assert_eq!(report.removed, vec![("b".to_string(), 0)]);
+            let removed = done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(removed, vec![("b".to_string(), 0)]);
         });
         assert!(b.is_detached());
         assert!(b.routing().is_none());
         assert_eq!(
-            router.deliver("a", Out::Raw(Bytes::new())),
-            Delivery::Offline
+            route(&router, "a", "a"),
+            Some(Bounce::COMPONENT_UNAVAILABLE)
         );
     }
 }

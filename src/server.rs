@@ -299,8 +299,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     systemd::stopping();
     listeners.stop_all();
     router.kill_all(&StreamError::new(StreamCondition::SystemShutdown));
-    for s in router.sessions() {
-        s.close_upstream();
+    for d in router.domains() {
+        d.close_upstream();
     }
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while router.connection_count() > 0 && tokio::time::Instant::now() < deadline {

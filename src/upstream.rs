@@ -45,9 +45,9 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::UpstreamConfig;
-use crate::router::{Registration, Router};
+use crate::router::{deliver, Domain, NewLink, Reserved, Routed, Router};
 use crate::session::link::Event;
-use crate::session::{wait_until, Link, OutboxReceiver, PushError, Session};
+use crate::session::{wait_until, Link, OutboxReceiver, PushError};
 use crate::wire::out::{Envelope, Out};
 use crate::wire::reader::{FramedReader, ReadError, Sizing};
 use crate::wire::socket::SocketOptions;
@@ -122,69 +122,54 @@ impl Liveness {
     }
 }
 
-/// Start the upstream link of a freshly authenticated session when an upstream
-/// is configured. Does nothing if the session already has a link. The link
-/// connects only once the domain's previous link (a replaced session's, or one
-/// still closing) has closed, so the server never sees two at once and answers
+/// Drive a link a domain has opened. It connects only once the domain's
+/// previous link has closed, so the server never sees two at once and answers
 /// the new one with `conflict`.
-pub fn start(router: &Arc<Router>, reg: &Arc<Registration>, session: &Arc<Session>) {
-    let settings = router.settings();
-    if settings.upstream.is_none() {
-        return;
-    }
-    let (link, rx) = Link::new(session.domain.clone(), settings.queue);
-    let prev = session
-        .upstream
-        .compare_and_swap(&None::<Arc<Link>>, Some(link.clone()));
-    if prev.is_some() {
-        return;
-    }
-    let predecessor = reg.swap_link(link.clone());
+pub fn start(router: &Arc<Router>, domain: &Arc<Domain>, new: NewLink) {
     let task = LinkTask {
         router: router.clone(),
-        reg: reg.clone(),
-        session: session.clone(),
-        link,
-        rx,
+        domain: domain.clone(),
+        link: new.link,
+        rx: new.rx,
         logged: None,
         ping_prefix: format!("xcr-ping-{}-", crate::proto::new_stream_id()),
         ping_seq: 0,
     };
-    tokio::spawn(task.run(predecessor));
+    tokio::spawn(task.run(new.predecessor));
 }
 
-/// Apply a change of `[upstream]` from a reload: when it appears, every live
-/// session gets a link; when it disappears, every link is closed; when the
-/// address changes, every link reconnects to the new one now.
-pub fn apply_reload(router: &Router, old: Option<&UpstreamConfig>, new: Option<&UpstreamConfig>) {
+/// Apply a change of `[upstream]` from a reload: when it appears, every domain
+/// with a session opens its link; when it disappears, every link is closed;
+/// when the address changes, every link reconnects to the new one now.
+pub fn apply_reload(
+    router: &Arc<Router>,
+    old: Option<&UpstreamConfig>,
+    new: Option<&UpstreamConfig>,
+) {
+    let domains = router.domains();
     match (old, new) {
         (Some(_), None) => {
-            let sessions = router.sessions();
-            info!(
-                links = sessions.len(),
-                "reload: [upstream] removed, closing the upstream links"
-            );
-            for s in sessions {
-                s.close_upstream();
+            info!("reload: [upstream] removed, closing the upstream links");
+            for d in domains {
+                d.close_upstream();
             }
         }
         (None, Some(u)) => {
-            let Some(router_arc) = router.handle() else {
+            info!(address = %u.address, "reload: [upstream] added, starting the upstream links");
+            let Some(limits) = router.upstream_queue() else {
                 return;
             };
-            let sessions = router.sessions();
-            info!(address = %u.address, links = sessions.len(), "reload: [upstream] added, starting the upstream links");
-            for s in sessions {
-                if let Some(reg) = router.registration(&s.domain) {
-                    start(&router_arc, &reg, &s);
+            for d in domains {
+                if let Some(new) = d.open_upstream(limits) {
+                    start(router, &d, new);
                 }
             }
         }
         // A changed `max_stanza_size` applies at the next (re)connect.
         (Some(a), Some(b)) if a.address != b.address => {
             info!(old = %a.address, new = %b.address, "reload: upstream address changed, reconnecting the upstream links");
-            for s in router.sessions() {
-                if let Some(link) = s.upstream.load_full() {
+            for d in domains {
+                if let Some(link) = d.link().as_ref() {
                     link.reconfigure();
                 }
             }
@@ -219,8 +204,7 @@ impl Reason {
 
 struct LinkTask {
     router: Arc<Router>,
-    reg: Arc<Registration>,
-    session: Arc<Session>,
+    domain: Arc<Domain>,
     link: Arc<Link>,
     rx: OutboxReceiver,
     logged: Option<Logged>,
@@ -270,7 +254,7 @@ impl LinkTask {
             };
             let limits = link_limits(&upstream);
             let address = upstream.address;
-            let secret = self.reg.settings().upstream_secret.clone();
+            let secret = self.domain.settings().upstream_secret.clone();
             let attempt = tokio::select! {
                 biased;
                 ev = self.link.event() => Err(ev),
@@ -339,11 +323,9 @@ impl LinkTask {
         info!(domain = %domain, "upstream link for {domain} closed");
     }
 
-    /// Our session is still the live one of a registration that is still served.
+    /// The domain still wants this link (it closes it otherwise).
     fn is_current(&self) -> bool {
-        !self.session.outbox.is_closed()
-            && !self.reg.is_detached()
-            && self.reg.session().map(|s| s.id) == Some(self.session.id)
+        !self.link.is_closing() && !self.domain.is_detached()
     }
 
     fn log_down(&mut self, address: &str, reason: &str, delay: Duration) {
@@ -368,8 +350,7 @@ impl LinkTask {
         let reader = Reader {
             reader,
             limits,
-            session: &self.session,
-            reg: &self.reg,
+            domain_ref: &self.domain,
             link: &self.link,
             router: &self.router,
             give_up: None,
@@ -414,20 +395,26 @@ impl LinkTask {
             return;
         }
         let (mut n, mut lost) = (0usize, 0usize);
+        // The senders are the domain's component.
+        let session = self.domain.sessions().pick().cloned();
         for st in &stanzas {
-            let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.reply(st.head.name, &st.attrs) else {
+            let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.envelope(st.head.name, &st.attrs) else {
+                continue;
+            };
+            let Some(session) = &session else {
+                lost += 1;
                 continue;
             };
             // Wait for the component to make room (it is the sender), unless
             // the link is being closed: then only what fits now.
-            let outbox = &self.session.outbox;
-            let try_push = |b| outbox.try_push(Out::Raw(b)).map_err(|r| r.why);
+            let outbox = &session.outbox;
+            let try_push = |e| outbox.try_push(Out::Stanza(e)).map_err(|r| r.why);
             let pushed = if self.link.is_closing() {
                 try_push(reply)
             } else {
                 tokio::select! {
                     biased;
-                    r = outbox.push(Out::Raw(reply.clone())) => r,
+                    r = outbox.push(Out::Stanza(reply.clone())) => r,
                     _ = self.link.event() => try_push(reply),
                 }
             };
@@ -617,8 +604,7 @@ fn stream_error_text(st: &Stanza) -> Option<String> {
 struct Reader<'a> {
     reader: FramedReader,
     limits: Limits,
-    session: &'a Session,
-    reg: &'a Registration,
+    domain_ref: &'a Domain,
     /// The link's own queue: bounces to the server's senders go there.
     link: &'a Link,
     router: &'a Router,
@@ -800,17 +786,25 @@ impl Reader<'_> {
     /// full the link reads nothing more (TCP back-pressure on the server). It
     /// is delivered only if a reload has not detached the component meanwhile.
     async fn deliver(&mut self, st: Stanza) -> Next {
-        if self.reg.is_detached() {
-            self.discard_for_detached();
-            return Next::Continue;
-        }
         let st = Envelope::from(st);
-        let outbox = &self.session.outbox;
+        // A session whose queue closed while the link waited for room.
+        let mut gone = None;
         loop {
+            if self.domain_ref.is_detached() {
+                self.discard_for_detached();
+                return Next::Continue;
+            }
+            let session = self.domain_ref.sessions().pick().cloned();
+            let Some(session) = session.filter(|s| Some(s.id) != gone) else {
+                // Its connection is ending: the sender hears of it.
+                self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE)
+                    .await;
+                return Next::Continue;
+            };
             let give_up = self.give_up;
             let room = tokio::select! {
                 biased;
-                r = outbox.reserve(st.cost()) => Some(r),
+                r = session.outbox.reserve(st.cost()) => Some(r),
                 _ = self.stop.wait(), if give_up.is_none() => None,
                 _ = sleep_until(give_up.unwrap_or_else(Instant::now)), if give_up.is_some() => {
                     info!(domain = %self.domain, "stanza from the upstream server not delivered: the component did not read it before its link closed");
@@ -819,31 +813,34 @@ impl Reader<'_> {
                 }
             };
             match room {
-                None if self.reg.is_detached() => {
+                None if self.domain_ref.is_detached() => {
                     self.discard_for_detached();
                     return Next::Continue;
                 }
                 // The link is stopping: deliver it if room comes soon.
                 None => self.give_up = Some(Instant::now() + LINGER),
-                Some(Err(_)) => {
-                    // The component's connection is gone; its session end closes us.
-                    self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE)
-                        .await;
-                    self.stop.fire(Reason::Close);
-                    return Next::Done;
-                }
+                Some(Err(_)) => gone = Some(session.id),
                 Some(Ok(room)) => {
-                    // Held until the stanza is queued: a reload's detach waits
-                    // for it, so nothing reaches the component once it is done.
-                    let Some(_routing) = self.reg.routing() else {
-                        let n = self
-                            .router
-                            .discarded_for_detached
-                            .fetch_add(1, Ordering::Relaxed);
-                        debug!(domain = %self.domain, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
-                        return Next::Continue;
+                    let room = Reserved {
+                        session: session.id,
+                        room,
                     };
-                    room.send(Out::Stanza(st));
+                    // The gate is held until the stanza is queued: a reload's
+                    // detach waits for it, so nothing reaches the component
+                    // once it is done.
+                    let routed = match self.domain_ref.routing() {
+                        Some(_routing) => deliver(self.domain_ref, st, Some(room)),
+                        None => Routed::Discarded,
+                    };
+                    match routed {
+                        Routed::Delivered => {}
+                        Routed::Discarded => self.discard_for_detached(),
+                        Routed::Bounce(b, item) => {
+                            if let Some(st) = item.into_stanza() {
+                                self.bounce_upstream(&st, b).await;
+                            }
+                        }
+                    }
                     return Next::Continue;
                 }
             }
@@ -864,8 +861,8 @@ impl Reader<'_> {
         info!(domain = %self.domain, size = sk.size, "upstream link for {}: stanza from {from} skipped and bounced with policy-violation: {why}", self.domain);
         match sk.head {
             Some(head) if head.name.is_stanza() => {
-                if let Some(reply) = Bounce::TOO_LARGE.reply(head.name, &sk.attrs) {
-                    self.queue_upstream(reply).await;
+                if let Some(reply) = Bounce::TOO_LARGE.envelope(head.name, &sk.attrs) {
+                    self.queue_upstream(Out::Stanza(reply)).await;
                 }
             }
             // Its start tag alone went past the limits: nothing to answer to.
@@ -887,23 +884,24 @@ impl Reader<'_> {
     /// (never for `type='error'`/`'result'`). Waits for room in the link's
     /// queue unless the link is stopping.
     async fn bounce_upstream(&self, st: &Envelope, bounce: Bounce) {
-        if let Some(reply) = bounce.reply(st.head.name, &st.attrs) {
-            self.queue_upstream(reply).await;
+        if let Some(reply) = bounce.envelope(st.head.name, &st.attrs) {
+            self.queue_upstream(Out::Stanza(reply)).await;
         }
     }
 
     /// Queue a stanza of ours for the server: waits for room in the link's
     /// queue unless the link is stopping.
-    async fn queue_upstream(&self, reply: Bytes) {
+    async fn queue_upstream(&self, reply: Out) {
         let queue = self.link.queue();
-        let try_push = |b| queue.try_push(Out::Raw(b)).map_err(|r| r.why);
         let pushed = if self.stop.fired() {
-            try_push(reply)
+            queue.try_push(reply).map_err(|r| r.why)
         } else {
+            // Room is reserved first, so the reply stays ours if the stop wins.
+            let cost = reply.cost();
             tokio::select! {
                 biased;
-                r = queue.push(Out::Raw(reply.clone())) => r,
-                _ = self.stop.wait() => try_push(reply),
+                r = queue.reserve(cost) => r.map(|room| room.send(reply)),
+                _ = self.stop.wait() => queue.try_push(reply).map_err(|r| r.why),
             }
         };
         if pushed.is_err() {

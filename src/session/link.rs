@@ -7,18 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits};
+use super::outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits, Refused};
 use super::wait_until;
 use crate::wire::out::Out;
-
-/// Why a stanza could not be handed to an upstream link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkSendError {
-    /// The link is not authenticated right now (connecting, backing off).
-    Down,
-    /// The link's queue is full.
-    Full,
-}
 
 /// A request from outside the link task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,16 +74,19 @@ impl Link {
         self.reconfig.store(false, Ordering::Release);
     }
 
-    /// Queue a stanza for the server, without waiting.
-    pub fn try_send(&self, stanza: Out) -> Result<(), LinkSendError> {
+    /// Queue a stanza for the server, without waiting. Refused (and handed
+    /// back) when the link is not authenticated right now (`Closed`) or its
+    /// queue is full.
+    // The item is handed back by value: boxing it would allocate on every refusal.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, item: Out) -> Result<(), Refused> {
         if !self.up.load(Ordering::Acquire) {
-            return Err(LinkSendError::Down);
+            return Err(Refused {
+                why: PushError::Closed,
+                item,
+            });
         }
-        match self.queue.try_push(stanza) {
-            Ok(()) => Ok(()),
-            Err(r) if r.why == PushError::Full => Err(LinkSendError::Full),
-            Err(_) => Err(LinkSendError::Down),
-        }
+        self.queue.try_push(item)
     }
 
     /// Close the link with `</stream:stream>` (after flushing what is queued)

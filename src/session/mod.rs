@@ -14,33 +14,26 @@ pub mod outbox;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use arc_swap::ArcSwapOption;
 use tokio::sync::Notify;
 
 pub use control::Control;
 pub use gate::{Gate, Routing};
-pub use link::{Link, LinkSendError};
-pub use outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits, Refused};
+pub use link::Link;
+pub use outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits, Refused, Reservation};
 
 /// An authenticated connection, as the rest of the router sees it.
 pub struct Session {
     pub id: u64,
     pub domain: Arc<str>,
     pub peer: SocketAddr,
+    /// When it authenticated.
+    pub since: SystemTime,
+    /// Its bounded outgoing queue.
     pub outbox: Outbox,
+    /// How to end it from elsewhere (a conflict).
     pub control: Arc<Control>,
-    /// The session's link to the upstream server, when one is configured.
-    pub upstream: ArcSwapOption<Link>,
-}
-
-impl Session {
-    /// Close the upstream link, if any (session ended or detached).
-    pub fn close_upstream(&self) {
-        if let Some(link) = self.upstream.swap(None) {
-            link.close();
-        }
-    }
 }
 
 /// Resolves once `cond` holds; whoever makes it hold calls

@@ -17,7 +17,8 @@ use bytes::Bytes;
 
 use crate::proto::ns::{NS_PROSODY_COMPONENT, NS_STANZA_ERRORS, NS_STREAM_ERRORS};
 use crate::proto::{ErrorType, StanzaCondition, StreamCondition};
-use crate::wire::xml::{Attrs, Name};
+use crate::wire::out::Envelope;
+use crate::wire::xml::{Attrs, Head, Name, Ns, Value};
 
 /// Longest `to`, `from` or `id` a bounce echoes: the longest JID (RFC 7622: three
 /// parts of at most 1023 bytes, an `@` and a `/`). A longer `to` or `from`
@@ -163,6 +164,14 @@ impl Bounce {
     /// The error stanza in reply to a stanza with these attributes, or `None`
     /// when the original is itself an error or a result (never answered).
     pub fn reply(&self, name: Name, attrs: &Attrs) -> Option<Bytes> {
+        self.envelope(name, attrs).map(|e| e.bytes)
+    }
+
+    /// [`Bounce::reply`] with its routing attributes, ready to be routed and
+    /// queued. Its values are slices of its own bytes (or, when escaped,
+    /// copies of at most [`MAX_ECHO`] bytes): it holds nothing of the stanza
+    /// it answers.
+    pub fn envelope(&self, name: Name, attrs: &Attrs) -> Option<Envelope> {
         if matches!(attrs.type_.as_deref(), Some("error") | Some("result")) {
             return None;
         }
@@ -170,11 +179,18 @@ impl Bounce {
         let mut s = String::with_capacity(256);
         let _ = write!(s, "<{kind}");
         // Swapped: the original's `to` is the bounce's `from`, and back.
-        for (key, value) in [("from", &attrs.to), ("to", &attrs.from), ("id", &attrs.id)] {
+        let echoed = [("from", &attrs.to), ("to", &attrs.from), ("id", &attrs.id)];
+        let mut spans = [None; 3];
+        for (span, (key, value)) in spans.iter_mut().zip(echoed) {
             if let Some(v) = value.as_deref().filter(|v| v.len() <= MAX_ECHO) {
-                let _ = write!(s, " {key}={}", Quoted(v));
+                let _ = write!(s, " {key}=");
+                let start = s.len() + 1;
+                let _ = write!(s, "{}", Quoted(v));
+                // Written as is (nothing escaped) when the length is the same.
+                *span = Some((start, s.len() - 1, s.len() - 1 - start == v.len()));
             }
         }
+        let type_at = s.len() + " type='".len();
         let _ = write!(
             s,
             " type='error'><error type='{}'><{} xmlns='{NS_STANZA_ERRORS}'/>",
@@ -188,7 +204,31 @@ impl Bounce {
             let _ = write!(s, "<not-connected xmlns='{NS_PROSODY_COMPONENT}'/>");
         }
         let _ = write!(s, "</error></{kind}>");
-        Some(Bytes::from(s))
+        let bytes = Bytes::from(s);
+        let value = |i: usize, original: &Option<Value>| {
+            let (start, end, plain) = spans[i]?;
+            if plain {
+                Value::shared(bytes.slice(start..end))
+            } else {
+                original.as_deref().map(Value::from)
+            }
+        };
+        let attrs = Attrs {
+            from: value(0, &attrs.to),
+            to: value(1, &attrs.from),
+            id: value(2, &attrs.id),
+            type_: Value::shared(bytes.slice(type_at..type_at + "error".len())),
+        };
+        Some(Envelope {
+            head: Head {
+                name,
+                ns: Ns::Component,
+            },
+            attrs,
+            bytes,
+            xmlns_value: None,
+            prefixed: false,
+        })
     }
 }
 
@@ -376,5 +416,38 @@ mod tests {
             &e.to_bytes()[..],
             b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Replaced &lt;x&gt;</text></stream:error></stream:stream>"
         );
+    }
+
+    /// A bounce carries its own routing attributes, slices of its own bytes
+    /// where nothing was escaped, and `type='error'` (so it is never bounced).
+    #[test]
+    fn bounce_envelope_carries_its_addresses() {
+        let attrs = Attrs {
+            to: Some("b.x".into()),
+            from: Some("a'x@c.example/r".into()),
+            type_: Some("chat".into()),
+            id: Some("1".into()),
+        };
+        let e = Bounce::NOT_DELIVERED
+            .envelope(Name::Message, &attrs)
+            .unwrap();
+        assert_eq!(e.attrs.from.as_deref(), Some("b.x"));
+        assert_eq!(e.attrs.to.as_deref(), Some("a'x@c.example/r"));
+        assert_eq!(e.attrs.id.as_deref(), Some("1"));
+        assert_eq!(e.attrs.type_.as_deref(), Some("error"));
+        assert_eq!(
+            Some(e.bytes.clone()),
+            Bounce::NOT_DELIVERED.reply(Name::Message, &attrs)
+        );
+        // Only the escaped value is held apart.
+        assert_eq!(e.attrs.heap_len(), 0);
+        let attrs = Attrs {
+            from: Some("a&b@c.example".into()),
+            ..attrs
+        };
+        let e = Bounce::NOT_DELIVERED.envelope(Name::Iq, &attrs).unwrap();
+        assert_eq!(e.attrs.to.as_deref(), Some("a&b@c.example"));
+        assert_eq!(e.attrs.heap_len(), "a&b@c.example".len());
+        assert!(Bounce::NOT_DELIVERED.envelope(Name::Iq, &e.attrs).is_none());
     }
 }

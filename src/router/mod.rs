@@ -1,0 +1,18 @@
+//! Routing: the table of served domains and the one routing decision.
+//!
+//! - [`table`]: the [`Router`]: the table from canonical domain to [`Domain`]
+//!   (a lock-free snapshot), the settings, a reload's changes to both.
+//! - [`domain`]: one served domain: settings, its set of sessions, the gate
+//!   that makes a reload's detach exclusive with routing, its upstream link.
+//! - [`route`]: [`Router::route`], where every stanza from a component goes.
+//!
+//! Delivery never waits: a full queue is reported to the sender, which bounces
+//! `resource-constraint`, so one slow reader cannot stall anyone else.
+
+pub mod domain;
+pub mod route;
+pub mod table;
+
+pub use domain::{Attach, Domain, NewLink, Sessions};
+pub use route::{deliver, Reserved, Routed, Source};
+pub use table::{Router, Settings};
