@@ -33,7 +33,7 @@
 //! and replaced. TCP keepalive and `TCP_USER_TIMEOUT` back this up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,14 +76,8 @@ const LINGER: Duration = Duration::from_secs(4);
 /// Longest wait for the domain's previous link to close before connecting: it
 /// takes at most its flush and its linger, [`CLOSE_GRACE`] three times.
 const PREDECESSOR_WAIT: Duration = Duration::from_secs(8);
-/// Default idle interval of [`Liveness`].
-const IDLE: Duration = Duration::from_secs(30);
-/// Environment variable overriding [`IDLE`] in milliseconds (read once; meant
-/// for tests, so a dead link is detected in seconds rather than a minute).
-pub const IDLE_ENV: &str = "XCR_UPSTREAM_IDLE_MS";
-
 /// Liveness timers of every link, all derived from one idle interval `idle`
-/// (30 s, or [`IDLE_ENV`] in milliseconds when set to at least 100):
+/// (`[upstream] keepalive_interval`, 30 s by default; read at every connect):
 /// - a whitespace keepalive after `idle` without writes;
 /// - a ping (`iq` DOMAIN → DOMAIN, routed back by the server) after `idle`
 ///   without reads;
@@ -105,20 +99,6 @@ impl Liveness {
             ping_timeout: idle / 2,
             write_stall: idle + idle / 2,
         }
-    }
-
-    /// The timers in force (the environment is read on first use).
-    pub fn get() -> Liveness {
-        static L: OnceLock<Liveness> = OnceLock::new();
-        *L.get_or_init(|| {
-            let idle = std::env::var(IDLE_ENV)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|&ms| ms >= 100)
-                .map(Duration::from_millis)
-                .unwrap_or(IDLE);
-            Liveness::from_idle(idle)
-        })
     }
 }
 
@@ -218,6 +198,7 @@ struct Conn {
     reader: FramedReader,
     wr: OwnedWriteHalf,
     limits: Limits,
+    live: Liveness,
 }
 
 impl LinkTask {
@@ -253,12 +234,13 @@ impl LinkTask {
                 break;
             };
             let limits = link_limits(&upstream);
+            let live = Liveness::from_idle(upstream.keepalive_interval);
             let address = upstream.address;
             let secret = self.domain.settings().upstream_secret.clone();
             let attempt = tokio::select! {
                 biased;
                 ev = self.link.event() => Err(ev),
-                r = connect(&address, &domain, secret.expose(), limits) => Ok(r),
+                r = connect(&address, &domain, secret.expose(), limits, live) => Ok(r),
             };
             let mut unsent = Vec::new();
             let failure = match attempt {
@@ -343,8 +325,12 @@ impl LinkTask {
     /// Run an authenticated connection until it ends; returns why, and the
     /// stanzas taken from the queue but not completely written.
     async fn serve(&mut self, conn: Conn) -> (Reason, Vec<Out>) {
-        let live = Liveness::get();
-        let Conn { reader, wr, limits } = conn;
+        let Conn {
+            reader,
+            wr,
+            limits,
+            live,
+        } = conn;
         let stop = Stop::default();
         let (ctl_tx, ctl_rx) = mpsc::channel::<Bytes>(4);
         let reader = Reader {
@@ -484,6 +470,7 @@ async fn connect(
     domain: &str,
     secret: &str,
     limits: Limits,
+    live: Liveness,
 ) -> Result<Conn, String> {
     let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
         Err(_) => {
@@ -495,7 +482,6 @@ async fn connect(
         Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
         Ok(Ok(s)) => s,
     };
-    let live = Liveness::get();
     let _ = SocketOptions::link(live.write_stall).apply(socket2::SockRef::from(&stream));
     let (rd, mut wr) = stream.into_split();
     let mut reader = FramedReader::new(rd, limits, Sizing::STREAM);
@@ -510,7 +496,12 @@ async fn connect(
             HANDSHAKE_TIMEOUT.as_secs()
         )),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(Conn { reader, wr, limits }),
+        Ok(Ok(())) => Ok(Conn {
+            reader,
+            wr,
+            limits,
+            live,
+        }),
     }
 }
 

@@ -6,8 +6,8 @@
 //! Every test first calls `prosody::require()` (skips without Prosody, fails
 //! under CI=true). Prosody, the router and the SIGSTOP in the dead-link test
 //! are undone by Drop guards, also when a test fails. The real backoff is used
-//! (1 s, doubling); only the dead-link test shortens the liveness interval
-//! with `XCR_UPSTREAM_IDLE_MS`.
+//! (1 s, doubling); only the dead-link tests shorten the liveness interval
+//! (`[upstream] keepalive_interval`).
 
 #[path = "support/c2s.rs"]
 mod c2s;
@@ -56,6 +56,15 @@ fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> 
         ));
     }
     s
+}
+
+/// `config` with `[upstream] keepalive_interval` set to `ms` (whole seconds).
+fn with_keepalive_interval(config: &str, ms: u64) -> String {
+    config.replacen(
+        "[upstream]\n",
+        &format!("[upstream]\nkeepalive_interval = {}\n", ms / 1000),
+        1,
+    )
 }
 
 fn up_line(domain: &str) -> String {
@@ -666,10 +675,10 @@ async fn dead_link_is_detected_and_replaced() {
     }
     const IDLE_MS: u64 = 1000;
     let p = start_prosody(&opts());
-    let d = Daemon::start_env(
+    let d = Daemon::start(&with_keepalive_interval(
         &router_config(Some(p.component_addr()), &[(COMP, SECRET, "")]),
-        &[("XCR_UPSTREAM_IDLE_MS", &IDLE_MS.to_string())],
-    );
+        IDLE_MS,
+    ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
     expect_log_count(&d, &up_line(COMP), 1, T);
 
@@ -722,10 +731,10 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
     const IDLE_MS: u64 = 5000;
     const N: usize = 110;
     let p = start_prosody(&opts());
-    let d = Daemon::start_env(
+    let d = Daemon::start(&with_keepalive_interval(
         &router_config(Some(p.component_addr()), &[(COMP, SECRET, "")]),
-        &[("XCR_UPSTREAM_IDLE_MS", &IDLE_MS.to_string())],
-    );
+        IDLE_MS,
+    ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
     expect_log_count(&d, &up_line(COMP), 1, T);
 
