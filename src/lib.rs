@@ -10,7 +10,7 @@
 //!   top-level stanzas, every well-formedness check, limits) and what the router
 //!   writes (headers, stream errors, bounces).
 //! - [`router`]: routing table, registrations, sessions and their bounded outboxes.
-//! - [`component`]: one component connection's state machine (XEP-0114 server side).
+//! - `accept`: one component connection (XEP-0114 server side).
 //! - [`upstream`]: one XEP-0114 client link per component to the upstream server.
 //! - [`server`]: listeners, accept loops, signals, shutdown.
 //! - [`reload`]: SIGHUP: re-read the config, apply the difference, report it.
@@ -19,8 +19,8 @@
 //!   (depends on no other module; the daemon feeds it).
 //! - [`logging`]: tracing setup.
 
+mod accept;
 pub mod cli;
-pub mod component;
 pub mod config;
 pub mod logging;
 pub mod metrics;

@@ -8,15 +8,17 @@
 
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config};
-use std::sync::Arc;
+use crate::config::UpstreamConfig;
 
-use crate::router::{Router, Settings};
+use crate::accept::Env;
+use crate::config::{self, Config};
+use crate::router::Settings;
 use crate::server::Listeners;
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
-pub async fn reload(current: Config, router: &Arc<Router>, listeners: &mut Listeners) -> Config {
+pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Config {
+    let router = &env.router;
     systemd::reloading();
     info!(file = %current.path.display(), "SIGHUP: reloading config");
     let new = match config::load(&current.path) {
@@ -40,7 +42,7 @@ pub async fn reload(current: Config, router: &Arc<Router>, listeners: &mut Liste
     }
     let diff = config::diff(&current, &new);
     let removed = router.apply(&diff, Settings::from_config(&new));
-    crate::upstream::apply_reload(router, current.upstream.as_ref(), new.upstream.as_ref());
+    apply_upstream(env, current.upstream.as_ref(), new.upstream.as_ref());
     for c in &diff.added {
         info!(domain = %c.domain, "reload: component added, awaiting authentication");
     }
@@ -72,6 +74,43 @@ pub async fn reload(current: Config, router: &Arc<Router>, listeners: &mut Liste
     }
     systemd::ready(&summary);
     new
+}
+
+/// Apply a change of `[upstream]` from a reload: when it appears, every domain
+/// with a session opens its link; when it disappears, every link is closed;
+/// when the address changes, every link reconnects to the new one now.
+fn apply_upstream(env: &Env, old: Option<&UpstreamConfig>, new: Option<&UpstreamConfig>) {
+    let router = &env.router;
+    let domains = router.domains();
+    match (old, new) {
+        (Some(_), None) => {
+            info!("reload: [upstream] removed, closing the upstream links");
+            for d in domains {
+                d.close_upstream();
+            }
+        }
+        (None, Some(u)) => {
+            info!(address = %u.address, "reload: [upstream] added, starting the upstream links");
+            let Some(limits) = router.upstream_queue() else {
+                return;
+            };
+            for d in domains {
+                if let Some(new) = d.open_upstream(limits) {
+                    env.links.drive(router, &d, new);
+                }
+            }
+        }
+        // A changed `max_stanza_size` applies at the next (re)connect.
+        (Some(a), Some(b)) if a.address != b.address => {
+            info!(old = %a.address, new = %b.address, "reload: upstream address changed, reconnecting the upstream links");
+            for d in domains {
+                if let Some(link) = d.link().as_ref() {
+                    link.reconfigure();
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::accept::Env;
 use crate::config::Config;
 use crate::proto::StreamCondition;
 use crate::router::Router;
@@ -51,15 +52,15 @@ pub enum ServerError {
 
 /// The running accept loops, by address.
 pub struct Listeners {
-    router: Arc<Router>,
+    env: Env,
     admission: Arc<Admission>,
     tasks: HashMap<SocketAddr, JoinHandle<()>>,
 }
 
 impl Listeners {
-    pub fn new(router: Arc<Router>) -> Self {
+    pub fn new(env: Env) -> Self {
         Listeners {
-            router,
+            env,
             admission: Arc::new(Admission::default()),
             tasks: HashMap::new(),
         }
@@ -70,10 +71,10 @@ impl Listeners {
         let listener = bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let local = listener.local_addr().unwrap_or(addr);
         info!(%local, "listening for components");
-        let router = self.router.clone();
+        let env = self.env.clone();
         let admission = self.admission.clone();
         self.tasks
-            .insert(addr, tokio::spawn(accept_loop(listener, router, admission)));
+            .insert(addr, tokio::spawn(accept_loop(listener, env, admission)));
         Ok(())
     }
 
@@ -182,11 +183,11 @@ impl RateLimitedLog {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Arc<Router>, admission: Arc<Admission>) {
+async fn accept_loop(listener: TcpListener, env: Env, admission: Arc<Admission>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let settings = router.settings();
+                let settings = env.router.settings();
                 let Some(admitted) = admission.admit(settings.max_connections) else {
                     refuse(&stream);
                     if let Some(n) = admission.refusals.hit() {
@@ -205,10 +206,10 @@ async fn accept_loop(listener: TcpListener, router: Arc<Router>, admission: Arc<
                 if let Err(e) = options.apply(socket2::SockRef::from(&stream)) {
                     debug!(%peer, "cannot set socket options: {e}");
                 }
-                let router = router.clone();
+                let env = env.clone();
                 tokio::spawn(async move {
                     let _admitted = admitted;
-                    crate::component::serve(stream, peer, router).await;
+                    crate::accept::serve(stream, peer, env).await;
                 });
             }
             Err(e) => {
@@ -264,7 +265,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
 
     let router = Router::new(&config);
-    let mut listeners = Listeners::new(router.clone());
+    let env = Env {
+        router: router.clone(),
+        links: Arc::new(crate::upstream::Links),
+    };
+    let mut listeners = Listeners::new(env.clone());
     for addr in &config.listen {
         listeners.bind(*addr)?;
     }
@@ -289,7 +294,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                current = crate::reload::reload(current, &router, &mut listeners).await;
+                current = crate::reload::reload(current, &env, &mut listeners).await;
             }
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }

@@ -13,6 +13,14 @@ pub mod domain;
 pub mod route;
 pub mod table;
 
+use std::sync::Arc;
+
 pub use domain::{Attach, Domain, NewLink, Sessions};
 pub use route::{deliver, Reserved, Routed, Source};
 pub use table::{Router, Settings};
+
+/// Drives the upstream links domains open (the upstream module's task), so
+/// that whoever makes a domain open one need not know how it is driven.
+pub trait LinkDriver: Send + Sync {
+    fn drive(&self, router: &Arc<Router>, domain: &Arc<Domain>, new: NewLink);
+}
