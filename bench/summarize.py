@@ -13,9 +13,10 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["router", "prosody", "ejabberd", "relay", "direct"]
+ORDER = ["router", "base", "prosody", "ejabberd", "relay", "direct"]
 NAMES = {
     "router": "router (this project)",
+    "base": "router, other build (ROUTER_BASE)",
     "prosody": "Prosody",
     "ejabberd": "ejabberd",
     "relay": "plain relay (loadgen relay)",
