@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use test_support::comp::{header_refused, round_trip, Comp, Got};
+use test_support::comp::{header_refused, round_trip, Comp, CompRx, Got};
 use test_support::daemon::{component as comp, free_port, Daemon};
 use test_support::inspect::{attr, condition_of, stanza_error_condition};
 use test_support::stanza::msg;
@@ -393,24 +393,19 @@ async fn detach_is_a_clean_cut_while_the_removed_component_sends() {
     let reader = tokio::spawn(async move {
         let mut from_b_after_fence = 0usize;
         let mut fence_seen = false;
-        let mut buf = String::new();
-        let mut tmp = vec![0u8; 1 << 16];
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let wait = if fence_seen { QUIET.min(left) } else { left };
-            match tokio::time::timeout(wait, x.stream.read(&mut tmp)).await {
-                Err(_) => break,
-                Ok(Ok(0)) | Ok(Err(_)) => panic!("x lost its connection"),
-                Ok(Ok(n)) => buf.push_str(std::str::from_utf8(&tmp[..n]).expect("utf-8")),
-            }
-            while let Some(end) = buf.find("</message>") {
-                let st: String = buf.drain(..end + "</message>".len()).collect();
-                if st.contains("id='fence") {
-                    fence_seen = true;
-                } else if fence_seen && st.contains("from='u@b.example'") {
-                    from_b_after_fence += 1;
-                }
+            let st = match x.recv_timeout(wait).await {
+                Got::Timeout => break,
+                Got::Stanza(st) => st,
+                other => panic!("x lost its connection: {other:?}"),
+            };
+            if st.contains("id='fence") {
+                fence_seen = true;
+            } else if fence_seen && st.contains("from='u@b.example'") {
+                from_b_after_fence += 1;
             }
         }
         assert!(fence_seen, "fence never arrived");
@@ -927,43 +922,33 @@ async fn sequence_sender(
 }
 
 /// Read until `TAG-end-COUNT`; every stanza must be the next in sequence.
-async fn sequence_receiver(
-    mut r: impl tokio::io::AsyncRead + Unpin,
-    tag: &str,
-    received: Arc<AtomicU64>,
-) -> u64 {
-    let mut buf = String::new();
-    let mut tmp = vec![0u8; 1 << 16];
+async fn sequence_receiver(mut rx: CompRx, tag: &str, received: Arc<AtomicU64>) -> u64 {
     let mut next = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let prefix = format!("{tag}-");
     loop {
-        let mut pos = 0;
-        while let Some(len) = buf[pos..].find("</message>") {
-            let st = &buf[pos..pos + len];
-            pos += len + "</message>".len();
-            assert!(!st.contains("type='error'"), "bounce: {st}");
-            let id = attr(st.trim_start(), "id").expect("id");
-            let rest = id
-                .strip_prefix(&prefix)
-                .unwrap_or_else(|| panic!("unexpected stanza {st}"));
-            if let Some(count) = rest.strip_prefix("end-") {
-                let count: u64 = count.parse().unwrap();
-                assert_eq!(next, count, "{tag}: stanzas lost at the end");
-                return count;
-            }
-            let seq: u64 = rest.parse().unwrap();
-            assert_eq!(seq, next, "{tag}: lost, duplicated or reordered stanza");
-            next += 1;
-        }
-        buf.drain(..pos);
-        received.store(next, Ordering::Relaxed);
-        let n = tokio::time::timeout_at(deadline, r.read(&mut tmp))
+        let st = match rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .await
-            .unwrap_or_else(|_| panic!("{tag}: stuck after {next} stanzas"))
-            .expect("read");
-        assert!(n > 0, "{tag}: connection closed after {next} stanzas");
-        buf.push_str(std::str::from_utf8(&tmp[..n]).expect("utf-8"));
+        {
+            Got::Stanza(st) => st,
+            Got::Timeout => panic!("{tag}: stuck after {next} stanzas"),
+            other => panic!("{tag}: connection ended after {next} stanzas: {other:?}"),
+        };
+        assert!(!st.contains("type='error'"), "bounce: {st}");
+        let id = attr(&st, "id").expect("id");
+        let rest = id
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("unexpected stanza {st}"));
+        if let Some(count) = rest.strip_prefix("end-") {
+            let count: u64 = count.parse().unwrap();
+            assert_eq!(next, count, "{tag}: stanzas lost at the end");
+            return count;
+        }
+        let seq: u64 = rest.parse().unwrap();
+        assert_eq!(seq, next, "{tag}: lost, duplicated or reordered stanza");
+        next += 1;
+        received.store(next, Ordering::Relaxed);
     }
 }
 
@@ -975,10 +960,9 @@ async fn traffic_flows_without_loss_through_20_reloads() {
         comp("d.example", "sd", "")
     );
     let d = Arc::new(Daemon::start(&base));
-    let mut a = Comp::login(d.addr(), "a.example", "sa").await;
-    let mut dc = Comp::login(d.addr(), "d.example", "sd").await;
-    let (ar, aw) = a.stream.split();
-    let (dr, dw) = dc.stream.split();
+    // The write halves outlive the senders: dropping one would end its stream.
+    let (ar, mut aw) = Comp::login(d.addr(), "a.example", "sa").await.into_split();
+    let (dr, mut dw) = Comp::login(d.addr(), "d.example", "sd").await.into_split();
     let stop = Arc::new(AtomicBool::new(false));
     let (ad, da) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
 
@@ -1020,7 +1004,7 @@ async fn traffic_flows_without_loss_through_20_reloads() {
         tokio::time::timeout(Duration::from_secs(90), async {
             tokio::join!(
                 sequence_sender(
-                    aw,
+                    &mut aw,
                     "u@a.example",
                     "v@d.example",
                     "ad",
@@ -1028,7 +1012,7 @@ async fn traffic_flows_without_loss_through_20_reloads() {
                     ad.clone()
                 ),
                 sequence_sender(
-                    dw,
+                    &mut dw,
                     "v@d.example",
                     "u@a.example",
                     "da",
