@@ -38,6 +38,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::not_run;
+use crate::stanza::c2s_header;
 
 pub const PROSODY_BIN: &str = "/usr/bin/prosody";
 pub const PROSODYCTL_BIN: &str = "/usr/bin/prosodyctl";
@@ -299,7 +300,7 @@ impl Prosody {
         // afterwards proves it has completed.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match probe_stream(self.c2s_port, "jabber:client", &self.opts.virtual_host) {
+            match probe_c2s(self.c2s_port, &self.opts.virtual_host) {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => {
                     return Err(self.failure(&format!("Prosody unresponsive after SIGHUP: {e}")))
@@ -534,7 +535,7 @@ impl Prosody {
             let activated =
                 log.contains(&c2s_marker) && (!need_component || log.contains(&comp_marker));
             if activated
-                && probe_stream(self.c2s_port, "jabber:client", &self.opts.virtual_host).is_ok()
+                && probe_c2s(self.c2s_port, &self.opts.virtual_host).is_ok()
                 && (!need_component || probe_tcp(self.component_port))
             {
                 self.last_start_duration = started.elapsed();
@@ -600,20 +601,16 @@ fn probe_tcp(port: u16) -> bool {
     .is_ok()
 }
 
-/// Open a stream and wait for the server's stream header: proves the event
-/// loop is running (not only that the socket is listening).
-fn probe_stream(port: u16, ns: &str, to: &str) -> io::Result<()> {
+/// Open a client stream and wait for the server's stream header: proves the
+/// event loop is running (not only that the socket is listening).
+fn probe_c2s(port: u16, to: &str) -> io::Result<()> {
     let mut s = TcpStream::connect_timeout(
         &SocketAddr::from((LOOPBACK, port)),
         Duration::from_millis(500),
     )?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        s,
-        "<?xml version='1.0'?><stream:stream xmlns='{ns}' \
-         xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>"
-    )?;
+    s.write_all(c2s_header(to).as_bytes())?;
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     let deadline = Instant::now() + Duration::from_secs(2);
