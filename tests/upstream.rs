@@ -179,9 +179,8 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
         ))
         .await;
     let req = comp
-        .recv_until(with_id("iq", "d1"), T)
-        .await
-        .expect("component got no disco#info");
+        .expect_stanza(with_id("iq", "d1"), T, "component got no disco#info")
+        .await;
     assert_eq!(attr(&req, "from").as_deref(), Some(alice.jid.as_str()));
     comp.send(&format!(
         "<iq type='result' id='d1' from='{COMP}' to='{}'><query xmlns='http://jabber.org/protocol/disco#info'>\
@@ -190,9 +189,8 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
     ))
     .await;
     let res = alice
-        .recv_until(with_id("iq", "d1"), T)
-        .await
-        .expect("alice got no disco#info result");
+        .expect_stanza(with_id("iq", "d1"), T, "alice got no disco#info result")
+        .await;
     assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
     assert!(res.contains("Routed"), "{res}");
 
@@ -203,17 +201,15 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
     ))
     .await;
     let req = alice
-        .recv_until(with_id("iq", "p1"), T)
-        .await
-        .expect("alice got no ping");
+        .expect_stanza(with_id("iq", "p1"), T, "alice got no ping")
+        .await;
     assert_eq!(attr(&req, "from").as_deref(), Some(COMP));
     alice
         .send(&format!("<iq type='result' id='p1' to='{COMP}'/>"))
         .await;
     let res = comp
-        .recv_until(with_id("iq", "p1"), T)
-        .await
-        .expect("component got no ping result");
+        .expect_stanza(with_id("iq", "p1"), T, "component got no ping result")
+        .await;
     assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
     assert_eq!(attr(&res, "from").as_deref(), Some(alice.jid.as_str()));
 
@@ -223,9 +219,8 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
     ))
     .await;
     let res = comp
-        .recv_until(with_id("iq", "v1"), T)
-        .await
-        .expect("component got no version result");
+        .expect_stanza(with_id("iq", "v1"), T, "component got no version result")
+        .await;
     assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
     assert_eq!(text_of(&res, "name").as_deref(), Some("Prosody"), "{res}");
 
@@ -278,9 +273,12 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
     )
     .await;
     let bounce = comp
-        .recv_until(with_id("message", "b1"), T)
-        .await
-        .expect("no bounce while Prosody is down");
+        .expect_stanza(
+            with_id("message", "b1"),
+            T,
+            "no bounce while Prosody is down",
+        )
+        .await;
     assert_upstream_bounce(&bounce);
     assert_eq!(attr(&bounce, "from").as_deref(), Some("alice@localhost"));
     assert_eq!(attr(&bounce, "to").as_deref(), Some(COMP));
@@ -289,9 +287,8 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
     ))
     .await;
     let bounce = comp
-        .recv_until(with_id("iq", "b2"), T)
-        .await
-        .expect("no iq bounce while Prosody is down");
+        .expect_stanza(with_id("iq", "b2"), T, "no iq bounce while Prosody is down")
+        .await;
     assert_upstream_bounce(&bounce);
     // Let a few retries fail (1 s, 2 s): still one log line per reason.
     std::thread::sleep(Duration::from_secs(3));
@@ -343,9 +340,8 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     ))
     .await;
     let got = comp
-        .recv_until(|s| is_body(s, "local"), T)
-        .await
-        .expect("local routing failed");
+        .expect_stanza(|s| is_body(s, "local"), T, "local routing failed")
+        .await;
     assert_eq!(attr(&got, "from").as_deref(), Some("bot@new.localhost"));
     // Upstream-bound traffic bounces.
     newc.send(&format!(
@@ -353,9 +349,12 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     ))
     .await;
     let bounce = newc
-        .recv_until(with_id("message", "u1"), T)
-        .await
-        .expect("no bounce for the unknown domain");
+        .expect_stanza(
+            with_id("message", "u1"),
+            T,
+            "no bounce for the unknown domain",
+        )
+        .await;
     assert_upstream_bounce(&bounce);
 
     // It keeps retrying (Prosody refuses it again and again), but the router
@@ -506,9 +505,8 @@ async fn reload_adds_moves_and_removes_the_upstream() {
     ))
     .await;
     let bounce = comp
-        .recv_until(with_id("message", "n1"), T)
-        .await
-        .expect("no bounce without upstream");
+        .expect_stanza(with_id("message", "n1"), T, "no bounce without upstream")
+        .await;
     assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
 
     // [upstream] appears: the live session gets its link.
@@ -541,9 +539,12 @@ async fn reload_adds_moves_and_removes_the_upstream() {
     ))
     .await;
     let bounce = comp
-        .recv_until(with_id("message", "n2"), T)
-        .await
-        .expect("no bounce after [upstream] was removed");
+        .expect_stanza(
+            with_id("message", "n2"),
+            T,
+            "no bounce after [upstream] was removed",
+        )
+        .await;
     assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
     assert_eq!(d.count_log("component authenticated"), 1);
 }
@@ -610,9 +611,12 @@ async fn what_prosody_sends_right_after_authentication_reaches_the_component() {
     assert!(priv_msg.contains("access='roster'") || priv_msg.contains("access=\"roster\""));
     assert_eq!(attr(&priv_msg, "from").as_deref(), Some(HOST));
     let presence = comp
-        .recv_until(with_id("presence", "priv-2"), T)
-        .await
-        .expect("no presence burst after authentication");
+        .expect_stanza(
+            with_id("presence", "priv-2"),
+            T,
+            "no presence burst after authentication",
+        )
+        .await;
     assert_eq!(
         attr(&presence, "from").as_deref(),
         Some("alice@localhost/burst")
@@ -657,9 +661,12 @@ async fn dead_link_is_detected_and_replaced() {
     )
     .await;
     let bounce = comp
-        .recv_until(with_id("message", "z1"), T)
-        .await
-        .expect("no bounce while the link is dead");
+        .expect_stanza(
+            with_id("message", "z1"),
+            T,
+            "no bounce while the link is dead",
+        )
+        .await;
     assert_upstream_bounce(&bounce);
 
     kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
@@ -850,9 +857,12 @@ async fn jabber_client_stanzas_are_rewritten_exactly_and_reach_prosody() {
     ))
     .await;
     let bounce = comp
-        .recv_until(with_id("message", "pfx"), T)
-        .await
-        .expect("no bounce for the prefixed jabber:client stanza");
+        .expect_stanza(
+            with_id("message", "pfx"),
+            T,
+            "no bounce for the prefixed jabber:client stanza",
+        )
+        .await;
     assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
     assert_eq!(
         error_of(&bounce),
@@ -1084,9 +1094,12 @@ async fn stanzas_from_upstream_in_a_foreign_namespace_are_bounced_not_delivered(
         });
     assert!(after.contains("after"), "{after}");
     let bounce = alice
-        .recv_until(with_id("message", "foreign-1"), T)
-        .await
-        .expect("the sender got no bounce");
+        .expect_stanza(
+            with_id("message", "foreign-1"),
+            T,
+            "the sender got no bounce",
+        )
+        .await;
     assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
     assert_eq!(
         error_of(&bounce),
@@ -1208,9 +1221,12 @@ async fn a_stanza_past_the_upstream_max_stanza_size_is_bounced_and_the_link_stay
     assert_eq!(attr(&bounce, "from").as_deref(), Some(COMP), "{bounce}");
     // The component never sees it; what follows arrives on the same link.
     let got = comp
-        .recv_until(|s| element_name(s) == "message", T)
-        .await
-        .expect("the stanza after the oversized one never arrived");
+        .expect_stanza(
+            |s| element_name(s) == "message",
+            T,
+            "the stanza after the oversized one never arrived",
+        )
+        .await;
     assert_eq!(attr(&got, "id").as_deref(), Some("small"), "{got}");
     user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
     assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());

@@ -495,6 +495,17 @@ impl C2s {
         self.conn.recv_until(pred, wait).await
     }
 
+    /// [`C2s::recv_until`]; panics with `what` if none came.
+    pub async fn expect_stanza(
+        &mut self,
+        pred: impl FnMut(&str) -> bool,
+        wait: Duration,
+        what: &str,
+    ) -> String {
+        let got = self.recv_until(pred, wait).await;
+        got.unwrap_or_else(|| panic!("{what}"))
+    }
+
     /// Send an `<iq>` (which must carry an `id` attribute) and wait for the
     /// result or error with the same id.
     pub async fn iq(&mut self, xml: &str, wait: Duration) -> Option<String> {

@@ -289,6 +289,17 @@ impl<S: AsyncRead + Unpin> Comp<S> {
             }
         }
     }
+
+    /// [`Comp::recv_until`]; panics with `what` if none came.
+    pub async fn expect_stanza(
+        &mut self,
+        pred: impl FnMut(&str) -> bool,
+        within: Duration,
+        what: &str,
+    ) -> String {
+        let got = self.recv_until(pred, within).await;
+        got.unwrap_or_else(|| panic!("{what}"))
+    }
 }
 
 /// A new connection for `domain` is refused at its stream header: the stream
