@@ -184,7 +184,7 @@ def main(path):
         p("")
 
     # ---------------------------------------------------------------- goals
-    p("## Issue 8 goals (medians of per-round figures)")
+    p("## Goals (medians of per-round figures)")
     p("")
 
     def ratio_med(test, num, den, field="rate"):
