@@ -16,6 +16,9 @@
 #             EJABBERD_START_TIMEOUT s
 #   relay     `loadgen relay` (one-thread tokio copy_bidirectional) in front of the load
 #             generator's own raw receiver ("plain relay" anchor, no XMPP)
+#   base      with ROUTER_BASE=/path/to/xmpp-component-router: the same router tests with
+#             another build (e.g. the previous commit's), side by side in the same rounds;
+#             the summary gives router/base ratios round by round
 #   direct    (throughput only) the load generator's raw sender straight to its own
 #             raw receiver: shows when the load generator, not the relay, is the limit
 # Per round, for each test, each system in turn (router prosody ejabberd relay ...):
@@ -40,7 +43,7 @@
 # TPUT_N_EJABBERD TPUT_N_RELAY LAT_RATES LAT_DURATION LAT_WARMUP MANY_ROUNDS
 # MANY_COUNT_ROUTER MANY_COUNT_PROSODY MANY_COUNT_EJABBERD MANY_CONCURRENCY MANY_IDLE
 # QUIET_SECONDS QUIET_MAX_CORES QUIET_TIMEOUT EJABBERD_START_TIMEOUT NO_INSTALL NO_BUILD
-# WARMUP RESULTS BENCH_COMMIT BENCH_TMPDIR KEEP_TMP; defaults just below. The servers'
+# WARMUP RESULTS BENCH_COMMIT BENCH_TMPDIR KEEP_TMP ROUTER_BASE; defaults just below. The servers'
 # configs, logs and spools live in a temp dir under BENCH_TMPDIR (default /tmp).
 set -euo pipefail
 
@@ -58,7 +61,12 @@ if [ "$QUICK" = 1 ]; then
   WARMUP=${WARMUP:-0}
 fi
 ROUNDS=${ROUNDS:-5}
-SYSTEMS=${SYSTEMS:-"router prosody ejabberd relay"}
+ROUTER_BASE=${ROUTER_BASE:-}
+if [ -n "$ROUTER_BASE" ]; then
+  SYSTEMS=${SYSTEMS:-"router base prosody ejabberd relay"}
+else
+  SYSTEMS=${SYSTEMS:-"router prosody ejabberd relay"}
+fi
 DIRECT=${DIRECT:-1}
 TPUT_WINDOW=${TPUT_WINDOW:-0}
 TPUT_N_ROUTER=${TPUT_N_ROUTER:-1500000}
@@ -232,8 +240,8 @@ as_user() {
 
 # ---------------------------------------------------------------- servers
 # Each start_* sets SRV_PID and SRV_PORT (component port), or returns 1.
-start_router() { # name extra_components
-  local name=$1 count=$2 d=$TMP/router-$1 i
+start_router() { # name extra_components [binary]
+  local name=$1 count=$2 bin=${3:-$ROUTER} d=$TMP/router-$1 i
   mkdir -p "$d"
   SRV_PORT=$(free_port)
   {
@@ -247,10 +255,15 @@ start_router() { # name extra_components
       printf '[components."c%d.bench.local"]\nsecret = "secret-%d"\n' "$i" "$i"
     done
   } > "$d/config.toml"
-  "$ROUTER" --config "$d/config.toml" > "$d/router.log" 2>&1 &
+  "$bin" --config "$d/config.toml" > "$d/router.log" 2>&1 &
   SRV_PID=$!
   STARTED_PIDS+=("$SRV_PID")
   wait_port "$SRV_PORT" 60 "$SRV_PID" || { say "router $name did not start:"; tail -5 "$d/router.log" >&2; return 1; }
+}
+
+start_base() { # name extra_components: the router built elsewhere (ROUTER_BASE)
+  [ -x "$ROUTER_BASE" ] || { say "ROUTER_BASE=$ROUTER_BASE is not an executable"; return 1; }
+  start_router "base-$1" "$2" "$ROUTER_BASE"
 }
 
 start_prosody() { # name extra_components
@@ -429,7 +442,7 @@ target_args() { # system -> args addressing it
 }
 tput_n() {
   case $1 in
-    router) echo "$TPUT_N_ROUTER" ;; prosody) echo "$TPUT_N_PROSODY" ;;
+    router|base) echo "$TPUT_N_ROUTER" ;; prosody) echo "$TPUT_N_PROSODY" ;;
     ejabberd) echo "$TPUT_N_EJABBERD" ;; *) echo "$TPUT_N_RELAY" ;;
   esac
 }
@@ -453,6 +466,7 @@ main() {
     s_ok=1
     case $sys in
       router) start_router main 0 || s_ok=0 ;;
+      base) start_base main 0 || s_ok=0 ;;
       prosody) command -v prosody >/dev/null && start_prosody main 0 || s_ok=0 ;;
       ejabberd) start_ejabberd main 0 || { s_ok=0; say "NOTE: ejabberd skipped (not installed or did not start)"; } ;;
       relay) start_relay || s_ok=0 ;;
@@ -476,7 +490,7 @@ main() {
   dirty=${dirty:-0}
   versions="prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '?'), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '?'), erlang $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo '?')"
   META_SYSTEMS="${active[*]}" META_COMMIT="$commit" META_DIRTY="$dirty" META_VERSIONS="$versions" \
-  META_CMD="QUICK=$QUICK ROUNDS=$ROUNDS bench/compare.sh" python3 - >> "$RESULTS" <<EOF
+  META_CMD="QUICK=$QUICK ROUNDS=$ROUNDS${ROUTER_BASE:+ ROUTER_BASE=$ROUTER_BASE} bench/compare.sh" python3 - >> "$RESULTS" <<EOF
 import json, os, platform
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(json.dumps({"meta": True, "date": "$STAMP", "nproc": os.cpu_count(), "cpu": cpu,
@@ -525,7 +539,7 @@ EOF
   for ((r = 1; r <= MANY_ROUNDS; r++)); do
     for sys in "${active[@]}"; do
       case $sys in
-        router) count=$MANY_COUNT_ROUTER ;; prosody) count=$MANY_COUNT_PROSODY ;;
+        router|base) count=$MANY_COUNT_ROUTER ;; prosody) count=$MANY_COUNT_PROSODY ;;
         ejabberd) count=$MANY_COUNT_EJABBERD ;; *) continue ;;
       esac
       t0=$(date +%s.%N)

@@ -13,9 +13,10 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["router", "prosody", "ejabberd", "relay", "direct"]
+ORDER = ["router", "base", "prosody", "ejabberd", "relay", "direct"]
 NAMES = {
     "router": "router (this project)",
+    "base": "router, other build (ROUTER_BASE)",
     "prosody": "Prosody",
     "ejabberd": "ejabberd",
     "relay": "plain relay (loadgen relay)",
@@ -183,7 +184,7 @@ def main(path):
         p("")
 
     # ---------------------------------------------------------------- goals
-    p("## Issue 8 goals (medians of per-round figures)")
+    p("## Goals (medians of per-round figures)")
     p("")
 
     def ratio_med(test, num, den, field="rate"):

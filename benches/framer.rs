@@ -16,7 +16,7 @@
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
-use xmpp_component_router::xml::{Frame, Framer, Limits};
+use test_support::xcr::xml::{Frame, Framer, Limits};
 
 const STANZAS: usize = 10_000;
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \

@@ -19,11 +19,11 @@ use std::time::{Instant, SystemTime};
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
-use xmpp_component_router::metrics::{
+use test_support::xcr::metrics::{
     exposition, DomainMetrics, DomainRow, DomainState, Exporter, Format, Globals, SessionCounters,
     SessionMetrics, Source, StanzaErrorCondition,
 };
-use xmpp_component_router::xml::{Frame, Framer, Limits};
+use test_support::xcr::xml::{Frame, Framer, Limits};
 
 const STANZAS: usize = 10_000;
 const STANZA_BYTES: usize = 198;

@@ -31,7 +31,7 @@
 //!   fed one byte per read.
 
 use std::hint::black_box;
-use xmpp_component_router::xml::{Frame, Framer, Limits};
+use test_support::xcr::xml::{Frame, Framer, Limits};
 
 #[path = "../crates/loadgen/src/crafted.rs"]
 mod crafted;

@@ -47,8 +47,8 @@ for t in "${targets[@]}"; do
   if [ -d "seeds/$t" ]; then cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true; fi
   log="logs/$t.log"
   echo "== $t ($label, ${secs} s)"
-  # -rss_limit_mb: the framer must stay far below it (SPEC §8); -max_len: inputs
-  # up to 64 KiB, enough for limits and chunkings.
+  # -rss_limit_mb: the framer must stay far below it (docs/behaviour.md#limits);
+  # -max_len: inputs up to 64 KiB, enough for limits and chunkings.
   mkdir -p "artifacts/$t"
   slow_before=$(find "artifacts/$t" -name 'slow-unit-*' | wc -l)
   if "${run[@]}" "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \

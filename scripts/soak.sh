@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test (not part of the default test run; issue 7).
+# Soak test (not part of the default test run; README "Tests").
 #
 #   scripts/soak.sh [SECONDS]        default 600 (10 minutes)
 #

@@ -10,20 +10,18 @@
 //! Also here: liveness (whitespace keepalive on idle sessions) and
 //! `max_connections`.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use support::comp::{attr, stanza_error_condition, Comp, Got};
-use support::daemon::{Daemon, RssPeak};
+use test_support::comp::{Comp, CompRx, Got};
+use test_support::daemon::{mib, Daemon, RssPeak};
+use test_support::inspect::{attr, stanza_error_condition};
+use test_support::stanza::{header, message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
-use xmpp_component_router::xml::{Frame, Framer, Limits};
 
 /// `a`, `b`, `c`: components that connect; `off`: attached, never connected.
 const COMPONENTS: &str = r#"
@@ -42,16 +40,6 @@ secret = "so"
 
 fn start(top: &str) -> Daemon {
     Daemon::start(&format!("{top}\n{COMPONENTS}"))
-}
-
-fn header(to: &str) -> String {
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{to}'>"
-    )
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// Raise this process's open-files soft limit (the daemon inherits it).
@@ -82,102 +70,10 @@ impl Rng {
     }
 }
 
-// ---------------------------------------------------------------------------
-// A component split into a reader and a writer half, for tests that must send
-// and receive at the same time.
-
-/// What the router sent.
-#[derive(Debug)]
-enum In {
-    Stanza(Bytes),
-    /// `</stream:stream>`.
-    End,
-    /// TCP closed.
-    Closed,
-    Timeout,
-}
-
-struct Rx {
-    rd: OwnedReadHalf,
-    framer: Framer,
-    closed: bool,
-}
-
-impl Rx {
-    fn new(rd: OwnedReadHalf) -> Rx {
-        let mut framer = Framer::new(Limits {
-            max_stanza_size: 64 << 20,
-            max_depth: 1000,
-            max_attributes: 100_000,
-            max_token: 64 << 20,
-            ..Limits::new(64 << 20)
-        });
-        // The router's header was read during login; frame the rest as if after it.
-        framer.buf_mut().extend_from_slice(
-            b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>",
-        );
-        assert!(matches!(framer.next_frame(), Ok(Some(Frame::Header(_)))));
-        Rx {
-            rd,
-            framer,
-            closed: false,
-        }
-    }
-
-    async fn next(&mut self, t: Duration) -> In {
-        let deadline = tokio::time::Instant::now() + t;
-        let mut tmp = vec![0u8; 65536];
-        loop {
-            match self.framer.next_frame() {
-                Ok(Some(Frame::Stanza(s))) => return In::Stanza(s.bytes),
-                Ok(Some(Frame::End)) => return In::End,
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(e) => panic!("the router sent XML that is not well-formed: {e}"),
-            }
-            if self.closed {
-                return In::Closed;
-            }
-            match tokio::time::timeout_at(deadline, self.rd.read(&mut tmp)).await {
-                Err(_) => return In::Timeout,
-                Ok(Ok(0)) | Ok(Err(_)) => self.closed = true,
-                Ok(Ok(n)) => self.framer.buf_mut().extend_from_slice(&tmp[..n]),
-            }
-        }
-    }
-}
-
-/// Log in and split the connection.
-async fn login_split(d: &Daemon, domain: &str, secret: &str) -> (Rx, OwnedWriteHalf) {
-    let c = Comp::login(d.addr(), domain, secret).await;
-    let (rd, wr) = c.stream.into_split();
-    (Rx::new(rd), wr)
-}
-
-/// The stream error condition in `s`, if it is one.
-fn stream_condition(s: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(s).ok()?;
-    s.starts_with("<stream:error>")
-        .then(|| support::comp::condition_of(s))
-}
-
-/// Read until the router closes: the stream error's condition (panics on a
-/// stanza or on a timeout).
-async fn expect_stream_error(rx: &mut Rx, t: Duration) -> String {
-    let deadline = Instant::now() + t;
-    let mut cond = None;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.next(left).await {
-            In::Stanza(s) => match stream_condition(&s) {
-                Some(c) => cond = Some(c),
-                None => panic!("unexpected stanza {}", String::from_utf8_lossy(&s)),
-            },
-            In::End => {}
-            In::Closed => return cond.expect("closed without a stream error"),
-            In::Timeout => panic!("no stream error and close within {t:?} (got {cond:?})"),
-        }
-    }
+/// Log in and split the connection, for tests that must send and receive at
+/// the same time.
+async fn login_split(d: &Daemon, domain: &str, secret: &str) -> (CompRx, OwnedWriteHalf) {
+    Comp::login(d.addr(), domain, secret).await.into_split()
 }
 
 /// Write `chunks()` until it returns `None` or the router closes the connection.
@@ -207,10 +103,6 @@ async fn read_to_close(s: &mut TcpStream, t: Duration) -> (Vec<u8>, bool) {
             Ok(Ok(n)) => out.extend_from_slice(&tmp[..n]),
         }
     }
-}
-
-fn message(from: &str, to: &str, id: usize, body: &str) -> String {
-    format!("<message from='{from}' to='{to}' id='{id}' type='chat'><body>{body}</body></message>")
 }
 
 // ===========================================================================
@@ -547,9 +439,8 @@ async fn random_bytes_on_200_connections_do_not_disturb_a_healthy_pair() {
     });
     let mut next = 0;
     while next < STANZAS {
-        match b_rx.next(Duration::from_secs(30)).await {
-            In::Stanza(s) => {
-                let s = String::from_utf8_lossy(&s).to_string();
+        match b_rx.recv_timeout(Duration::from_secs(30)).await {
+            Got::Stanza(s) => {
                 assert_eq!(s, message("x@a.example", "y@b.example", next, "payload"));
                 window.add_permits(1);
                 next += 1;
@@ -560,8 +451,8 @@ async fn random_bytes_on_200_connections_do_not_disturb_a_healthy_pair() {
     let elapsed = t0.elapsed();
     let _a_wr = sender.await.unwrap();
     // Nothing bounced back to the sender.
-    match a_rx.next(Duration::from_millis(300)).await {
-        In::Timeout => {}
+    match a_rx.recv_timeout(Duration::from_millis(300)).await {
+        Got::Timeout => {}
         other => panic!("the sender got {other:?}"),
     }
     stop.store(true, Ordering::Relaxed);
@@ -614,9 +505,8 @@ async fn a_component_that_never_reads_gets_its_queue_bounded() {
     let bounces = tokio::spawn(async move {
         let mut n = 0;
         loop {
-            match a_rx.next(Duration::from_secs(3)).await {
-                In::Stanza(s) => {
-                    let s = String::from_utf8_lossy(&s).to_string();
+            match a_rx.recv_timeout(Duration::from_secs(3)).await {
+                Got::Stanza(s) => {
                     assert_eq!(attr(&s, "from").as_deref(), Some("y@b.example"), "{s}");
                     assert_eq!(
                         stanza_error_condition(&s).as_deref(),
@@ -625,27 +515,26 @@ async fn a_component_that_never_reads_gets_its_queue_bounded() {
                     );
                     n += 1;
                 }
-                In::Timeout => return n,
+                Got::Timeout => return n,
                 other => panic!("sender got {other:?}"),
             }
         }
     });
     let mut got_c = 0;
     let (a_wr, to_c) = loop {
-        match c_rx.next(Duration::from_millis(100)).await {
-            In::Stanza(s) => {
-                let s = String::from_utf8_lossy(&s).to_string();
+        match c_rx.recv_timeout(Duration::from_millis(100)).await {
+            Got::Stanza(s) => {
                 assert_eq!(s, message("x@a.example", "z@c.example", got_c, "healthy"));
                 got_c += 1;
             }
-            In::Timeout if sender.is_finished() => break sender.await.unwrap(),
-            In::Timeout => {}
+            Got::Timeout if sender.is_finished() => break sender.await.unwrap(),
+            Got::Timeout => {}
             other => panic!("c got {other:?}"),
         }
     };
     while got_c < to_c {
-        match c_rx.next(Duration::from_secs(10)).await {
-            In::Stanza(_) => got_c += 1,
+        match c_rx.recv_timeout(Duration::from_secs(10)).await {
+            Got::Stanza(_) => got_c += 1,
             other => panic!("c got {other:?} after {got_c} of {to_c}"),
         }
     }
@@ -668,7 +557,7 @@ async fn a_component_that_never_reads_gets_its_queue_bounded() {
 }
 
 /// Send `n` stanzas to the offline component and read their `n` bounces.
-async fn flood_offline(rx: &mut Rx, wr: &mut OwnedWriteHalf, first_id: usize, n: usize) {
+async fn flood_offline(rx: &mut CompRx, wr: &mut OwnedWriteHalf, first_id: usize, n: usize) {
     let write = async {
         let mut batch = String::new();
         for i in first_id..first_id + n {
@@ -684,9 +573,8 @@ async fn flood_offline(rx: &mut Rx, wr: &mut OwnedWriteHalf, first_id: usize, n:
     };
     let read = async {
         for next in first_id..first_id + n {
-            match rx.next(Duration::from_secs(20)).await {
-                In::Stanza(s) => {
-                    let s = String::from_utf8_lossy(&s).to_string();
+            match rx.recv_timeout(Duration::from_secs(20)).await {
+                Got::Stanza(s) => {
                     assert_eq!(attr(&s, "id"), Some(next.to_string()), "{s}");
                     assert_eq!(
                         stanza_error_condition(&s).as_deref(),
@@ -792,8 +680,8 @@ async fn bounces_to_a_component_that_never_reads_are_bounded_by_max_queue_bytes(
     // (plus the error element), nothing lost.
     let mut worst = 0.0f64;
     for (i, &size) in sizes.iter().enumerate().take(sent) {
-        let s = match a_rx.next(Duration::from_secs(20)).await {
-            In::Stanza(s) => String::from_utf8(s.to_vec()).unwrap(),
+        let s = match a_rx.recv_timeout(Duration::from_secs(20)).await {
+            Got::Stanza(s) => s,
             other => panic!("bounce {i} of {sent}: got {other:?}"),
         };
         assert_eq!(
@@ -837,7 +725,7 @@ async fn policy_violation_with_bounded_memory(
     let before = d.rss_kib();
     let peak = RssPeak::start(d.pid());
     let writer = tokio::spawn(write_until_closed(wr, chunks));
-    let cond = expect_stream_error(&mut rx, Duration::from_secs(20)).await;
+    let cond = rx.stream_error_within(Duration::from_secs(20)).await;
     let sent = writer.await.unwrap();
     let peak = peak.finish();
     let grew = peak.saturating_sub(before);
@@ -941,8 +829,8 @@ async fn pathological_stanzas_get_policy_violation_with_bounded_memory() {
     let (_c_rx, mut c_wr) = login_split(&d, "c.example", "sc").await;
     let m = message("z@c.example", "y@b.example", 1, "ok");
     c_wr.write_all(m.as_bytes()).await.unwrap();
-    match b_rx.next(Duration::from_secs(5)).await {
-        In::Stanza(s) => assert_eq!(&s[..], m.as_bytes()),
+    match b_rx.recv_timeout(Duration::from_secs(5)).await {
+        Got::Stanza(s) => assert_eq!(s, m),
         other => panic!("b got {other:?}"),
     }
 }
@@ -987,13 +875,13 @@ async fn route_max_size_stanzas(total: usize) {
         a_wr
     });
     for i in 0..n {
-        match b_rx.next(Duration::from_secs(60)).await {
-            In::Stanza(s) => {
+        match b_rx.recv_timeout(Duration::from_secs(60)).await {
+            Got::Stanza(s) => {
                 window.add_permits(1);
                 assert_eq!(s.len(), limit - 1);
                 assert_eq!(
                     &s[head.len()..head.len() + 8],
-                    format!("{i:08}").as_bytes(),
+                    format!("{i:08}"),
                     "out of order"
                 );
             }
@@ -1003,8 +891,8 @@ async fn route_max_size_stanzas(total: usize) {
     let elapsed = t0.elapsed();
     let _a_wr = sender.await.unwrap();
     let peak = peak.finish();
-    match a_rx.next(Duration::from_millis(200)).await {
-        In::Timeout => {}
+    match a_rx.recv_timeout(Duration::from_millis(200)).await {
+        Got::Timeout => {}
         other => panic!("the sender got {other:?}"),
     }
     eprintln!(
@@ -1109,7 +997,7 @@ async fn conflict_and_shutdown_take_effect_while_the_session_floods() {
     sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     let (_new_rx, _new_wr) = login_split(&d, "a.example", "sa").await;
-    let cond = expect_stream_error(&mut old_rx, Duration::from_secs(15)).await;
+    let cond = old_rx.stream_error_within(Duration::from_secs(15)).await;
     let kicked = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     let sent = flood.await.unwrap();
@@ -1130,7 +1018,7 @@ async fn conflict_and_shutdown_take_effect_while_the_session_floods() {
     sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    let cond = expect_stream_error(&mut b_rx, Duration::from_secs(15)).await;
+    let cond = b_rx.stream_error_within(Duration::from_secs(15)).await;
     let told = t0.elapsed();
     let status = d.wait(Duration::from_secs(10));
     let exited = t0.elapsed();

@@ -1,8 +1,7 @@
-//! Black-box tests of the command line and process behaviour (SPEC §2, §3, §7):
+//! Black-box tests of the command line and process behaviour (docs/behaviour.md
+//! "Command line", "Configuration", "Shutdown"; README "Command line"):
 //! `--check`, exit codes, config error messages, bind failures, SIGTERM, logs,
 //! secrets, `secret_file`, IPv6.
-
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
@@ -11,8 +10,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::comp::{handshake_token, Comp, Got};
-use support::daemon::{Daemon, BIN};
+use test_support::comp::Comp;
+use test_support::daemon::{router_bin, Daemon};
+use test_support::inspect::attr;
+use test_support::not_run;
+use test_support::stanza::handshake_token;
 
 /// Distinctive secrets: if any of these shows up in output or logs, it leaked.
 const SECRET_A: &str = "S3CRET-alpha-6f1d0c";
@@ -31,7 +33,7 @@ fn assert_no_secret(what: &str, text: &str) {
 
 /// Run the binary with `args`, without inheriting RUST_LOG or NOTIFY_SOCKET.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(router_bin())
         .args(args)
         .stdin(Stdio::null())
         .env_remove("RUST_LOG")
@@ -450,16 +452,6 @@ fn start_with_listen_address_in_use_exits_1() {
     drop(taken);
 }
 
-/// Send the handshake for `secret` without reading the answer.
-async fn send_handshake(c: &mut Comp, secret: &str) {
-    let id = c.stream_id.clone().expect("no stream id");
-    c.send(&format!(
-        "<handshake>{}</handshake>",
-        handshake_token(&id, secret)
-    ))
-    .await;
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -478,10 +470,7 @@ fn sigterm_sends_system_shutdown_and_exits_0_within_5s() {
         let b = Comp::login(d.addr(), "b.example", "sb").await;
         // One connection still before its handshake.
         let mut p = Comp::connect(d.addr()).await;
-        match p.open("b.example").await {
-            Got::Stanza(h) if h.starts_with("HEADER") => {}
-            other => panic!("header: {other:?}"),
-        }
+        p.open_ok("b.example").await;
         (a, b, p)
     });
     let t0 = Instant::now();
@@ -584,7 +573,7 @@ fn refusing_upstream() -> (SocketAddr, Handshakes) {
                 if !header.contains('>') && !read_until(&mut conn, &mut buf, ">") {
                     return;
                 }
-                let to = support::comp::attr(header, "to").unwrap_or_default();
+                let to = attr(header, "to").unwrap_or_default();
                 let _ = conn.write_all(format!(
                     "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
                      xmlns:stream='http://etherx.jabber.org/streams' id='{UPSTREAM_ID}' from='{to}'>"
@@ -639,7 +628,7 @@ secret_file = "{}"
         // A failed login; the wrong secret is a distinctive string too.
         let mut bad = Comp::connect(d.addr()).await;
         bad.open("a.example").await;
-        send_handshake(&mut bad, UPSTREAM_SECRET).await;
+        bad.send_handshake(UPSTREAM_SECRET).await;
         let cond = bad.expect_stream_error().await;
         assert_eq!(cond, "not-authorized");
     });
@@ -687,7 +676,7 @@ fn secret_file_trailing_newline_is_not_part_of_the_secret() {
         // With the newline: refused.
         let mut c = Comp::connect(d.addr()).await;
         c.open("a.example").await;
-        send_handshake(&mut c, &format!("{SECRET_FILE}\n")).await;
+        c.send_handshake(&format!("{SECRET_FILE}\n")).await;
         assert_eq!(c.expect_stream_error().await, "not-authorized");
         // Without: accepted.
         let _ok = Comp::login(d.addr(), "a.example", SECRET_FILE).await;
@@ -702,7 +691,7 @@ fn ipv6_loopback_port() -> Option<u16> {
 #[test]
 fn ipv6_listen_address() {
     let Some(port) = ipv6_loopback_port() else {
-        support::not_run::record(
+        not_run::record(
             "IPv6 listen test in tests/cli.rs",
             "this machine has no IPv6 loopback (::1)",
         );

@@ -1,7 +1,7 @@
-//! Differential tests: the stream framer (`xmpp_component_router::xml::Framer`)
+//! Differential tests: the stream framer (`test_support::xcr::xml::Framer`)
 //! against the rxml-based framer it replaced, kept as an oracle in
-//! `tests/support/rxml_oracle.rs` (which also holds the comparison and the
-//! differences it allows: see its module documentation).
+//! `crates/test-support/src/oracle/rxml.rs` (which also holds the comparison and
+//! the differences it allows: see its module documentation).
 //!
 //! Inputs are mostly-valid XEP-0114 streams (a header, then stanzas with nested
 //! children, prefixed attributes, namespace declarations, references, CDATA,
@@ -13,7 +13,7 @@
 //! the oracle gives on the same chunking.
 //!
 //! Every input is also checked against expat, the parser of the router's
-//! receivers (`tests/support/expat_oracle.rs`): what the router forwards,
+//! receivers (`crates/test-support/src/oracle/expat.rs`): what the router forwards,
 //! expat reads whole with the same infoset, and what expat refuses, the router
 //! refuses.
 //!
@@ -24,27 +24,20 @@
 //! `TRICKY` to keep it. `tricky_inputs_agree` lists all its differences, one
 //! per line, before the first in full.
 
-#[path = "support/rxml_oracle.rs"]
-mod rxml_oracle;
-
-#[path = "support/expat_oracle.rs"]
-mod expat_oracle;
-
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
 use rxml_oracle::{
     check_input, check_input_minimized, escape, new_frames, oracle_frames, rxml_quirk_at, split, Ev,
 };
-use xmpp_component_router::proto::StreamCondition;
-use xmpp_component_router::xml::Limits;
+use test_support::oracle::{expat as expat_oracle, rxml as rxml_oracle};
+use test_support::proptest_cases;
+use test_support::stanza::DECL_HEADER_A as HEADER;
+use test_support::xcr::stanza::StreamCondition;
+use test_support::xcr::xml::Limits;
 
 fn cases(n: u32) -> PtConfig {
-    let n = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(n);
     PtConfig {
-        cases: n,
+        cases: proptest_cases(n),
         failure_persistence: None,
         // A failing input is minimised by `check_input_minimized` (deleting
         // bytes), which does better on these inputs than proptest's shrinking
@@ -72,8 +65,6 @@ fn roomy() -> Limits {
         ..Limits::new(1 << 20)
     }
 }
-
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example'>";
 
 // ---------------------------------------------------------------------------
 // Generators: text

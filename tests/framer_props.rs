@@ -1,4 +1,4 @@
-//! Property tests of the stream framer (`xmpp_component_router::xml::Framer`).
+//! Property tests of the stream framer (`test_support::xcr::xml::Framer`).
 //!
 //! (a) Any chunking of a valid stream gives exactly the frames that a model of the
 //!     generated stream predicts (stanza bytes, routing attributes with entities
@@ -15,8 +15,10 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
-use xmpp_component_router::proto::StreamCondition;
-use xmpp_component_router::xml::{
+use test_support::proptest_cases;
+use test_support::stanza::HEADER_A as HEADER;
+use test_support::xcr::stanza::StreamCondition;
+use test_support::xcr::xml::{
     Attrs, Frame, FrameError, Framer, Head, Limits, Name, Ns, Skipped, Value,
 };
 
@@ -127,12 +129,8 @@ fn chunking() -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn cases(n: u32) -> PtConfig {
-    let n = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(n);
     PtConfig {
-        cases: n,
+        cases: proptest_cases(n),
         failure_persistence: None,
         ..PtConfig::default()
     }
@@ -714,8 +712,6 @@ fn xmlish() -> impl Strategy<Value = Vec<u8>> {
     ];
     prop::collection::vec(prop::sample::select(pieces), 0..200).prop_map(|v| v.concat())
 }
-
-const HEADER: &str = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example'>";
 
 #[derive(Clone, Debug)]
 enum Mutation {

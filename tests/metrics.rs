@@ -5,22 +5,20 @@
 //! `metrics::Source` over the real counter types, so each test sets exactly the
 //! values it then reads back.
 
-#[path = "support/prometheus.rs"]
-mod prometheus;
-
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use xmpp_component_router::metrics::{
+use test_support::prometheus;
+use test_support::xcr::metrics::{
     client, status, DomainMetrics, DomainRow, DomainState, Exporter, Globals, HttpLimits,
     MetricsServer, Outcome, RefusedReason, SessionMetrics, Source, StanzaErrorCondition,
     StreamErrorCondition,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 struct Domain {
     m: Arc<DomainMetrics>,

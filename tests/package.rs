@@ -18,9 +18,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-
-#[path = "support/not_run.rs"]
-mod not_run;
+use test_support::not_run;
+use test_support::xcr::cli::Cli;
 
 const PKG: &str = "xmpp-component-router";
 const MAN_PATH: &str = "man/xmpp-component-router.8";
@@ -121,7 +120,7 @@ XEP\-0114: Jabber Component Protocol.
 "#;
 
 fn render_man() -> Vec<u8> {
-    let cmd = xmpp_component_router::cli::Cli::command().long_about(DESCRIPTION);
+    let cmd = Cli::command().long_about(DESCRIPTION);
     let man = clap_mangen::Man::new(cmd)
         .section("8")
         .manual("System Administration");
@@ -180,7 +179,7 @@ fn man_page_documents_every_option_and_the_operator_sections() {
         assert!(man.contains(needle), "man page lacks {needle}");
     }
     // Every option has a help text of more than a few words.
-    let cmd = xmpp_component_router::cli::Cli::command();
+    let cmd = Cli::command();
     for arg in cmd
         .get_arguments()
         .filter(|a| !["help", "version"].contains(&a.get_id().as_str()))

@@ -1,4 +1,5 @@
-//! Components read from a Prosody config file (issue 6): the two examples of the
+//! Components read from a Prosody config file (docs/behaviour.md, "Components
+//! from a Prosody config"): the two examples of the
 //! mod_reload_components README run as written, against the binary.
 //!
 //! Each test copies a fixture from tests/fixtures/prosody/ next to a TOML config
@@ -6,13 +7,12 @@
 //! file to the example's second version, sends SIGHUP, and checks what the
 //! README says happens.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::comp::{Comp, Got};
-use support::daemon::Daemon;
+use test_support::comp::{header_refused, round_trip, Comp, Got};
+use test_support::daemon::{router_bin, Daemon};
+use test_support::stanza::msg;
 
 fn fixture(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,19 +35,6 @@ fn rewrite_prosody(d: &Daemon, second: &str) {
     d.sighup_and_wait();
 }
 
-fn msg(from: &str, to: &str, id: &str) -> String {
-    format!("<message from='{from}' to='{to}' id='{id}'><body>{id}</body></message>")
-}
-
-async fn round_trip(a: &mut Comp, a_dom: &str, x: &mut Comp, x_dom: &str, id: &str) {
-    let m = msg(&format!("u@{a_dom}"), &format!("v@{x_dom}"), id);
-    a.send(&m).await;
-    assert_eq!(x.stanza().await, m);
-    let r = msg(&format!("v@{x_dom}"), &format!("u@{a_dom}"), id);
-    x.send(&r).await;
-    assert_eq!(a.stanza().await, r);
-}
-
 #[tokio::test]
 async fn readme_example_1_b_detached_c_loaded_a_untouched() {
     let d = start_with("example1-before.cfg.lua");
@@ -55,9 +42,10 @@ async fn readme_example_1_b_detached_c_loaded_a_untouched() {
     let mut a = Comp::login(d.addr(), "a.example.com", "a").await;
     let mut b = Comp::login(d.addr(), "b.example.com", "b").await;
     // c is not served yet.
-    let mut c0 = Comp::connect(d.addr()).await;
-    c0.open("c.example.com").await;
-    assert_eq!(c0.expect_stream_error().await, "host-unknown");
+    assert_eq!(
+        header_refused(d.addr(), "c.example.com").await,
+        "host-unknown"
+    );
     round_trip(&mut a, "a.example.com", &mut x, "x.local", "before").await;
 
     rewrite_prosody(&d, "example1-after.cfg.lua");
@@ -80,9 +68,10 @@ async fn readme_example_1_b_detached_c_loaded_a_untouched() {
         other => panic!("detached connection must stay open and quiet, got {other:?}"),
     }
     // New connections for b get host-unknown.
-    let mut b2 = Comp::connect(d.addr()).await;
-    b2.open("b.example.com").await;
-    assert_eq!(b2.expect_stream_error().await, "host-unknown");
+    assert_eq!(
+        header_refused(d.addr(), "b.example.com").await,
+        "host-unknown"
+    );
     // a.example.com is untouched: same connection still routes.
     round_trip(&mut a, "a.example.com", &mut x, "x.local", "after").await;
 }
@@ -121,7 +110,7 @@ fn check_shows_where_each_component_came_from() {
         "prosody_config = \"prosody.cfg.lua\"\n[components.\"x.local\"]\nsecret = \"toml-secret-123\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::daemon::BIN)
+    let out = std::process::Command::new(router_bin())
         .arg("--config")
         .arg(&cfg)
         .arg("--check")
@@ -169,7 +158,7 @@ fn domain_in_both_files_is_a_config_error() {
         "prosody_config = \"prosody.cfg.lua\"\n[components.\"A.example.com\"]\nsecret = \"z\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::daemon::BIN)
+    let out = std::process::Command::new(router_bin())
         .arg("--config")
         .arg(&cfg)
         .arg("--check")

@@ -1,19 +1,14 @@
 //! Tests of the Prosody test harness itself, without the router: a raw
 //! XEP-0114 component and a raw c2s client talk through a real Prosody.
 
-#[path = "support/c2s.rs"]
-mod c2s;
-#[path = "support/prosody.rs"]
-mod prosody;
-mod support;
-
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use c2s::{attr, element_name, text_of, C2s, XmlFramer, XmlStream, NS_STREAM};
-use prosody::{Prosody, ProsodyOptions};
-use sha1::{Digest, Sha1};
+use test_support::c2s::{self, C2s, XmlFramer, XmlStream};
+use test_support::inspect::{attr, element_name, text_of};
+use test_support::prosody::{self, Prosody, ProsodyOptions};
+use test_support::stanza::{handshake, header};
 
 const T: Duration = Duration::from_secs(10);
 const COMP: &str = "comp.localhost";
@@ -47,17 +42,11 @@ struct Component {
 impl Component {
     async fn connect(port: u16, domain: &str, secret: &str) -> io::Result<Component> {
         let mut conn = XmlStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-        conn.try_send(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
-             xmlns:stream='{NS_STREAM}' to='{domain}'>"
-        ))
-        .await?;
+        conn.try_send(&header(domain)).await?;
         let header = conn.recv_stream_header(T).await?;
         let id = attr(&header, "id")
             .ok_or_else(|| io::Error::other(format!("no stream id in {header}")))?;
-        let token = hex::encode(Sha1::digest(format!("{id}{secret}").as_bytes()));
-        conn.try_send(&format!("<handshake>{token}</handshake>"))
-            .await?;
+        conn.try_send(&handshake(&id, secret)).await?;
         match conn.recv_stanza(T).await {
             Some(s) if element_name(&s) == "handshake" => Ok(Component {
                 conn,
@@ -326,11 +315,7 @@ async fn handshake_failures_wrong_secret_and_unknown_domain() {
     let mut conn = XmlStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, p.component_port)))
         .await
         .unwrap();
-    conn.send(&format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
-         xmlns:stream='{NS_STREAM}' to='other.localhost'>"
-    ))
-    .await;
+    conn.send(&header("other.localhost")).await;
     let got = conn.wait_closed(T).await.expect("stream not closed");
     assert!(
         got.iter().any(|s| s.contains("<host-unknown")),

@@ -1,28 +1,26 @@
 //! Black-box protocol tests: docs/behaviour.md (XEP-0114 server side), row by row.
 //!
 //! Every test starts its own daemon on a free loopback port and talks to it with
-//! the raw client in `support::comp`, which frames everything the router sends
-//! with the crate's own strict framer (so every reply is also checked for
-//! well-formedness). Every wait is bounded. Every negative test ends with
+//! the raw client `test_support::comp`, which frames everything the router sends
+//! with rxml, a parser independent of the router's framer (so every reply is
+//! also checked for well-formedness). Every wait is bounded. Every negative test ends with
 //! [`assert_healthy`]: after bad input the daemon still routes for a fresh pair.
 //!
 //! Layout follows docs/behaviour.md: stream opening, authentication, stanzas from an
 //! authenticated component, "anywhere", then ordering and fidelity.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rxml::{Event, Parse};
-use support::comp::{handshake_token, Comp, Got, T};
-use support::daemon::Daemon;
-
-const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-const NS_COMPONENT: &str = "jabber:component:accept";
-const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-const NS_PROSODY_COMPONENT: &str = "xmpp:prosody.im/protocol/component";
+use test_support::comp::{pass, round_trip, Comp, Got, T};
+use test_support::daemon::Daemon;
+use test_support::el::{parse_el, El};
+use test_support::inspect::attr;
+use test_support::ns::{
+    COMPONENT as NS_COMPONENT, PROSODY_COMPONENT as NS_PROSODY_COMPONENT,
+    STANZA_ERRORS as NS_STANZA_ERRORS, STREAMS as NS_STREAMS, STREAM_ERRORS as NS_STREAM_ERRORS,
+};
+use test_support::stanza::{handshake_token, header};
 
 /// How long "no reply" is waited for.
 const SILENCE: Duration = Duration::from_millis(300);
@@ -65,90 +63,7 @@ fn start_with(top: &str) -> Daemon {
 }
 
 // ---------------------------------------------------------------------------
-// A minimal element tree, parsed with rxml (namespace-aware), for checking the
-// shape of errors and bounces without depending on attribute order or quotes.
-
-#[derive(Debug, Clone)]
-struct El {
-    ns: String,
-    name: String,
-    /// Attributes without a namespace.
-    attrs: Vec<(String, String)>,
-    children: Vec<El>,
-    text: String,
-}
-
-impl El {
-    fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn child(&self, ns: &str, name: &str) -> Option<&El> {
-        self.children.iter().find(|c| c.ns == ns && c.name == name)
-    }
-}
-
-/// Parse one top-level element as it appears inside a component stream
-/// (default namespace `jabber:component:accept`, prefix `stream` bound).
-fn parse_el(s: &str) -> El {
-    let doc = format!(
-        "<stream:stream xmlns='{NS_COMPONENT}' xmlns:stream='{NS_STREAMS}'>{s}</stream:stream>"
-    );
-    let mut p = rxml::Parser::default();
-    let mut slice = doc.as_bytes();
-    let mut stack: Vec<El> = Vec::new();
-    let mut found: Option<El> = None;
-    loop {
-        match p.parse(&mut slice, true) {
-            Ok(Some(Event::StartElement(_, (ns, name), attrs))) => {
-                let attrs = attrs
-                    .into_iter()
-                    .filter(|((ns, _), _)| ns.is_none())
-                    .map(|((_, n), v)| (n.as_str().to_string(), v))
-                    .collect();
-                stack.push(El {
-                    ns: ns.as_str().to_string(),
-                    name: name.as_str().to_string(),
-                    attrs,
-                    children: Vec::new(),
-                    text: String::new(),
-                });
-            }
-            Ok(Some(Event::EndElement(_))) => {
-                let el = stack.pop().expect("end without start");
-                match stack.len() {
-                    0 => {}
-                    1 => {
-                        assert!(found.is_none(), "more than one element in {s:?}");
-                        found = Some(el);
-                    }
-                    _ => stack.last_mut().unwrap().children.push(el),
-                }
-            }
-            Ok(Some(Event::Text(_, t))) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t);
-                }
-            }
-            Ok(Some(Event::XmlDeclaration(..))) => {}
-            Ok(None) => break,
-            Err(e) => panic!("not well-formed: {e:?}: {s:?}"),
-        }
-    }
-    found.unwrap_or_else(|| panic!("no element in {s:?}"))
-}
-
-// ---------------------------------------------------------------------------
 // Helpers.
-
-fn header(to: &str) -> String {
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{NS_COMPONENT}' xmlns:stream='{NS_STREAMS}' to='{to}'>"
-    )
-}
 
 /// A connection that has sent `bytes` and nothing else.
 async fn raw(d: &Daemon, bytes: &str) -> Comp {
@@ -160,10 +75,7 @@ async fn raw(d: &Daemon, bytes: &str) -> Comp {
 /// A connection that got our header for `domain` (not yet authenticated).
 async fn opened(d: &Daemon, domain: &str) -> Comp {
     let mut c = Comp::connect(d.addr()).await;
-    match c.open(domain).await {
-        Got::Stanza(h) if h.starts_with("HEADER") => {}
-        other => panic!("{domain}: header refused: {other:?}"),
-    }
+    c.open_ok(domain).await;
     c
 }
 
@@ -171,87 +83,9 @@ async fn login(d: &Daemon, domain: &str, secret: &str) -> Comp {
     Comp::login(d.addr(), domain, secret).await
 }
 
-/// A stream error as docs/behaviour.md#stream frames it: the router's header (sent before it if
-/// none was yet), `<stream:error>` with one condition in the streams-errors
-/// namespace and an optional `<text/>`, then `</stream:stream>`, then the TCP
-/// connection closes. Returns the condition and the text.
-async fn stream_error(c: &mut Comp) -> (String, Option<String>) {
-    let s = loop {
-        match c.recv().await {
-            Got::Stanza(s) if s.starts_with("HEADER") => continue,
-            Got::Stanza(s) => break s,
-            other => panic!("expected a stream error, got {other:?}"),
-        }
-    };
-    assert!(
-        c.header.is_some(),
-        "stream error without a stream header first: {s}"
-    );
-    let e = parse_el(&s);
-    assert_eq!(
-        (e.ns.as_str(), e.name.as_str()),
-        (NS_STREAMS, "error"),
-        "expected a stream error, got {s}"
-    );
-    let conds: Vec<&El> = e
-        .children
-        .iter()
-        .filter(|c| c.name != "text" || c.ns != NS_STREAM_ERRORS)
-        .collect();
-    assert_eq!(conds.len(), 1, "one condition expected: {s}");
-    assert_eq!(conds[0].ns, NS_STREAM_ERRORS, "condition namespace: {s}");
-    let text = e.child(NS_STREAM_ERRORS, "text").map(|t| t.text.clone());
-    match c.recv().await {
-        Got::End => {}
-        other => panic!("expected </stream:stream> after {s}, got {other:?}"),
-    }
-    match c.recv().await {
-        Got::Closed => {}
-        other => panic!("expected the TCP connection to close after {s}, got {other:?}"),
-    }
-    (conds[0].name.clone(), text)
-}
-
-/// The condition of the stream error `c` gets.
+/// The condition of the stream error `c` gets ([`Comp::stream_error`]).
 async fn cond(c: &mut Comp) -> String {
-    stream_error(c).await.0
-}
-
-/// Our `</stream:stream>` and a clean close, with nothing before it.
-async fn expect_clean_close(c: &mut Comp) {
-    match c.recv().await {
-        Got::End => {}
-        other => panic!("expected </stream:stream>, got {other:?}"),
-    }
-    match c.recv().await {
-        Got::Closed => {}
-        other => panic!("expected the TCP connection to close, got {other:?}"),
-    }
-}
-
-/// `from` sends `m`, `to` receives exactly those bytes.
-async fn pass(from: &mut Comp, to: &mut Comp, m: &str) {
-    from.send(m).await;
-    match to.recv().await {
-        Got::Stanza(s) => assert_eq!(s, m, "delivered bytes differ"),
-        other => panic!("expected {m}, got {other:?}"),
-    }
-}
-
-/// A message from `a.example` to `b.example` and one back.
-async fn round_trip(a: &mut Comp, b: &mut Comp, tag: &str) {
-    pass(
-        a,
-        b,
-        &format!("<message from='x@a.example/r' to='y@b.example' id='{tag}-ab'><body>{tag}</body></message>"),
-    )
-    .await;
-    pass(
-        b,
-        a,
-        &format!("<message from='y@b.example' to='x@a.example/r' id='{tag}-ba'><body>{tag}</body></message>"),
-    )
-    .await;
+    c.stream_error().await.0
 }
 
 /// After bad input the daemon still routes: two fresh components log in and
@@ -501,7 +335,7 @@ async fn handshake_lowercase_uppercase_and_padded_digest_accepted() {
             Got::Stanza(s) if s == "<handshake/>" => {}
             other => panic!("{form}: handshake refused: {other:?}"),
         }
-        round_trip(&mut a, &mut b, &format!("hs{i}")).await;
+        round_trip(&mut a, "a.example", &mut b, "b.example", &format!("hs{i}")).await;
     }
 }
 
@@ -550,7 +384,14 @@ async fn handshake_bad_digest_is_not_authorized() {
     assert_eq!(cond(&mut a).await, "not-authorized", "<handshake/>");
     // The live session of b was not disturbed.
     let mut a = login(&d, "a.example", "sa").await;
-    round_trip(&mut a, &mut b, "after-bad-handshakes").await;
+    round_trip(
+        &mut a,
+        "a.example",
+        &mut b,
+        "b.example",
+        "after-bad-handshakes",
+    )
+    .await;
     assert_healthy(&d).await;
 }
 
@@ -611,7 +452,7 @@ async fn no_handshake_in_time_is_connection_timeout() {
     let mut x = login(&d, "a.example", "sa").await;
     let mut y = login(&d, "b.example", "sb").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    round_trip(&mut x, &mut y, "after-timeout").await;
+    round_trip(&mut x, "a.example", &mut y, "b.example", "after-timeout").await;
     assert_healthy(&d).await;
 }
 
@@ -620,13 +461,13 @@ async fn conflict_replace_kicks_the_old_session() {
     let d = start();
     let mut b = login(&d, "b.example", "sb").await;
     let mut old = login(&d, "a.example", "sa").await;
-    round_trip(&mut old, &mut b, "old").await;
+    round_trip(&mut old, "a.example", &mut b, "b.example", "old").await;
     let mut new = login(&d, "a.example", "sa").await;
-    let (c, text) = stream_error(&mut old).await;
+    let (c, text) = old.stream_error().await;
     assert_eq!(c, "conflict");
     assert_eq!(text.as_deref(), Some("Replaced by a new connection"));
     // The new session receives traffic and can send.
-    round_trip(&mut new, &mut b, "new").await;
+    round_trip(&mut new, "a.example", &mut b, "b.example", "new").await;
     // Nothing went to the old one and the new one got nothing extra.
     new.expect_silence(SILENCE).await;
     assert_healthy(&d).await;
@@ -674,7 +515,7 @@ async fn conflict_replace_bounces_what_the_old_session_could_not_write() {
     }
     let mut read = 0;
     while let Got::Stanza(s) = old.recv_timeout(Duration::from_secs(2)).await {
-        if let Some(id) = support::comp::attr(&s, "id") {
+        if let Some(id) = attr(&s, "id") {
             assert!(!bounced.contains(&id), "{id} delivered and bounced");
             read += 1;
         }
@@ -685,7 +526,7 @@ async fn conflict_replace_bounces_what_the_old_session_could_not_write() {
     );
     assert!(!bounced.is_empty(), "nothing bounced");
     assert_eq!(read + bounced.len(), N, "stanzas lost");
-    round_trip(&mut new, &mut b, "new").await;
+    round_trip(&mut new, "a.example", &mut b, "b.example", "new").await;
     assert_healthy(&d).await;
 }
 
@@ -698,7 +539,7 @@ async fn conflict_reject_refuses_the_new_connection() {
     let tok = handshake_token(new.stream_id.as_deref().unwrap(), "sr");
     new.send(&format!("<handshake>{tok}</handshake>")).await;
     // Only the conflict: no `<handshake/>` (which would mean "accepted") before it.
-    let (c, _) = stream_error(&mut new).await;
+    let (c, _) = new.stream_error().await;
     assert_eq!(c, "conflict");
     // The old session still works both ways.
     pass(
@@ -756,7 +597,14 @@ async fn handshake_after_authentication_is_ignored() {
     a.send("<handshake>not even hex</handshake>").await;
     a.send("<handshake/>").await;
     a.expect_silence(SILENCE).await;
-    round_trip(&mut a, &mut b, "after-second-handshake").await;
+    round_trip(
+        &mut a,
+        "a.example",
+        &mut b,
+        "b.example",
+        "after-second-handshake",
+    )
+    .await;
     assert_healthy(&d).await;
 }
 
@@ -973,9 +821,9 @@ async fn stanza_to_offline_component_bounces_remote_server_timeout() {
     }
     // A component that was live and left is offline again.
     let mut b = login(&d, "b.example", "sb").await;
-    round_trip(&mut a, &mut b, "before-leaving").await;
+    round_trip(&mut a, "a.example", &mut b, "b.example", "before-leaving").await;
     b.send("</stream:stream>").await;
-    expect_clean_close(&mut b).await;
+    b.expect_end_and_close("a clean close").await;
     expect_bounce(
         &mut a,
         "<message from='x@a.example' to='y@b.example' id='o4'/>",
@@ -1030,7 +878,7 @@ async fn no_bounce_in_reply_to_error_or_result() {
         a.expect_silence(SILENCE).await;
     }
     // Still alive.
-    round_trip(&mut a, &mut b, "after-silence").await;
+    round_trip(&mut a, "a.example", &mut b, "b.example", "after-silence").await;
     assert_healthy(&d).await;
 }
 
@@ -1085,7 +933,7 @@ async fn full_destination_queue_bounces_resource_constraint() {
             started.elapsed()
         )
     });
-    let id: usize = support::comp::attr(&first, "id").unwrap().parse().unwrap();
+    let id: usize = attr(&first, "id").unwrap().parse().unwrap();
     assert_bounce(
         &first,
         &stanza(id),
@@ -1110,7 +958,7 @@ async fn full_destination_queue_bounces_resource_constraint() {
     loop {
         match a.recv_timeout(SILENCE).await {
             Got::Stanza(s) => {
-                let i: usize = support::comp::attr(&s, "id").unwrap().parse().unwrap();
+                let i: usize = attr(&s, "id").unwrap().parse().unwrap();
                 assert_bounce(&s, &stanza(i), "wait", "resource-constraint", None, false);
                 bounced.insert(i);
             }
@@ -1124,7 +972,7 @@ async fn full_destination_queue_bounces_resource_constraint() {
     while delivered.len() + bounced.len() < sent && Instant::now() < deadline {
         match b.recv().await {
             Got::Stanza(s) => {
-                let i: usize = support::comp::attr(&s, "id").unwrap().parse().unwrap();
+                let i: usize = attr(&s, "id").unwrap().parse().unwrap();
                 assert_eq!(s, stanza(i));
                 delivered.push(i);
             }
@@ -1144,7 +992,7 @@ async fn full_destination_queue_bounces_resource_constraint() {
     assert_eq!(all.len(), sent, "lost or duplicated stanzas");
     assert!(delivered.iter().all(|i| !bounced.contains(i)));
     // The slow reader, having caught up, works normally.
-    round_trip(&mut a, &mut b, "after-drain").await;
+    round_trip(&mut a, "a.example", &mut b, "b.example", "after-drain").await;
 }
 
 // ===========================================================================
@@ -1273,7 +1121,7 @@ async fn whitespace_keepalives_are_ignored() {
     let m = "<message from='x@a.example' to='y@b.example' id='k1'/>";
     a.send(&format!("\n {m} \n")).await;
     assert_eq!(b.stanza().await, m);
-    round_trip(&mut a, &mut b, "keepalive").await;
+    round_trip(&mut a, "a.example", &mut b, "b.example", "keepalive").await;
     assert_healthy(&d).await;
 }
 
@@ -1283,21 +1131,21 @@ async fn peer_stream_close_gets_ours_and_a_clean_close() {
     // After authentication.
     let mut a = login(&d, "a.example", "sa").await;
     a.send("</stream:stream>").await;
-    expect_clean_close(&mut a).await;
+    a.expect_end_and_close("a clean close").await;
     // Before the handshake.
     let mut a = opened(&d, "a.example").await;
     a.send("</stream:stream>").await;
-    expect_clean_close(&mut a).await;
+    a.expect_end_and_close("a clean close").await;
     // With stanzas just before it: they are routed first.
     let mut a = login(&d, "a.example", "sa").await;
     let mut b = login(&d, "b.example", "sb").await;
     let m = "<message from='x@a.example' to='y@b.example' id='last'/>";
     a.send(&format!("{m}</stream:stream>")).await;
     assert_eq!(b.stanza().await, m);
-    expect_clean_close(&mut a).await;
+    a.expect_end_and_close("a clean close").await;
     // The domain is free again: a new session logs in without conflict.
     let mut a = login(&d, "a.example", "sa").await;
-    round_trip(&mut a, &mut b, "after-close").await;
+    round_trip(&mut a, "a.example", &mut b, "b.example", "after-close").await;
     assert_healthy(&d).await;
 }
 
@@ -1310,15 +1158,15 @@ async fn peer_stream_error_gets_our_stream_close() {
     // After authentication.
     let mut a = login(&d, "a.example", "sa").await;
     a.send(&err).await;
-    expect_clean_close(&mut a).await;
+    a.expect_end_and_close("a clean close").await;
     // Before the handshake.
     let mut a = opened(&d, "a.example").await;
     a.send(&err).await;
-    expect_clean_close(&mut a).await;
+    a.expect_end_and_close("a clean close").await;
     // A stream error followed by the peer's own close.
     let mut a = login(&d, "a.example", "sa").await;
     a.send(&format!("{err}</stream:stream>")).await;
-    expect_clean_close(&mut a).await;
+    a.expect_end_and_close("a clean close").await;
     assert_healthy(&d).await;
 }
 

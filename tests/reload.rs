@@ -1,10 +1,9 @@
-//! SIGHUP reload, black-box against the binary: SPEC §6 and issue 3.
+//! SIGHUP reload, black-box against the binary: docs/behaviour.md#reload and the
+//! README's "Reloading (SIGHUP, systemctl reload)", case by case.
 //!
 //! Every test starts its own daemon on a free port, rewrites its config with
 //! [`Daemon::reload`] (which waits for the reload's outcome line) and watches
 //! what raw XEP-0114 components see. Every wait is bounded.
-
-mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixDatagram;
@@ -12,61 +11,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::comp::{stanza_error_condition, Comp, Got};
-use support::daemon::{free_port, Daemon};
+use test_support::comp::{header_refused, round_trip, Comp, CompRx, Got};
+use test_support::daemon::{component as comp, free_port, Daemon};
+use test_support::inspect::{attr, condition_of, stanza_error_condition};
+use test_support::stanza::msg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a detached connection must be seen to stay open.
 const DETACHED_OPEN: Duration = Duration::from_millis(2100);
 /// How long to wait for something that must not arrive.
 const QUIET: Duration = Duration::from_millis(700);
-
-/// A `[components."DOMAIN"]` table with this secret and any extra lines.
-fn comp(domain: &str, secret: &str, extra: &str) -> String {
-    format!("[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n")
-}
-
-fn msg(from: &str, to: &str, id: &str) -> String {
-    format!("<message from='{from}' to='{to}' id='{id}' type='chat'><body>{id}</body></message>")
-}
-
-/// `from` sends to `to`, which must receive exactly those bytes.
-async fn route_ok(from: &mut Comp, from_dom: &str, to: &mut Comp, to_dom: &str, id: &str) {
-    let m = msg(&format!("u@{from_dom}/r"), &format!("v@{to_dom}"), id);
-    from.send(&m).await;
-    assert_eq!(to.stanza().await, m, "{from_dom} -> {to_dom} ({id})");
-}
-
-/// A round trip both ways on the same two connections.
-async fn round_trip(a: &mut Comp, a_dom: &str, x: &mut Comp, x_dom: &str, tag: &str) {
-    route_ok(a, a_dom, x, x_dom, &format!("{tag}-there")).await;
-    route_ok(x, x_dom, a, a_dom, &format!("{tag}-back")).await;
-}
-
-/// A new connection for `domain` is refused with this stream error at the header.
-async fn header_refused(addr: SocketAddr, domain: &str) -> String {
-    let mut c = Comp::connect(addr).await;
-    c.open(domain).await;
-    c.expect_stream_error().await
-}
+/// How long to wait for a log line.
+const LOG_WAIT: Duration = Duration::from_secs(5);
 
 /// A new connection for `domain` gets a header, then this stream error for
 /// its handshake with `secret`.
 async fn handshake_refused(addr: SocketAddr, domain: &str, secret: &str) -> String {
     let mut c = Comp::connect(addr).await;
-    match c.open(domain).await {
-        Got::Stanza(h) if h.starts_with("HEADER") => {}
-        other => panic!("{domain}: header refused: {other:?}"),
-    }
-    match c.handshake(secret).await {
-        Got::Stanza(s) if s.starts_with("<stream:error>") => {
-            let cond = support::comp::condition_of(&s);
-            assert!(matches!(c.recv().await, Got::End), "no </stream:stream>");
-            assert!(matches!(c.recv().await, Got::Closed), "TCP not closed");
-            cond
-        }
-        other => panic!("{domain}: expected a stream error after the handshake, got {other:?}"),
-    }
+    c.open_ok(domain).await;
+    c.send_handshake(secret).await;
+    c.expect_stream_error().await
 }
 
 /// The connection stays open and silent for at least `t`: the peer can still
@@ -83,19 +47,6 @@ async fn stays_open_and_silent(c: &mut Comp, t: Duration, what: &str) {
                 panic!("{what}: expected the connection to stay open and silent, got {other:?}")
             }
         }
-    }
-}
-
-/// The peer ends its stream; the router answers `</stream:stream>` and closes.
-async fn close_cleanly(c: &mut Comp, what: &str) {
-    c.send("</stream:stream>").await;
-    match c.recv().await {
-        Got::End => {}
-        other => panic!("{what}: expected </stream:stream>, got {other:?}"),
-    }
-    match c.recv().await {
-        Got::Closed => {}
-        other => panic!("{what}: expected TCP close, got {other:?}"),
     }
 }
 
@@ -117,14 +68,6 @@ fn last_summary(d: &Daemon) -> String {
         .unwrap_or_else(|| panic!("no summary line in:\n{logs}"))
         .to_string();
     line[line.find("reload: ").unwrap()..].to_string()
-}
-
-fn wait_log(d: &Daemon, pat: &str) {
-    assert!(
-        d.wait_for_log(pat, Duration::from_secs(5)),
-        "log line {pat:?} missing:\n{}",
-        d.logs()
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -217,14 +160,17 @@ async fn check_detached(after_b: &str) {
         &d,
         "reload: 0 added, 1 removed (1 connection detached), 0 changed, 2 unchanged",
     );
-    wait_log(&d, "reload: component removed (1 connection detached)");
+    d.expect_log(
+        "reload: component removed (1 connection detached)",
+        LOG_WAIT,
+    );
 
     // Nothing routed from it: x receives nothing, and b gets no bounce either.
     let from_b = msg("u@b.example/r", "v@x.example", "from-detached");
     b.send(&from_b).await;
     x.expect_silence(QUIET).await;
     b.expect_silence(QUIET).await;
-    wait_log(&d, "stanza from detached component discarded");
+    d.expect_log("stanza from detached component discarded", LOG_WAIT);
     assert!(d.logs().contains("discarded=1"), "{}", d.logs());
 
     // Nothing routed to it: its domain is an unknown domain now.
@@ -256,8 +202,8 @@ async fn check_detached(after_b: &str) {
     round_trip(&mut a, "a.example", &mut x, "x.example", "after").await;
 
     // It ends when the peer closes.
-    close_cleanly(&mut b, "detached b").await;
-    wait_log(&d, "component session ended");
+    b.close_cleanly("detached b").await;
+    d.expect_log("component session ended", LOG_WAIT);
     assert!(
         d.logs()
             .lines()
@@ -313,7 +259,7 @@ async fn handshake_in_progress_when_removed_gets_host_unknown() {
     );
     match b.handshake("sb").await {
         Got::Stanza(s) if s.starts_with("<stream:error>") => {
-            assert_eq!(support::comp::condition_of(&s), "host-unknown", "{s}");
+            assert_eq!(condition_of(&s), "host-unknown", "{s}");
         }
         other => panic!("expected host-unknown, got {other:?}"),
     }
@@ -390,7 +336,7 @@ async fn detached_flood_is_read_and_discarded_in_bounded_memory() {
     );
     x.expect_silence(QUIET).await;
     stays_open_and_silent(&mut b, Duration::from_millis(600), "flooding detached b").await;
-    close_cleanly(&mut b, "flooding detached b").await;
+    b.close_cleanly("flooding detached b").await;
 }
 
 /// Seen from outside, the detach is a clean cut: once the reload is logged,
@@ -447,24 +393,19 @@ async fn detach_is_a_clean_cut_while_the_removed_component_sends() {
     let reader = tokio::spawn(async move {
         let mut from_b_after_fence = 0usize;
         let mut fence_seen = false;
-        let mut buf = String::new();
-        let mut tmp = vec![0u8; 1 << 16];
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let wait = if fence_seen { QUIET.min(left) } else { left };
-            match tokio::time::timeout(wait, x.stream.read(&mut tmp)).await {
-                Err(_) => break,
-                Ok(Ok(0)) | Ok(Err(_)) => panic!("x lost its connection"),
-                Ok(Ok(n)) => buf.push_str(std::str::from_utf8(&tmp[..n]).expect("utf-8")),
-            }
-            while let Some(end) = buf.find("</message>") {
-                let st: String = buf.drain(..end + "</message>".len()).collect();
-                if st.contains("id='fence") {
-                    fence_seen = true;
-                } else if fence_seen && st.contains("from='u@b.example'") {
-                    from_b_after_fence += 1;
-                }
+            let st = match x.recv_timeout(wait).await {
+                Got::Timeout => break,
+                Got::Stanza(st) => st,
+                other => panic!("x lost its connection: {other:?}"),
+            };
+            if st.contains("id='fence") {
+                fence_seen = true;
+            } else if fence_seen && st.contains("from='u@b.example'") {
+                from_b_after_fence += 1;
             }
         }
         assert!(fence_seen, "fence never arrived");
@@ -544,7 +485,7 @@ async fn re_added_component_gets_a_fresh_registration() {
         handshake_refused(d.addr(), "b.example", "sb2").await,
         "conflict"
     );
-    close_cleanly(&mut b1, "old detached b").await;
+    b1.close_cleanly("old detached b").await;
     round_trip(&mut b2, "b.example", &mut x, "x.example", "still").await;
 }
 
@@ -568,11 +509,11 @@ async fn changed_secret_keeps_the_session_and_applies_to_the_next_handshake() {
         &d,
         "reload: 0 added, 0 removed (0 connections detached), 1 changed, 1 unchanged",
     );
-    wait_log(&d, "reload: component changed");
+    d.expect_log("reload: component changed", LOG_WAIT);
     // Its handshake is checked against the secret in force now.
     match pending.handshake("old").await {
         Got::Stanza(s) if s.starts_with("<stream:error>") => {
-            assert_eq!(support::comp::condition_of(&s), "not-authorized", "{s}");
+            assert_eq!(condition_of(&s), "not-authorized", "{s}");
         }
         other => panic!("expected not-authorized, got {other:?}"),
     }
@@ -677,7 +618,7 @@ async fn listen_bind_failure_is_logged_and_the_rest_applies() {
         "listen = [\"{addr1}\", \"{busy_addr}\"]\n{a}{}",
         comp("c.example", "sc", "")
     ));
-    wait_log(&d, &format!("cannot listen on {busy_addr}"));
+    d.expect_log(&format!("cannot listen on {busy_addr}"), LOG_WAIT);
     assert_summary(
         &d,
         "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged, 1 listen address(es) failed",
@@ -981,43 +922,33 @@ async fn sequence_sender(
 }
 
 /// Read until `TAG-end-COUNT`; every stanza must be the next in sequence.
-async fn sequence_receiver(
-    mut r: impl tokio::io::AsyncRead + Unpin,
-    tag: &str,
-    received: Arc<AtomicU64>,
-) -> u64 {
-    let mut buf = String::new();
-    let mut tmp = vec![0u8; 1 << 16];
+async fn sequence_receiver(mut rx: CompRx, tag: &str, received: Arc<AtomicU64>) -> u64 {
     let mut next = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let prefix = format!("{tag}-");
     loop {
-        let mut pos = 0;
-        while let Some(len) = buf[pos..].find("</message>") {
-            let st = &buf[pos..pos + len];
-            pos += len + "</message>".len();
-            assert!(!st.contains("type='error'"), "bounce: {st}");
-            let id = support::comp::attr(st.trim_start(), "id").expect("id");
-            let rest = id
-                .strip_prefix(&prefix)
-                .unwrap_or_else(|| panic!("unexpected stanza {st}"));
-            if let Some(count) = rest.strip_prefix("end-") {
-                let count: u64 = count.parse().unwrap();
-                assert_eq!(next, count, "{tag}: stanzas lost at the end");
-                return count;
-            }
-            let seq: u64 = rest.parse().unwrap();
-            assert_eq!(seq, next, "{tag}: lost, duplicated or reordered stanza");
-            next += 1;
-        }
-        buf.drain(..pos);
-        received.store(next, Ordering::Relaxed);
-        let n = tokio::time::timeout_at(deadline, r.read(&mut tmp))
+        let st = match rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .await
-            .unwrap_or_else(|_| panic!("{tag}: stuck after {next} stanzas"))
-            .expect("read");
-        assert!(n > 0, "{tag}: connection closed after {next} stanzas");
-        buf.push_str(std::str::from_utf8(&tmp[..n]).expect("utf-8"));
+        {
+            Got::Stanza(st) => st,
+            Got::Timeout => panic!("{tag}: stuck after {next} stanzas"),
+            other => panic!("{tag}: connection ended after {next} stanzas: {other:?}"),
+        };
+        assert!(!st.contains("type='error'"), "bounce: {st}");
+        let id = attr(&st, "id").expect("id");
+        let rest = id
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("unexpected stanza {st}"));
+        if let Some(count) = rest.strip_prefix("end-") {
+            let count: u64 = count.parse().unwrap();
+            assert_eq!(next, count, "{tag}: stanzas lost at the end");
+            return count;
+        }
+        let seq: u64 = rest.parse().unwrap();
+        assert_eq!(seq, next, "{tag}: lost, duplicated or reordered stanza");
+        next += 1;
+        received.store(next, Ordering::Relaxed);
     }
 }
 
@@ -1029,10 +960,9 @@ async fn traffic_flows_without_loss_through_20_reloads() {
         comp("d.example", "sd", "")
     );
     let d = Arc::new(Daemon::start(&base));
-    let mut a = Comp::login(d.addr(), "a.example", "sa").await;
-    let mut dc = Comp::login(d.addr(), "d.example", "sd").await;
-    let (ar, aw) = a.stream.split();
-    let (dr, dw) = dc.stream.split();
+    // The write halves outlive the senders: dropping one would end its stream.
+    let (ar, mut aw) = Comp::login(d.addr(), "a.example", "sa").await.into_split();
+    let (dr, mut dw) = Comp::login(d.addr(), "d.example", "sd").await.into_split();
     let stop = Arc::new(AtomicBool::new(false));
     let (ad, da) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
 
@@ -1074,7 +1004,7 @@ async fn traffic_flows_without_loss_through_20_reloads() {
         tokio::time::timeout(Duration::from_secs(90), async {
             tokio::join!(
                 sequence_sender(
-                    aw,
+                    &mut aw,
                     "u@a.example",
                     "v@d.example",
                     "ad",
@@ -1082,7 +1012,7 @@ async fn traffic_flows_without_loss_through_20_reloads() {
                     ad.clone()
                 ),
                 sequence_sender(
-                    dw,
+                    &mut dw,
                     "v@d.example",
                     "u@a.example",
                     "da",
@@ -1153,7 +1083,7 @@ async fn sighup_during_a_reload_is_not_lost() {
 
     // First SIGHUP: the reload blocks opening the FIFO.
     d.sighup();
-    wait_log(&d, "SIGHUP: reloading config");
+    d.expect_log("SIGHUP: reloading config", LOG_WAIT);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Meanwhile: the served set keeps working, the file changes, a second SIGHUP.
     let mut ac = Comp::login(d.addr(), "a.example", "sa").await;

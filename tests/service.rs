@@ -6,14 +6,13 @@
 //! `systemd` package has it) and say so in `./scripts/test`'s summary; under
 //! CI=true they fail instead.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::{Daemon, BIN};
+use test_support::daemon::{router_bin, Daemon};
+use test_support::not_run;
 
 const UNIT: &str = "systemd/xmpp-component-router.service";
 const UNIT_NAME: &str = "xmpp-component-router.service";
@@ -31,7 +30,7 @@ fn systemd_analyze() -> Option<PathBuf> {
         .map(|d| d.join("systemd-analyze"))
         .find(|p| p.is_file());
     if found.is_none() {
-        support::not_run::missing(
+        not_run::missing(
             "systemd unit tests in tests/service.rs",
             "systemd-analyze is missing: apt-get install systemd",
         );
@@ -55,7 +54,8 @@ fn systemd_version(tool: &Path) -> u32 {
 fn unit_copy(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(UNIT_NAME);
-    fs::write(&path, text.replace("/usr/bin/xmpp-component-router", BIN)).unwrap();
+    let bin = router_bin().to_str().expect("utf-8 path");
+    fs::write(&path, text.replace("/usr/bin/xmpp-component-router", bin)).unwrap();
     (dir, path)
 }
 

@@ -9,21 +9,16 @@
 //! (1 s, doubling); only the dead-link tests shorten the liveness interval
 //! (`[upstream] keepalive_interval`).
 
-#[path = "support/c2s.rs"]
-mod c2s;
-#[path = "support/prosody.rs"]
-mod prosody;
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use c2s::{attr, element_name, text_of, C2s};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use prosody::{Prosody, ProsodyOptions};
-use support::comp::{Comp, Got};
-use support::daemon::Daemon;
+use test_support::c2s::C2s;
+use test_support::comp::{Comp, Got};
+use test_support::daemon::{component, mib, Daemon, RssPeak};
+use test_support::inspect::{attr, element_name, stanza_error_condition, text_of};
+use test_support::prosody::{self, Prosody, ProsodyOptions};
 
 const T: Duration = Duration::from_secs(10);
 /// Traffic flows again this soon after Prosody is back (backoff capped at 30 s).
@@ -51,9 +46,7 @@ fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> 
         s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
     }
     for (domain, secret, extra) in comps {
-        s.push_str(&format!(
-            "[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n"
-        ));
+        s.push_str(&component(domain, secret, extra));
     }
     s
 }
@@ -73,48 +66,6 @@ fn up_line(domain: &str) -> String {
 
 fn down_line(domain: &str) -> String {
     format!("upstream link for {domain} down")
-}
-
-/// Wait until `pat` occurs at least `n` times in the router's log; returns how
-/// long that took.
-fn wait_log_count(d: &Daemon, pat: &str, n: usize, within: Duration) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < within {
-        if d.count_log(pat) >= n {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn expect_log_count(d: &Daemon, pat: &str, n: usize, within: Duration) -> Duration {
-    wait_log_count(d, pat, n, within).unwrap_or_else(|| {
-        panic!(
-            "router log has {} × {pat:?} after {within:?}, wanted {n}:\n{}",
-            d.count_log(pat),
-            d.logs()
-        )
-    })
-}
-
-/// The next stanza at the component satisfying `pred`; others are skipped.
-/// Panics if the router closes the component's connection.
-async fn comp_until(
-    c: &mut Comp,
-    mut pred: impl FnMut(&str) -> bool,
-    within: Duration,
-) -> Option<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match c.recv_timeout(left).await {
-            Got::Stanza(s) if pred(&s) => return Some(s),
-            Got::Stanza(_) => continue,
-            Got::Timeout => return None,
-            other => panic!("the component's connection ended: {other:?}"),
-        }
-    }
 }
 
 fn is_body(s: &str, body: &str) -> bool {
@@ -166,7 +117,8 @@ async fn user_to_comp(user: &mut C2s, to: &str, comp: &mut Comp, body: &str) {
         "<message to='{to}' type='chat'><body>{body}</body></message>"
     ))
     .await;
-    let got = comp_until(comp, |s| is_body(s, body), T)
+    let got = comp
+        .recv_until(|s| is_body(s, body), T)
         .await
         .unwrap_or_else(|| panic!("{to} did not get {body:?} from {}", user.jid));
     assert_eq!(
@@ -221,7 +173,7 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    let t_up = expect_log_count(&d, &up_line(COMP), 1, T);
+    let t_up = d.expect_log_count(&up_line(COMP), 1, T);
     eprintln!("upstream link up {t_up:?} after the component authenticated");
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
 
@@ -235,9 +187,9 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
             "<iq type='get' id='d1' to='{COMP}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
         ))
         .await;
-    let req = comp_until(&mut comp, with_id("iq", "d1"), T)
-        .await
-        .expect("component got no disco#info");
+    let req = comp
+        .expect_stanza(with_id("iq", "d1"), T, "component got no disco#info")
+        .await;
     assert_eq!(attr(&req, "from").as_deref(), Some(alice.jid.as_str()));
     comp.send(&format!(
         "<iq type='result' id='d1' from='{COMP}' to='{}'><query xmlns='http://jabber.org/protocol/disco#info'>\
@@ -246,9 +198,8 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
     ))
     .await;
     let res = alice
-        .recv_until(with_id("iq", "d1"), T)
-        .await
-        .expect("alice got no disco#info result");
+        .expect_stanza(with_id("iq", "d1"), T, "alice got no disco#info result")
+        .await;
     assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
     assert!(res.contains("Routed"), "{res}");
 
@@ -259,16 +210,15 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
     ))
     .await;
     let req = alice
-        .recv_until(with_id("iq", "p1"), T)
-        .await
-        .expect("alice got no ping");
+        .expect_stanza(with_id("iq", "p1"), T, "alice got no ping")
+        .await;
     assert_eq!(attr(&req, "from").as_deref(), Some(COMP));
     alice
         .send(&format!("<iq type='result' id='p1' to='{COMP}'/>"))
         .await;
-    let res = comp_until(&mut comp, with_id("iq", "p1"), T)
-        .await
-        .expect("component got no ping result");
+    let res = comp
+        .expect_stanza(with_id("iq", "p1"), T, "component got no ping result")
+        .await;
     assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
     assert_eq!(attr(&res, "from").as_deref(), Some(alice.jid.as_str()));
 
@@ -277,9 +227,9 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
         "<iq type='get' id='v1' from='{COMP}' to='{HOST}'><query xmlns='jabber:iq:version'/></iq>"
     ))
     .await;
-    let res = comp_until(&mut comp, with_id("iq", "v1"), T)
-        .await
-        .expect("component got no version result");
+    let res = comp
+        .expect_stanza(with_id("iq", "v1"), T, "component got no version result")
+        .await;
     assert_eq!(attr(&res, "type").as_deref(), Some("result"), "{res}");
     assert_eq!(text_of(&res, "name").as_deref(), Some("Prosody"), "{res}");
 
@@ -316,14 +266,14 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "before").await;
 
     let t_stop = Instant::now();
     p.stop();
     let stopped = t_stop.elapsed();
-    let noticed = expect_log_count(&d, &down_line(COMP), 1, T);
+    let noticed = d.expect_log_count(&down_line(COMP), 1, T);
     eprintln!("Prosody stopped in {stopped:?}; link down logged {noticed:?} later");
 
     // While Prosody is down: bounces, and the component stays connected.
@@ -331,9 +281,13 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
         "<message from='comp.localhost' to='alice@localhost' id='b1' type='chat'><body>lost?</body></message>",
     )
     .await;
-    let bounce = comp_until(&mut comp, with_id("message", "b1"), T)
-        .await
-        .expect("no bounce while Prosody is down");
+    let bounce = comp
+        .expect_stanza(
+            with_id("message", "b1"),
+            T,
+            "no bounce while Prosody is down",
+        )
+        .await;
     assert_upstream_bounce(&bounce);
     assert_eq!(attr(&bounce, "from").as_deref(), Some("alice@localhost"));
     assert_eq!(attr(&bounce, "to").as_deref(), Some(COMP));
@@ -341,9 +295,9 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
         "<iq from='{COMP}' to='{HOST}' id='b2' type='get'><query xmlns='jabber:iq:version'/></iq>"
     ))
     .await;
-    let bounce = comp_until(&mut comp, with_id("iq", "b2"), T)
-        .await
-        .expect("no iq bounce while Prosody is down");
+    let bounce = comp
+        .expect_stanza(with_id("iq", "b2"), T, "no iq bounce while Prosody is down")
+        .await;
     assert_upstream_bounce(&bounce);
     // Let a few retries fail (1 s, 2 s): still one log line per reason.
     std::thread::sleep(Duration::from_secs(3));
@@ -352,7 +306,7 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
     p.restart()
         .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
     let prosody_ready = t_restart.elapsed();
-    let link_up = expect_log_count(&d, &up_line(COMP), 2, RECOVERY) + prosody_ready;
+    let link_up = d.expect_log_count(&up_line(COMP), 2, RECOVERY) + prosody_ready;
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "after").await;
     user_to_comp(&mut alice, COMP, &mut comp, "after, inbound").await;
@@ -386,26 +340,30 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
     let mut newc = Comp::login(d.addr(), NEW, NEW_SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
-    expect_log_count(&d, &format!("{}: host-unknown", down_line(NEW)), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(&format!("{}: host-unknown", down_line(NEW)), 1, T);
 
     // Local routing between the router's components works meanwhile.
     newc.send(&format!(
         "<message from='bot@{NEW}' to='{COMP}' id='l1'><body>local</body></message>"
     ))
     .await;
-    let got = comp_until(&mut comp, |s| is_body(s, "local"), T)
-        .await
-        .expect("local routing failed");
+    let got = comp
+        .expect_stanza(|s| is_body(s, "local"), T, "local routing failed")
+        .await;
     assert_eq!(attr(&got, "from").as_deref(), Some("bot@new.localhost"));
     // Upstream-bound traffic bounces.
     newc.send(&format!(
         "<message from='{NEW}' to='alice@localhost' id='u1'><body>x</body></message>"
     ))
     .await;
-    let bounce = comp_until(&mut newc, with_id("message", "u1"), T)
-        .await
-        .expect("no bounce for the unknown domain");
+    let bounce = newc
+        .expect_stanza(
+            with_id("message", "u1"),
+            T,
+            "no bounce for the unknown domain",
+        )
+        .await;
     assert_upstream_bounce(&bounce);
 
     // It keeps retrying (Prosody refuses it again and again), but the router
@@ -434,7 +392,7 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     let t_restart = Instant::now();
     p.restart_with(&opts().component(NEW, NEW_SECRET))
         .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
-    expect_log_count(&d, &up_line(NEW), 1, RECOVERY);
+    d.expect_log_count(&up_line(NEW), 1, RECOVERY);
     let link_up = t_restart.elapsed();
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, NEW, &mut newc, "now you exist").await;
@@ -459,7 +417,7 @@ async fn wrong_upstream_secret_is_reported_and_fixed_by_a_reload() {
         &[(COMP, SECRET, "upstream_secret = \"wrong\"")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &format!("{}: not-authorized", down_line(COMP)), 1, T);
+    d.expect_log_count(&format!("{}: not-authorized", down_line(COMP)), 1, T);
 
     // The new upstream_secret applies at the next attempt; the component's
     // own session is untouched.
@@ -467,7 +425,7 @@ async fn wrong_upstream_secret_is_reported_and_fixed_by_a_reload() {
         upstream,
         &[(COMP, SECRET, "upstream_secret = \"s\"")],
     ));
-    let t = expect_log_count(&d, &up_line(COMP), 1, RECOVERY);
+    let t = d.expect_log_count(&up_line(COMP), 1, RECOVERY);
     eprintln!("link up {t:?} after the reload");
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, COMP, &mut comp, "fixed").await;
@@ -491,13 +449,13 @@ async fn component_disconnect_takes_it_offline_in_prosody() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, COMP, &mut comp, "still there?").await;
 
     // The component goes away (TCP closed); its link is closed cleanly.
     drop(comp);
-    expect_log_count(&d, &format!("upstream link for {COMP} closed"), 1, T);
+    d.expect_log_count(&format!("upstream link for {COMP} closed"), 1, T);
     user_gets_component_unavailable(&mut alice, COMP, "g1").await;
     assert!(
         p.read_log().contains("Received </stream:stream>"),
@@ -518,12 +476,12 @@ async fn reload_removing_the_component_closes_its_link_but_not_its_connection() 
         &[(COMP, SECRET, ""), ("keep.localhost", "k", "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, COMP, &mut comp, "before reload").await;
 
     d.reload(&router_config(upstream, &[("keep.localhost", "k", "")]));
-    expect_log_count(&d, &format!("upstream link for {COMP} closed"), 1, T);
+    d.expect_log_count(&format!("upstream link for {COMP} closed"), 1, T);
     user_gets_component_unavailable(&mut alice, COMP, "r1").await;
     // Detached, not disconnected: what it sends is discarded, nothing comes back.
     comp.send(&format!(
@@ -555,9 +513,9 @@ async fn reload_adds_moves_and_removes_the_upstream() {
         "<message from='{COMP}' to='alice@localhost' id='n1'><body>x</body></message>"
     ))
     .await;
-    let bounce = comp_until(&mut comp, with_id("message", "n1"), T)
-        .await
-        .expect("no bounce without upstream");
+    let bounce = comp
+        .expect_stanza(with_id("message", "n1"), T, "no bounce without upstream")
+        .await;
     assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
 
     // [upstream] appears: the live session gets its link.
@@ -565,7 +523,7 @@ async fn reload_adds_moves_and_removes_the_upstream() {
         Some(pa.component_addr()),
         &[(COMP, SECRET, "")],
     ));
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
     let mut alice = login_c2s(&pa, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "via A").await;
 
@@ -574,7 +532,7 @@ async fn reload_adds_moves_and_removes_the_upstream() {
         Some(pb.component_addr()),
         &[(COMP, SECRET, "")],
     ));
-    expect_log_count(&d, &up_line(COMP), 2, T);
+    d.expect_log_count(&up_line(COMP), 2, T);
     let mut bob = login_c2s(&pb, "bob", "bobpw").await;
     comp_to_user(&mut comp, COMP, &mut bob, "via B").await;
     user_to_comp(&mut bob, COMP, &mut comp, "from B").await;
@@ -582,16 +540,20 @@ async fn reload_adds_moves_and_removes_the_upstream() {
 
     // [upstream] disappears: the link is closed, the component stays.
     d.reload(&router_config(None, &[(COMP, SECRET, "")]));
-    expect_log_count(&d, &format!("upstream link for {COMP} closed"), 1, T);
+    d.expect_log_count(&format!("upstream link for {COMP} closed"), 1, T);
     user_gets_component_unavailable(&mut bob, COMP, "b1").await;
     comp.send(&format!(
         "<message from='{COMP}' to='{}' id='n2'><body>x</body></message>",
         bob.jid
     ))
     .await;
-    let bounce = comp_until(&mut comp, with_id("message", "n2"), T)
-        .await
-        .expect("no bounce after [upstream] was removed");
+    let bounce = comp
+        .expect_stanza(
+            with_id("message", "n2"),
+            T,
+            "no bounce after [upstream] was removed",
+        )
+        .await;
     assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
     assert_eq!(d.count_log("component authenticated"), 1);
 }
@@ -644,7 +606,8 @@ async fn what_prosody_sends_right_after_authentication_reaches_the_component() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    let priv_msg = comp_until(&mut comp, with_id("message", "priv-1"), T)
+    let priv_msg = comp
+        .recv_until(with_id("message", "priv-1"), T)
         .await
         .unwrap_or_else(|| {
             panic!(
@@ -656,15 +619,19 @@ async fn what_prosody_sends_right_after_authentication_reaches_the_component() {
     assert!(priv_msg.contains("urn:xmpp:privilege:2"), "{priv_msg}");
     assert!(priv_msg.contains("access='roster'") || priv_msg.contains("access=\"roster\""));
     assert_eq!(attr(&priv_msg, "from").as_deref(), Some(HOST));
-    let presence = comp_until(&mut comp, with_id("presence", "priv-2"), T)
-        .await
-        .expect("no presence burst after authentication");
+    let presence = comp
+        .expect_stanza(
+            with_id("presence", "priv-2"),
+            T,
+            "no presence burst after authentication",
+        )
+        .await;
     assert_eq!(
         attr(&presence, "from").as_deref(),
         Some("alice@localhost/burst")
     );
     // (The log line may reach us after the stanzas did.)
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
     assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
 }
 
@@ -680,7 +647,7 @@ async fn dead_link_is_detected_and_replaced() {
         IDLE_MS,
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
 
     // Idle for several ping intervals: the pings loop through Prosody and are
     // swallowed (the component sees nothing), and the link stays up.
@@ -692,7 +659,7 @@ async fn dead_link_is_detected_and_replaced() {
     let _cont = ContOnDrop(pid);
     kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
     let t0 = Instant::now();
-    let detected = expect_log_count(&d, "(dead link)", 1, T);
+    let detected = d.expect_log_count("(dead link)", 1, T);
     eprintln!("dead link detected {detected:?} after SIGSTOP (idle {IDLE_MS} ms)");
     assert!(
         detected < Duration::from_millis(4 * IDLE_MS),
@@ -702,14 +669,18 @@ async fn dead_link_is_detected_and_replaced() {
         "<message from='comp.localhost' to='alice@localhost' id='z1'><body>frozen</body></message>",
     )
     .await;
-    let bounce = comp_until(&mut comp, with_id("message", "z1"), T)
-        .await
-        .expect("no bounce while the link is dead");
+    let bounce = comp
+        .expect_stanza(
+            with_id("message", "z1"),
+            T,
+            "no bounce while the link is dead",
+        )
+        .await;
     assert_upstream_bounce(&bounce);
 
     kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
     let t_cont = Instant::now();
-    expect_log_count(&d, &up_line(COMP), 2, RECOVERY);
+    d.expect_log_count(&up_line(COMP), 2, RECOVERY);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "thawed").await;
     user_to_comp(&mut alice, COMP, &mut comp, "thawed too").await;
@@ -736,7 +707,7 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
         IDLE_MS,
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
 
     // Freeze Prosody, then send more than the kernel buffers and the link's
     // queue hold: the writer blocks, the queue fills, the rest is refused.
@@ -752,7 +723,7 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
         .await;
     }
     let sent = t0.elapsed();
-    let detected = sent + expect_log_count(&d, "(dead link)", 1, Duration::from_secs(15));
+    let detected = sent + d.expect_log_count("(dead link)", 1, Duration::from_secs(15));
     eprintln!(
         "burst of {N} × 60 kB sent in {sent:?}; dead link logged {detected:?} after the freeze"
     );
@@ -761,7 +732,7 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
     // full) at once, "Upstream server unavailable" for what was queued but
     // never written when the link died.
     let (mut unavailable, mut full) = (0, 0);
-    while let Some(s) = comp_until(&mut comp, |_| true, Duration::from_secs(2)).await {
+    while let Some(s) = comp.recv_until(|_| true, Duration::from_secs(2)).await {
         let id = attr(&s, "id").unwrap_or_default();
         assert!(id.starts_with('q'), "unexpected stanza {s}");
         assert_eq!(attr(&s, "type").as_deref(), Some("error"), "{s}");
@@ -789,10 +760,6 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
 // ===========================================================================
 // Limits and queue rules on the upstream link (README "Limits", "In front of
 // Prosody").
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
 
 /// Router config with top-level keys (limits) before the tables.
 fn router_config_with(
@@ -839,7 +806,7 @@ async fn gateway(
     let p = start_prosody(popts);
     let d = Daemon::start(&config(p.component_addr()));
     let comp = Comp::login(d.addr(), COMP, SECRET).await;
-    expect_log_count(&d, &up_line(COMP), 1, T);
+    d.expect_log_count(&up_line(COMP), 1, T);
     let alice = login_c2s(&p, "alice", "alicepw").await;
     (p, d, comp, alice)
 }
@@ -851,7 +818,7 @@ fn error_of(s: &str) -> (Option<String>, Option<String>) {
         .map(|i| &s[i + 13..])
         .and_then(|r| r.split('\'').next())
         .map(str::to_string);
-    (ty, support::comp::stanza_error_condition(s))
+    (ty, stanza_error_condition(s))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -898,9 +865,13 @@ async fn jabber_client_stanzas_are_rewritten_exactly_and_reach_prosody() {
         "<c:message xmlns:c='jabber:client' from='{from}' to='{to}' id='pfx' type='chat'><c:body>prefixed</c:body></c:message>"
     ))
     .await;
-    let bounce = comp_until(&mut comp, with_id("message", "pfx"), T)
-        .await
-        .expect("no bounce for the prefixed jabber:client stanza");
+    let bounce = comp
+        .expect_stanza(
+            with_id("message", "pfx"),
+            T,
+            "no bounce for the prefixed jabber:client stanza",
+        )
+        .await;
     assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
     assert_eq!(
         error_of(&bounce),
@@ -931,7 +902,7 @@ async fn prosody_flooding_a_component_that_does_not_read_is_held_back_not_buffer
     })
     .await;
     let before = d.rss_kib();
-    let peak = support::daemon::RssPeak::start(d.pid());
+    let peak = RssPeak::start(d.pid());
     let t0 = Instant::now();
     send_many(&mut alice, COMP, "f", N, BODY).await;
     // Prosody has routed all of it; give it time to push what it can.
@@ -955,7 +926,8 @@ async fn prosody_flooding_a_component_that_does_not_read_is_held_back_not_buffer
     );
     // Now it reads: everything arrives, in order, intact; the link stayed up.
     for i in 0..N {
-        let s = comp_until(&mut comp, |s| element_name(s) == "message", T)
+        let s = comp
+            .recv_until(|s| element_name(s) == "message", T)
             .await
             .unwrap_or_else(|| panic!("stanza {i} of {N} never arrived\n{}", d.logs()));
         assert_eq!(attr(&s, "id"), Some(format!("f{i}")), "out of order");
@@ -983,7 +955,7 @@ async fn replace_closes_the_old_link_first_and_bounces_what_the_old_session_coul
 
     let t0 = Instant::now();
     let mut new = Comp::login(d.addr(), COMP, SECRET).await;
-    let up = expect_log_count(&d, &up_line(COMP), 2, T);
+    let up = d.expect_log_count(&up_line(COMP), 2, T);
     eprintln!("new upstream link up {up:?} after the replacing session logged in");
     // What the old session could not write comes back to alice.
     let mut bounced = std::collections::BTreeSet::new();
@@ -1058,12 +1030,14 @@ async fn a_detached_component_gets_nothing_more_from_upstream_even_with_a_full_q
     let t0 = Instant::now();
     // The link closes although the component still does not read.
     let closed = format!("upstream link for {COMP} closed");
-    let took = wait_log_count(&d, &closed, 1, Duration::from_secs(12)).unwrap_or_else(|| {
-        panic!(
-            "the link of the detached component did not close while its queue was full:\n{}",
-            d.logs()
-        )
-    });
+    let took = d
+        .wait_log_count(&closed, 1, Duration::from_secs(12))
+        .unwrap_or_else(|| {
+            panic!(
+                "the link of the detached component did not close while its queue was full:\n{}",
+                d.logs()
+            )
+        });
     eprintln!("link of the detached component closed {took:?} after the reload");
     user_gets_component_unavailable(&mut alice, COMP, "gone1").await;
     // Detached, not disconnected: it reads what was queued before the
@@ -1108,30 +1082,33 @@ async fn stanzas_from_upstream_in_a_foreign_namespace_are_bounced_not_delivered(
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    let after = comp_until(
-        &mut comp,
-        |s| {
-            assert!(
-                !s.contains("foreign-1"),
-                "a stanza in a foreign namespace was delivered: {s}"
-            );
-            attr(s, "id").as_deref() == Some("after-foreign")
-        },
-        T,
-    )
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "nothing after the foreign stanza\n{}\n{}",
-            d.logs(),
-            p.log_tail()
+    let after = comp
+        .recv_until(
+            |s| {
+                assert!(
+                    !s.contains("foreign-1"),
+                    "a stanza in a foreign namespace was delivered: {s}"
+                );
+                attr(s, "id").as_deref() == Some("after-foreign")
+            },
+            T,
         )
-    });
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing after the foreign stanza\n{}\n{}",
+                d.logs(),
+                p.log_tail()
+            )
+        });
     assert!(after.contains("after"), "{after}");
     let bounce = alice
-        .recv_until(with_id("message", "foreign-1"), T)
-        .await
-        .expect("the sender got no bounce");
+        .expect_stanza(
+            with_id("message", "foreign-1"),
+            T,
+            "the sender got no bounce",
+        )
+        .await;
     assert_eq!(attr(&bounce, "type").as_deref(), Some("error"), "{bounce}");
     assert_eq!(
         error_of(&bounce),
@@ -1165,7 +1142,8 @@ async fn what_any_client_can_send_through_prosody_arrives_and_the_link_stays_up(
             "<message to='{COMP}' type='chat' id='apos'><body>{apos}</body></message>"
         ))
         .await;
-    let got = comp_until(&mut comp, with_id("message", "apos"), T)
+    let got = comp
+        .recv_until(with_id("message", "apos"), T)
         .await
         .unwrap_or_else(|| panic!("the 200 KiB message never arrived\n{}", d.logs()));
     eprintln!(
@@ -1187,7 +1165,8 @@ async fn what_any_client_can_send_through_prosody_arrives_and_the_link_stays_up(
             "<message to='{COMP}' type='chat' id='deep'>{nested}</message>"
         ))
         .await;
-    let got = comp_until(&mut comp, with_id("message", "deep"), T)
+    let got = comp
+        .recv_until(with_id("message", "deep"), T)
         .await
         .unwrap_or_else(|| panic!("the deeply nested message never arrived\n{}", d.logs()));
     assert_eq!(got.matches("<x").count(), depth, "{got}");
@@ -1200,7 +1179,8 @@ async fn what_any_client_can_send_through_prosody_arrives_and_the_link_stays_up(
             "<message to='{COMP}' type='chat' id='attr'><x xmlns='urn:example:attr' v='{v}'/></message>"
         ))
         .await;
-    let got = comp_until(&mut comp, with_id("message", "attr"), T)
+    let got = comp
+        .recv_until(with_id("message", "attr"), T)
         .await
         .unwrap_or_else(|| {
             panic!(
@@ -1249,9 +1229,13 @@ async fn a_stanza_past_the_upstream_max_stanza_size_is_bounced_and_the_link_stay
     );
     assert_eq!(attr(&bounce, "from").as_deref(), Some(COMP), "{bounce}");
     // The component never sees it; what follows arrives on the same link.
-    let got = comp_until(&mut comp, |s| element_name(s) == "message", T)
-        .await
-        .expect("the stanza after the oversized one never arrived");
+    let got = comp
+        .expect_stanza(
+            |s| element_name(s) == "message",
+            T,
+            "the stanza after the oversized one never arrived",
+        )
+        .await;
     assert_eq!(attr(&got, "id").as_deref(), Some("small"), "{got}");
     user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
     assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::config::{parse, ConfigError, Declared};
+use test_support::xcr::config::{parse, ConfigError, Declared};
 
 fuzz_target!(|input: &[u8]| {
     let Ok(text) = std::str::from_utf8(input) else {

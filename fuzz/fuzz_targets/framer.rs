@@ -18,10 +18,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "limits.rs"]
-mod limits;
 use rxml::{Parse, RawEvent};
-use xmpp_component_router::xml::{Frame, FrameError, Framer, Limits};
+use test_support::fuzz_limits as limits;
+use test_support::xcr::xml::{Frame, FrameError, Framer, Limits};
 
 #[derive(Debug, PartialEq)]
 enum Out {

@@ -1,6 +1,7 @@
 //! The stream framer against the rxml-based framer it replaced (the oracle in
-//! `tests/support/rxml_oracle.rs`, shared with `tests/framer_diff.rs`) and
-//! against expat (`tests/support/expat_oracle.rs`, the system libexpat).
+//! `crates/test-support/src/oracle/rxml.rs`, shared with `tests/framer_diff.rs`)
+//! and against expat (`crates/test-support/src/oracle/expat.rs`, the system
+//! libexpat).
 //!
 //! Input: byte 0 says how to feed the rest. Bit 0: put a valid stream header
 //! before it (so the stanza-level code is reached); bits 1-2: the limits;
@@ -14,16 +15,11 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "limits.rs"]
-mod limits;
+use test_support::fuzz_limits as limits;
+use test_support::oracle::{expat as expat_oracle, rxml as rxml_oracle};
+use test_support::stanza::DECL_HEADER_A;
 
-#[path = "../../tests/support/rxml_oracle.rs"]
-mod rxml_oracle;
-
-#[path = "../../tests/support/expat_oracle.rs"]
-mod expat_oracle;
-
-const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example'>";
+const HEADER: &[u8] = DECL_HEADER_A.as_bytes();
 
 fuzz_target!(|input: &[u8]| {
     let Some((&how, rest)) = input.split_first() else {

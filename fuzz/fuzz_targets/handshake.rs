@@ -7,19 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::proto::{handshake_matches, handshake_token};
-use xmpp_component_router::xml::{Frame, Framer, Limits, Name};
-
-/// hex(SHA-1(id + secret)), computed independently of the router.
-fn hex_sha1(id: &str, secret: &str) -> String {
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(id.as_bytes());
-    h.update(secret.as_bytes());
-    hex::encode(h.finalize())
-}
-
-const HEADER: &str = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='a.example'>";
+use test_support::stanza::{handshake_token as hex_sha1, HEADER_A as HEADER};
+use test_support::xcr::component::{handshake_matches, handshake_token};
+use test_support::xcr::xml::{Frame, Framer, Limits, Name};
 
 fuzz_target!(|input: &[u8]| {
     // id \0 secret \0 handshake text

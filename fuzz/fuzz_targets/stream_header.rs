@@ -7,10 +7,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xmpp_component_router::proto::new_stream_id;
-use xmpp_component_router::proto::jid;
-use xmpp_component_router::wire::stanza::{accept_header, error_header};
-use xmpp_component_router::xml::{Frame, Framer, Limits};
+use test_support::xcr::component::new_stream_id;
+use test_support::xcr::jid;
+use test_support::xcr::stanza::{accept_header, error_header};
+use test_support::xcr::xml::{Frame, Framer, Limits};
 
 const PREFIXES: &[&str] = &[
     "",

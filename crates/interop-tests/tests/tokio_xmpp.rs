@@ -1,27 +1,21 @@
 //! Interop with a third-party XEP-0114 client: tokio-xmpp's `Component` connects
-//! through the router binary and exchanges messages with a raw XEP-0114 client
-//! (the daemon tests' `support/comp.rs`), in both directions; a wrong secret
-//! gives tokio-xmpp an authentication error.
+//! through the router binary and exchanges messages with the raw XEP-0114 client
+//! of the daemon's tests (`test_support::comp`), in both directions; a wrong
+//! secret gives tokio-xmpp an authentication error.
 //!
 //! The router binary belongs to another package, so `CARGO_BIN_EXE_*` does not
-//! exist here: [`router_bin`] asks cargo to build it (a no-op when it is up to
-//! date) and takes the executable's path from cargo's JSON messages. `ROUTER_BIN`
-//! overrides this with a prebuilt binary.
+//! exist here: the launcher (`test_support::daemon`) asks cargo to build it (a
+//! no-op when it is up to date) and takes the executable's path from cargo's JSON
+//! messages. `ROUTER_BIN` overrides this with a prebuilt binary.
 
-#[allow(dead_code)]
-#[path = "../../../tests/support/comp.rs"]
-mod comp;
-
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use comp::{attr, Comp};
 use futures::StreamExt;
+use test_support::comp::Comp;
+use test_support::daemon::{component, Daemon};
+use test_support::inspect::attr;
 use tokio::time::timeout;
 use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::error::AuthError;
@@ -32,147 +26,16 @@ use tokio_xmpp::{Component, Error, Stanza};
 
 const T: Duration = Duration::from_secs(10);
 
-/// The router executable, built by cargo if needed (once per test process).
-fn router_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("ROUTER_BIN") {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "-p",
-                "xmpp-component-router",
-                "--bin",
-                "xmpp-component-router",
-                "--message-format=json-render-diagnostics",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(out.status.success(), "cargo build of the router failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| {
-                m["reason"] == "compiler-artifact" && m["target"]["name"] == "xmpp-component-router"
-            })
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no router executable")
-    })
-    .clone()
-}
-
-/// The router as a child process on a free loopback port.
-struct Router {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Router {
-    fn start(components: &str) -> Router {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!("listen = [\"{addr}\"]\nlog_level = \"debug\"\n{components}"),
-        )
-        .expect("write config");
-        let mut child = Command::new(router_bin())
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .spawn()
-            .expect("start the router");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("ROUTER_TEST_LOG").is_some() {
-                    eprintln!("[router] {line}");
-                }
-                log2.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let mut r = Router {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + T;
-        while !r.logs().contains(" ready") {
-            if let Ok(Some(st)) = r.child.try_wait() {
-                panic!("router exited ({st}):\n{}", r.logs());
-            }
-            assert!(Instant::now() < deadline, "router not ready:\n{}", r.logs());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        r
-    }
-
-    fn logs(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_for_log(&self, pat: &str) -> bool {
-        let deadline = Instant::now() + T;
-        while !self.logs().contains(pat) {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        true
-    }
-
-    /// SIGTERM; the router must exit 0.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + T;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "router exit {st}:\n{}", self.logs());
-                return;
-            }
-            assert!(Instant::now() < deadline, "router did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The router as a child process on a free loopback port, logging at debug.
+fn start_router(components: &str) -> Daemon {
+    Daemon::start(&format!("log_level = \"debug\"\n{components}"))
 }
 
 const SA: &str = "secret-for-a";
 const SB: &str = "secret-for-b";
 
 fn components() -> String {
-    format!(
-        "[components.\"a.localhost\"]\nsecret = \"{SA}\"\n[components.\"b.localhost\"]\nsecret = \"{SB}\"\n"
-    )
+    component("a.localhost", SA, "") + &component("b.localhost", SB, "")
 }
 
 async fn tokio_xmpp_login(
@@ -208,9 +71,9 @@ fn body_of(xml: &str) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_xmpp_component_exchanges_messages_with_raw_component() {
-    let router = Router::start(&components());
-    let mut b = Comp::login(router.addr, "b.localhost", SB).await;
-    let mut a = tokio_xmpp_login(router.addr, "a.localhost", SA)
+    let mut router = start_router(&components());
+    let mut b = Comp::login(router.addr(), "b.localhost", SB).await;
+    let mut a = tokio_xmpp_login(router.addr(), "a.localhost", SA)
         .await
         .unwrap_or_else(|e| panic!("tokio-xmpp login failed: {e}\n{}", router.logs()));
     assert_eq!(a.jid.to_string(), "a.localhost");
@@ -278,29 +141,29 @@ async fn tokio_xmpp_component_exchanges_messages_with_raw_component() {
 
     a.send_end().await.expect("send_end");
     drop(b);
-    router.stop();
+    router.stop_ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_xmpp_with_wrong_secret_gets_an_auth_error() {
-    let router = Router::start(&components());
-    match tokio_xmpp_login(router.addr, "a.localhost", "not-the-secret").await {
+    let mut router = start_router(&components());
+    match tokio_xmpp_login(router.addr(), "a.localhost", "not-the-secret").await {
         Err(Error::Auth(AuthError::ComponentFail)) => {}
         Err(e) => panic!("expected an authentication error, got {e:?}"),
         Ok(_) => panic!("logged in with a wrong secret"),
     }
     // The right secret still works afterwards.
-    let a = tokio_xmpp_login(router.addr, "a.localhost", SA).await;
+    let a = tokio_xmpp_login(router.addr(), "a.localhost", SA).await;
     assert!(a.is_ok(), "{:?}\n{}", a.err(), router.logs());
     drop(a);
-    router.stop();
+    router.stop_ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_xmpp_for_unknown_domain_fails() {
-    let router = Router::start(&components());
-    let r = tokio_xmpp_login(router.addr, "c.localhost", SA).await;
+    let mut router = start_router(&components());
+    let r = tokio_xmpp_login(router.addr(), "c.localhost", SA).await;
     assert!(r.is_err(), "logged in for an unknown domain");
-    assert!(router.wait_for_log("host-unknown"), "{}", router.logs());
-    router.stop();
+    assert!(router.wait_for_log("host-unknown", T), "{}", router.logs());
+    router.stop_ok();
 }

@@ -1,18 +1,19 @@
 //! The rxml-based stream framer as it was before the hand-written scanner
 //! replaced it (`git show d0ce298:src/xml.rs`), kept as a test oracle, and the
-//! differential comparison of the real `xmpp_component_router::xml::Framer`
+//! differential comparison of the real framer (`crate::xcr::xml::Framer`)
 //! against it.
 //!
-//! Included with `#[path]` by `tests/framer_diff.rs` and by
-//! `fuzz/fuzz_targets/framer_diff.rs`; it depends on nothing but `rxml`, std
-//! and the crate's public `Limits`, `Frame` and `StreamCondition`.
+//! Used by `tests/framer_diff.rs` and `fuzz/fuzz_targets/framer_diff.rs`; it
+//! depends on nothing but `rxml`, std and the daemon's public `Limits`, `Frame`
+//! and `StreamCondition` (through [`crate::xcr`]).
 //!
 //! The oracle framer below is the old `src/xml.rs` with only these changes:
 //! the read buffer is a `Vec<u8>` (`advance` became `drain`, stanza bytes are
 //! `Vec<u8>`), its own `Name`/`Ns`/`Head`/`Attrs`/`StreamHeader`/`Frame`
 //! types, and a [`OracleError::lenient`] flag saying the rxml error was about a
-//! DTD, comment or processing instruction (where SPEC allows `restricted-xml`
-//! or `not-well-formed`; see `map_xml_error` and `Framer::xml_error`). The
+//! DTD, comment or processing instruction (where `restricted-xml` and
+//! `not-well-formed` are both accepted: README, "Behaviour choices"; see
+//! `map_xml_error` and `Framer::xml_error`). The
 //! framing logic is unchanged, line for line.
 //!
 //! # What is compared
@@ -49,13 +50,12 @@
 //!
 //! [`check_input_minimized`] shrinks a failing input by deleting bytes, so the
 //! message shows a short input that fails the same way.
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 
+use crate::ns::{CLIENT as NS_CLIENT, COMPONENT as NS_COMPONENT, STREAMS as NS_STREAMS};
+use crate::xcr::stanza::StreamCondition;
+use crate::xcr::xml::Limits;
 use rxml::{AttrMap, Event, Namespace, Parse, RawEvent, WithOptions};
-use xmpp_component_router::proto::StreamCondition;
-use xmpp_component_router::xml::Limits;
 
 // ===========================================================================
 // Normalised, comparable output
@@ -144,8 +144,9 @@ pub struct Outcome {
     pub error: Option<StreamCondition>,
     /// The error's detail (for messages only; never compared).
     pub detail: Option<String>,
-    /// Oracle only: the error was about a DTD, comment or PI, where SPEC allows
-    /// `restricted-xml` or `not-well-formed`.
+    /// Oracle only: the error was about a DTD, comment or PI, where
+    /// `restricted-xml` and `not-well-formed` are both accepted (README,
+    /// "Behaviour choices").
     pub lenient: bool,
 }
 
@@ -224,9 +225,9 @@ pub fn oracle_frames(chunks: &[&[u8]], limits: Limits) -> Outcome {
     out
 }
 
-/// Run the real framer (`xmpp_component_router::xml::Framer`) on `chunks`.
+/// Run the real framer (`crate::xcr::xml::Framer`) on `chunks`.
 pub fn new_frames(chunks: &[&[u8]], limits: Limits) -> Outcome {
-    use xmpp_component_router::xml as x;
+    use crate::xcr::xml as x;
     fn name(n: x::Name) -> Name {
         match n {
             x::Name::Message => Name::Message,
@@ -382,7 +383,8 @@ fn deliberate_difference(data: &[u8], new: &Outcome, old: &Outcome) -> bool {
         return true;
     }
     // `<?xml?>` (no version): a processing instruction named `xml` to the new
-    // framer, a malformed declaration to the old one; SPEC allows either condition.
+    // framer, a malformed declaration to the old one; either condition is accepted
+    // (README, "Behaviour choices").
     if old.events.is_empty()
         && old_detail.contains("XML declaration")
         && matches!(old.error, Some(NotWellFormed | RestrictedXml))
@@ -977,10 +979,6 @@ fn check_b(
 
 // ===========================================================================
 // The oracle: the rxml-based framer, as it was in src/xml.rs.
-
-const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-const NS_COMPONENT: &str = "jabber:component:accept";
-const NS_CLIENT: &str = "jabber:client";
 
 /// rxml's limit on a single token (a name or an attribute value). rxml reserves
 /// this much scratch space per connection while parsing, so it stays small; a
@@ -1592,7 +1590,8 @@ fn too_many_attributes(max: usize) -> FrameError {
 }
 
 fn map_xml_error(e: rxml::Error) -> FrameError {
-    // Where SPEC allows `restricted-xml` or `not-well-formed`: rxml says
+    // Where `restricted-xml` and `not-well-formed` are both accepted (README,
+    // "Behaviour choices"): rxml says
     // "comments" after `<!--`, "processing instructions" after `<?` (other than
     // the XML declaration), and one of the two "malformed ... start" syntax
     // errors for any other `<!` (`<!DOCTYPE`, `<!ENTITY`, `<!-x`, `<![CDAx`).

@@ -5,9 +5,9 @@
 //! libexpat (Debian's `libexpat1-dev`), in namespace mode with triplets, as
 //! Prosody sets it up (separator `\x01`).
 //!
-//! Included with `#[path]` by `tests/framer_diff.rs` and by
-//! `fuzz/fuzz_targets/framer_diff.rs`; it depends on nothing but libexpat, std
-//! and the crate's public framer API.
+//! Used by `tests/framer_diff.rs` and `fuzz/fuzz_targets/framer_diff.rs`; it
+//! depends on nothing but libexpat, std and the daemon's public framer API
+//! (through [`crate::xcr`]).
 //!
 //! # What is compared
 //!
@@ -34,11 +34,10 @@
 //! 4. *Accepts what expat accepts*, up to the named rules of
 //!    [`allowed_refusal`]: if the framer stopped short of a top-level element
 //!    expat read whole, its error is one of those.
-#![allow(dead_code)]
 
+use crate::xcr::stanza::StreamCondition;
+use crate::xcr::xml::{Frame, Framer, Limits, Name, Ns, Stanza};
 use std::ffi::{c_char, c_int, c_void, CStr};
-use xmpp_component_router::proto::StreamCondition;
-use xmpp_component_router::xml::{Frame, Framer, Limits, Name, Ns, Stanza};
 
 // ===========================================================================
 // libexpat
@@ -72,7 +71,7 @@ extern "C" {
 }
 
 /// The receiving stream's header: what the router's receivers read behind.
-pub const CANON_HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
+pub const CANON_HEADER: &[u8] = crate::stanza::CANON_HEADER.as_bytes();
 
 /// A node of an element's infoset. Names are expat's triplets:
 /// `uri\x01local\x01prefix` (`local` alone without a namespace).

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Test harness that runs a real Prometheus server (Debian's `prometheus`
 //! package) on loopback, scraping one target, and queries its HTTP API.
 //!
@@ -19,15 +18,17 @@
 
 use std::fs;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::daemon::free_port;
+use crate::not_run;
+use crate::xcr::metrics::client;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use xmpp_component_router::metrics::client;
 
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
@@ -37,27 +38,22 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const LOG_FILE: &str = "prometheus.log";
 
-fn running_in_ci() -> bool {
-    match std::env::var("CI") {
-        Ok(v) => !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"),
-        Err(_) => false,
-    }
-}
-
 /// Call first in a test that needs `tool` (a path). `true` when it is
-/// installed. When it is missing: panics under `CI=true` (CI never skips),
-/// otherwise prints a skip notice and returns `false`.
+/// installed. When it is missing: fails under `CI=true` (CI never skips),
+/// otherwise records that the test did not run (see [`not_run`]) and returns
+/// `false` (the test should then return early).
+#[track_caller]
 pub fn require(tool: &str) -> bool {
     if Path::new(tool).is_file() {
         return true;
     }
-    if running_in_ci() {
-        panic!(
-            "{tool} is required for this test but missing (CI=true, so this is a failure, \
-             not a skip). Install it: apt-get install -y prometheus"
-        );
-    }
-    eprintln!("SKIPPED: {tool} not found; install Debian's `prometheus` package to run this test");
+    not_run::missing(
+        &format!(
+            "Prometheus tests in {}",
+            std::panic::Location::caller().file()
+        ),
+        &format!("{tool} is not installed: apt-get install prometheus"),
+    );
     false
 }
 
@@ -83,7 +79,7 @@ impl Prometheus {
         };
         let mut last_err = None;
         for _ in 0..3 {
-            p.port = free_port()?;
+            p.port = free_port();
             match p.spawn_and_wait().await {
                 Ok(()) => return Ok(p),
                 Err(e) => {
@@ -240,13 +236,6 @@ fn write_config(path: &Path, target: SocketAddr, interval: Duration) -> io::Resu
              scrape_configs:\n  - job_name: router\n    static_configs:\n      - targets: ['{target}']\n"
         ),
     )
-}
-
-/// A loopback port free right now (bound and released).
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -1,11 +1,13 @@
-//! The limits both framer targets pick from one input byte: tiny ones that
-//! the input can trip, and the defaults.
-use xmpp_component_router::xml::{Excess, Limits};
+//! The limits both framer fuzz targets (`fuzz/fuzz_targets/framer.rs` and
+//! `framer_diff.rs`) pick from one input byte: tiny ones that the input can
+//! trip, and the defaults.
+
+use crate::xcr::xml::{Excess, Limits};
 
 /// [`pick`], with bit 2 choosing to skip what is beyond the limits, and
 /// bit 3 a token limit small enough to trip (the longest value of a stream
-/// header, the streams namespace, is 32 bytes).
-#[allow(dead_code)] // framer_diff compares with an oracle that only fails
+/// header, the streams namespace, is 32 bytes). Only `framer` uses it:
+/// `framer_diff` compares with an oracle that knows no skipping.
 pub fn pick_any(n: u8) -> Limits {
     let excess = if n & 4 != 0 {
         Excess::Skip

@@ -1,14 +1,73 @@
-//! Start the built binary on a free loopback port with a temporary config.
+//! The router binary as a child process on a free loopback port with a
+//! temporary config: start, signal, reload, stop; its log, and waits on it;
+//! its memory.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_xmpp-component-router");
+/// The router executable: in the router's own tests the one cargo built for
+/// this run (cargo names it in `CARGO_BIN_EXE_xmpp-component-router`); else
+/// `ROUTER_BIN`, a prebuilt one; else (another package's tests, e.g.
+/// crates/interop-tests, or a test binary run by hand) cargo builds it now, in
+/// the same profile (a no-op when it is up to date), and says where.
+pub fn router_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        ["CARGO_BIN_EXE_xmpp-component-router", "ROUTER_BIN"]
+            .iter()
+            .find_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()))
+            .map(PathBuf::from)
+            .unwrap_or_else(cargo_build_router)
+    })
+}
+
+/// `cargo build` the router binary (a no-op when it is up to date); its path
+/// from cargo's JSON messages.
+fn cargo_build_router() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "-p",
+            "xmpp-component-router",
+            "--bin",
+            "xmpp-component-router",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build");
+    assert!(out.status.success(), "cargo build of the router failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact" && m["target"]["name"] == "xmpp-component-router"
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported no router executable")
+}
+
+/// A `[components."DOMAIN"]` table of a router config: its secret, then any
+/// `extra` lines.
+pub fn component(domain: &str, secret: &str, extra: &str) -> String {
+    format!("[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n")
+}
+
+/// KiB (as `/proc` gives them) in MiB, for printing.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -56,7 +115,7 @@ impl Daemon {
             format!("listen = [\"127.0.0.1:{port}\"]\n{body}")
         };
         std::fs::write(&config_path, text).expect("write config");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(router_bin());
         cmd.arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -162,31 +221,68 @@ impl Daemon {
             .count()
     }
 
-    pub fn count_log(&self, pat: &str) -> usize {
-        self.logs().matches(pat).count()
-    }
-
+    /// Everything the daemon logged so far.
     pub fn logs(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// How often `pat` occurs in the log so far.
+    pub fn count_log(&self, pat: &str) -> usize {
+        self.logs().matches(pat).count()
+    }
+
+    /// Whether `pat` occurs in the log within `timeout`.
     pub fn wait_for_log(&self, pat: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        self.wait_log_count(pat, 1, timeout).is_some()
+    }
+
+    /// `pat` occurs in the log within `timeout`; panics with the log otherwise.
+    pub fn expect_log(&self, pat: &str, timeout: Duration) {
+        assert!(
+            self.wait_for_log(pat, timeout),
+            "log line {pat:?} missing after {timeout:?}:\n{}",
+            self.logs()
+        );
+    }
+
+    /// Wait until `pat` occurs at least `n` times in the log; how long that
+    /// took, or `None` after `within`.
+    pub fn wait_log_count(&self, pat: &str, n: usize, within: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
         loop {
-            if self.logs().contains(pat) {
-                return true;
+            if self.count_log(pat) >= n {
+                return Some(t0.elapsed());
             }
-            if Instant::now() >= deadline {
-                return false;
+            if t0.elapsed() >= within {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// [`Daemon::wait_log_count`], panicking with the log on a timeout.
+    pub fn expect_log_count(&self, pat: &str, n: usize, within: Duration) -> Duration {
+        self.wait_log_count(pat, n, within).unwrap_or_else(|| {
+            panic!(
+                "router log has {} × {pat:?} after {within:?}, wanted {n}:\n{}",
+                self.count_log(pat),
+                self.logs()
+            )
+        })
     }
 
     /// SIGTERM and wait for the exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.signal(nix::sys::signal::Signal::SIGTERM);
         self.wait(Duration::from_secs(10))
+    }
+
+    /// SIGTERM; the daemon must exit 0 within 10 s.
+    pub fn stop_ok(&mut self) {
+        match self.stop() {
+            Some(st) => assert!(st.success(), "exit {st:?}\n{}", self.logs()),
+            None => panic!("daemon did not exit\n{}", self.logs()),
+        }
     }
 
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -206,12 +302,7 @@ impl Daemon {
 
     /// VmRSS of the daemon in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        rss_of(self.pid())
     }
 }
 

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Minimal raw XMPP client (RFC 6120 c2s over plain TCP, SASL PLAIN, resource
 //! binding) for tests, plus the generic pieces it is built from: an XML
 //! stanza framer and a framed TCP stream. Every await has a timeout; nothing
@@ -13,10 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use crate::inspect::{attr, element_name, escape, text_of};
+use crate::ns;
+use crate::stanza::c2s_header;
+
 /// Timeout for each protocol step of `C2s::connect` and for writes.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
 
 /// One top-level unit of an XMPP stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -372,11 +373,7 @@ impl C2s {
     ) -> io::Result<C2s> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut conn = XmlStream::connect(addr).await?;
-        let header = format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='{NS_STREAM}' to='{}' version='1.0'>",
-            escape(host)
-        );
+        let header = c2s_header(host);
 
         // Stream, features, SASL PLAIN.
         conn.try_send(&header).await?;
@@ -393,7 +390,8 @@ impl C2s {
         creds.push(0u8);
         creds.extend_from_slice(password.as_bytes());
         conn.try_send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            "<auth xmlns='{}' mechanism='PLAIN'>{}</auth>",
+            ns::SASL,
             base64_encode(&creds)
         ))
         .await?;
@@ -410,14 +408,14 @@ impl C2s {
         conn.try_send(&header).await?;
         conn.recv_stream_header(STEP_TIMEOUT).await?;
         let features = expect_stanza(&mut conn, "post-auth stream features").await?;
-        if !features.contains("urn:ietf:params:xml:ns:xmpp-bind") {
+        if !features.contains(ns::BIND) {
             return Err(io::Error::other(format!(
                 "server does not offer resource binding: {features}"
             )));
         }
         conn.try_send(&format!(
-            "<iq type='set' id='bind-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-             <resource>{}</resource></bind></iq>",
+            "<iq type='set' id='bind-1'><bind xmlns='{}'><resource>{}</resource></bind></iq>",
+            ns::BIND,
             escape(resource)
         ))
         .await?;
@@ -497,6 +495,17 @@ impl C2s {
         self.conn.recv_until(pred, wait).await
     }
 
+    /// [`C2s::recv_until`]; panics with `what` if none came.
+    pub async fn expect_stanza(
+        &mut self,
+        pred: impl FnMut(&str) -> bool,
+        wait: Duration,
+        what: &str,
+    ) -> String {
+        let got = self.recv_until(pred, wait).await;
+        got.unwrap_or_else(|| panic!("{what}"))
+    }
+
     /// Send an `<iq>` (which must carry an `id` attribute) and wait for the
     /// result or error with the same id.
     pub async fn iq(&mut self, xml: &str, wait: Duration) -> Option<String> {
@@ -526,99 +535,6 @@ async fn expect_stanza(conn: &mut XmlStream, what: &str) -> io::Result<String> {
             format!("timed out waiting for {what}"),
         )),
     }
-}
-
-// ---- small XML helpers for tests ----
-
-/// Name of the top-level element, e.g. `message`, `stream:error`.
-pub fn element_name(xml: &str) -> &str {
-    let s = xml.trim_start();
-    let s = s.strip_prefix('<').unwrap_or(s);
-    let end = s
-        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
-        .unwrap_or(s.len());
-    &s[..end]
-}
-
-/// Value of attribute `name` on the top-level element (entities unescaped).
-pub fn attr(xml: &str, name: &str) -> Option<String> {
-    let start = xml.find('<')?;
-    let bytes = xml.as_bytes();
-    // End of the top-level start tag, outside quotes.
-    let mut quote = None;
-    let mut end = None;
-    for (i, &b) in bytes.iter().enumerate().skip(start + 1) {
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None if b == b'"' || b == b'\'' => quote = Some(b),
-            None if b == b'>' => {
-                end = Some(i);
-                break;
-            }
-            None => {}
-        }
-    }
-    let tag = &xml[start + 1..end?];
-    let mut rest = tag.find(char::is_whitespace).map(|p| &tag[p..])?;
-    loop {
-        rest = rest.trim_start();
-        let eq = rest.find('=')?;
-        let key = rest[..eq].trim();
-        let after = rest[eq + 1..].trim_start();
-        let q = after.chars().next()?;
-        if q != '\'' && q != '"' {
-            return None;
-        }
-        let close = after[1..].find(q)? + 1;
-        if key == name {
-            return Some(unescape(&after[1..close]));
-        }
-        rest = &after[close + 1..];
-    }
-}
-
-/// Text content of the first `<tag>...</tag>` (with or without attributes).
-pub fn text_of(xml: &str, tag: &str) -> Option<String> {
-    let mut from = 0;
-    loop {
-        let p = from + xml[from..].find(&format!("<{tag}"))?;
-        let after = &xml[p + 1 + tag.len()..];
-        let next = after.chars().next()?;
-        if next == '>' || next.is_whitespace() {
-            let gt = after.find('>')?;
-            if after[..gt].ends_with('/') {
-                return Some(String::new());
-            }
-            let body = &after[gt + 1..];
-            let close = body.find(&format!("</{tag}>"))?;
-            return Some(unescape(&body[..close]));
-        }
-        from = p + 1;
-    }
-}
-
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-pub fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&apos;", "'")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&")
 }
 
 /// Standard base64 with padding (RFC 4648).
