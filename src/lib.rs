@@ -12,8 +12,8 @@
 //! - [`router`]: routing table, registrations, sessions and their bounded outboxes.
 //! - `accept`: one component connection (XEP-0114 server side).
 //! - [`upstream`]: one XEP-0114 client link per component to the upstream server.
-//! - [`server`]: listeners, accept loops, signals, shutdown.
-//! - [`reload`]: SIGHUP: re-read the config, apply the difference, report it.
+//! - [`daemon`]: listeners and admission, signals, reload (the one place that
+//!   changes the running daemon), shutdown.
 //! - [`systemd`]: the sd_notify protocol.
 //! - [`metrics`]: Prometheus metrics, the status document and client, the health check
 //!   (depends on no other module; the daemon feeds it).
@@ -22,13 +22,12 @@
 mod accept;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod logging;
 pub mod metrics;
 pub mod prosody_config;
 pub mod proto;
-pub mod reload;
 pub mod router;
-pub mod server;
 mod session;
 pub mod systemd;
 pub mod upstream;

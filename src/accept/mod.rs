@@ -34,6 +34,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::router::{Domain, LinkDriver, Routed, Router, Source};
@@ -59,6 +60,8 @@ pub struct Env {
     pub router: Arc<Router>,
     /// Drives the upstream links the domains open.
     pub links: Arc<dyn LinkDriver>,
+    /// Every task that serves a peer, so shutdown can wait for them.
+    pub tasks: TaskTracker,
 }
 
 /// Serve one accepted TCP connection until it ends. Socket options are set

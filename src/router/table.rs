@@ -60,6 +60,9 @@ pub struct Router {
     pub(super) settings: ArcSwap<Settings>,
     next_id: AtomicU64,
     controls: Mutex<HashMap<u64, Arc<Control>>>,
+    /// Set by [`Router::kill_all`]: a connection registered afterwards is
+    /// ended at once with the same error.
+    final_error: Mutex<Option<StreamError>>,
     /// Stanzas read from detached sessions and discarded.
     pub discarded_from_detached: AtomicU64,
     /// Stanzas from the upstream server for detached sessions, discarded.
@@ -77,6 +80,7 @@ impl Router {
             settings: ArcSwap::from_pointee(Settings::from_config(config)),
             next_id: AtomicU64::new(1),
             controls: Mutex::new(HashMap::new()),
+            final_error: Mutex::new(None),
             discarded_from_detached: AtomicU64::new(0),
             discarded_for_detached: AtomicU64::new(0),
         })
@@ -106,9 +110,21 @@ impl Router {
         self.table.load().values().cloned().collect()
     }
 
-    /// Register a connection's control so shutdown can reach it.
+    /// Register a connection's control so shutdown can reach it; after
+    /// [`Router::kill_all`] the connection is ended at once.
     pub fn register_control(&self, id: u64, c: Arc<Control>) {
-        self.lock_controls().insert(id, c);
+        let mut controls = self.lock_controls();
+        let last = self
+            .final_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match last {
+            Some(err) => c.kill(err),
+            None => {
+                controls.insert(id, c);
+            }
+        }
     }
 
     pub fn unregister_control(&self, id: u64) {
@@ -119,13 +135,16 @@ impl Router {
         self.controls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.lock_controls().len()
-    }
-
     /// End every connection with this stream error (shutdown).
     pub fn kill_all(&self, err: &StreamError) {
-        let all: Vec<Arc<Control>> = self.lock_controls().values().cloned().collect();
+        let all: Vec<Arc<Control>> = {
+            let controls = self.lock_controls();
+            *self
+                .final_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+            controls.values().cloned().collect()
+        };
         for c in all {
             c.kill(err.clone());
         }

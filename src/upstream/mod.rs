@@ -43,6 +43,8 @@ mod timing;
 
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
+
 use crate::router::{Domain, LinkDriver, NewLink, Router};
 
 pub use error::{LinkError, ServerError};
@@ -50,11 +52,21 @@ pub use error::{LinkError, ServerError};
 /// Drives the links domains open, each in a task of its own. A link connects
 /// only once the domain's previous link has closed, so the server never sees
 /// two at once and answers the new one with `conflict`.
-pub struct Links;
+/// Their tasks are spawned on the daemon's tracker, so shutdown waits for each
+/// link's final flush.
+pub struct Links {
+    tasks: TaskTracker,
+}
+
+impl Links {
+    pub fn new(tasks: TaskTracker) -> Self {
+        Links { tasks }
+    }
+}
 
 impl LinkDriver for Links {
     fn drive(&self, router: &Arc<Router>, domain: &Arc<Domain>, new: NewLink) {
         let task = task::LinkTask::new(router.clone(), domain.clone(), new.link, new.rx);
-        tokio::spawn(task.run(new.predecessor));
+        self.tasks.spawn(task.run(new.predecessor));
     }
 }

@@ -10,10 +10,10 @@ use tracing::{error, info, warn};
 
 use crate::config::UpstreamConfig;
 
+use super::listeners::Listeners;
 use crate::accept::Env;
 use crate::config::{self, Config};
 use crate::router::Settings;
-use crate::server::Listeners;
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.

@@ -1,10 +1,4 @@
-//! The daemon's life: listeners and accept loops, signals, reload and shutdown.
-//!
-//! Signal handlers are installed before anything tells systemd we are ready
-//! (SIGHUP's default action would kill the process). SIGHUP reloads
-//! ([`crate::reload`]); SIGTERM and SIGINT shut down: stop accepting, send
-//! `system-shutdown` to every connection, close upstream links, exit 0 within
-//! five seconds.
+//! Listeners and their accept loops, and admission.
 //!
 //! Admission: at most `max_connections` component connections are open at once
 //! (counted from accept to close, over all listeners). One more is accepted,
@@ -20,24 +14,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::accept::Env;
-use crate::config::Config;
 use crate::proto::StreamCondition;
-use crate::router::Router;
-use crate::systemd;
 use crate::wire::socket::SocketOptions;
 use crate::wire::stanza::{error_header, StreamError};
 
-/// How long shutdown waits for connections to flush and close.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(4000);
 /// At most one warning per this period about refused connections (and about
 /// failing accepts), each with the count since the previous one.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Why the daemon cannot start (or a reload cannot bind an address).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
@@ -110,9 +99,11 @@ impl Listeners {
         errors
     }
 
-    pub fn stop_all(&mut self) {
+    /// Stop every accept loop; returns once every listening socket is closed.
+    pub async fn stop_all(&mut self) {
         for (_, t) in self.tasks.drain() {
             t.abort();
+            let _ = t.await;
         }
     }
 }
@@ -156,6 +147,7 @@ impl Admission {
             .map(|_| Admitted(self.clone()))
     }
 
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
@@ -207,7 +199,8 @@ async fn accept_loop(listener: TcpListener, env: Env, admission: Arc<Admission>)
                     debug!(%peer, "cannot set socket options: {e}");
                 }
                 let env = env.clone();
-                tokio::spawn(async move {
+                let tasks = env.tasks.clone();
+                tasks.spawn(async move {
                     let _admitted = admitted;
                     crate::accept::serve(stream, peer, env).await;
                 });
@@ -256,65 +249,6 @@ pub fn check_open_files_limit(max_connections: usize) {
             );
         }
     }
-}
-
-/// Run the daemon until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
-
-    let router = Router::new(&config);
-    let env = Env {
-        router: router.clone(),
-        links: Arc::new(crate::upstream::Links),
-    };
-    let mut listeners = Listeners::new(env.clone());
-    for addr in &config.listen {
-        listeners.bind(*addr)?;
-    }
-    for w in &config.warnings {
-        warn!("{w}");
-    }
-    check_open_files_limit(config.max_connections);
-    let served = config.enabled_components().count();
-    info!(
-        components = served,
-        upstream = config
-            .upstream
-            .as_ref()
-            .map(|u| u.address.as_str())
-            .unwrap_or("none"),
-        "xmpp-component-router {} ready",
-        env!("CARGO_PKG_VERSION")
-    );
-    systemd::ready(&format!("serving {served} components"));
-
-    let mut current = config;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                current = crate::reload::reload(current, &env, &mut listeners).await;
-            }
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-        }
-    }
-
-    systemd::stopping();
-    listeners.stop_all();
-    router.kill_all(&StreamError::new(StreamCondition::SystemShutdown));
-    for d in router.domains() {
-        d.close_upstream();
-    }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while router.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Let writers flush the last stream errors.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    info!("shutdown complete");
-    Ok(())
 }
 
 #[cfg(test)]
