@@ -5,7 +5,8 @@
 //! - a served domain: to its session, if it has one and its queue has room;
 //! - any other domain: over the upstream link of the domain it came from (for
 //!   a component's stanza, with the `jabber:client` rewrite), never back up a
-//!   link it came from;
+//!   link it came from (a stanza from a link for a domain not served here
+//!   bounces `remote-server-not-found`);
 //!
 //! and bounces otherwise, with the condition the README's routing table gives.
 //! Nothing is routed from or to a domain a reload has detached: the source's
@@ -29,6 +30,10 @@ pub enum Source<'a> {
     /// one of its sessions that could not be written): routed like the
     /// component's own stanzas, also once the domain is detached.
     Bounce(&'a Domain),
+    /// It arrived on this domain's upstream link addressed to another domain
+    /// (ejabberd's `global_routes` spreads every domain over every link): it
+    /// goes to that domain's session, or bounces; never upstream again.
+    Upstream(&'a Domain),
 }
 
 /// What [`Router::route`] did with a stanza.
@@ -56,7 +61,7 @@ impl Router {
     pub fn route(&self, src: Source<'_>, env: Envelope) -> Routed {
         let (from, gated) = match src {
             Source::Component(d) => (d, true),
-            Source::Bounce(d) => (d, false),
+            Source::Bounce(d) | Source::Upstream(d) => (d, false),
         };
         // Held until the stanza is queued (see the module doc).
         let _src = if gated {
@@ -81,6 +86,12 @@ impl Router {
             if let Some(_dest) = d.routing() {
                 return deliver(d, env, None);
             }
+            if let Source::Upstream(_) = src {
+                return Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, Out::Stanza(env));
+            }
+        }
+        if let Source::Upstream(_) = src {
+            return Routed::Bounce(Bounce::NOT_FOUND, Out::Stanza(env));
         }
         self.upstream(from, env)
     }

@@ -2,7 +2,7 @@
 //! may do with it (queue a stanza, close it, make it reconnect), while the task
 //! in `crate::upstream` drives the connection behind it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -18,11 +18,21 @@ pub enum Event {
     Reconfigure,
 }
 
-/// One component's link to the upstream server.
+/// The "open" bit of [`Link::gate`].
+const OPEN: usize = 1;
+/// One caller inside [`Link::try_send`], in [`Link::gate`].
+const IN_SEND: usize = 2;
+
+/// One domain's link to the upstream server.
 pub struct Link {
     domain: Arc<str>,
-    /// Authenticated and serving: [`Link::try_send`] queues.
-    up: AtomicBool,
+    /// Whether [`Link::try_send`] queues, and how many calls are inside it:
+    /// bit 0 is "open" (the link is up, or its first attempt is still under
+    /// way), the rest counts callers in units of [`IN_SEND`]. Closing the
+    /// gate ([`Link::close_gate`]) waits for that count to reach zero, so
+    /// once it returns every stanza admitted before is in the queue, where
+    /// the task finds (and bounces) it; none can slip in after the drain.
+    gate: AtomicUsize,
     closing: AtomicBool,
     reconfig: AtomicBool,
     wake: Notify,
@@ -39,7 +49,9 @@ impl Link {
         let (queue, rx) = outbox(limits);
         let link = Arc::new(Link {
             domain,
-            up: AtomicBool::new(false),
+            // Open from the start: what the component sends while the first
+            // attempt is under way waits in the queue (the task bounds the wait).
+            gate: AtomicUsize::new(OPEN),
             closing: AtomicBool::new(false),
             reconfig: AtomicBool::new(false),
             wake: Notify::new(),
@@ -59,9 +71,19 @@ impl Link {
         &self.queue
     }
 
-    /// The task: the link is authenticated and serving (or not any more).
-    pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Release);
+    /// The task: the link is authenticated and serving; stanzas queue.
+    pub fn open_gate(&self) {
+        self.gate.fetch_or(OPEN, Ordering::SeqCst);
+    }
+
+    /// The task: refuse stanzas from now on, and return once no caller of
+    /// [`Link::try_send`] is still pushing one it admitted (a matter of
+    /// nanoseconds: pushes never wait).
+    pub async fn close_gate(&self) {
+        self.gate.fetch_and(!OPEN, Ordering::SeqCst);
+        while self.gate.load(Ordering::SeqCst) >= IN_SEND {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// [`Link::close`] was called.
@@ -75,25 +97,31 @@ impl Link {
     }
 
     /// Queue a stanza for the server, without waiting. Refused (and handed
-    /// back) when the link is not authenticated right now (`Closed`) or its
-    /// queue is full.
+    /// back) when the link is down (`Closed`: not authenticated, and its
+    /// first attempt is over) or its queue is full.
     // The item is handed back by value: boxing it would allocate on every refusal.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, item: Out) -> Result<(), Refused> {
-        if !self.up.load(Ordering::Acquire) {
-            return Err(Refused {
+        // SeqCst pairs with `close_gate`: either this sees the gate closed, or
+        // `close_gate` sees this caller inside and waits for its push.
+        let before = self.gate.fetch_add(IN_SEND, Ordering::SeqCst);
+        let r = if before & OPEN == 0 {
+            Err(Refused {
                 why: PushError::Closed,
                 item,
-            });
-        }
-        self.queue.try_push(item)
+            })
+        } else {
+            self.queue.try_push(item)
+        };
+        self.gate.fetch_sub(IN_SEND, Ordering::SeqCst);
+        r
     }
 
     /// Close the link with `</stream:stream>` (after flushing what is queued)
     /// and stop retrying: the component's session ended, was replaced or
     /// detached, or `[upstream]` was removed.
     pub fn close(&self) {
-        self.up.store(false, Ordering::Release);
+        self.gate.fetch_and(!OPEN, Ordering::SeqCst);
         self.closing.store(true, Ordering::Release);
         self.wake.notify_one();
     }
@@ -129,6 +157,56 @@ impl Link {
             // `notify_one` leaves a permit when nobody waits, so a request made
             // between the checks above and this await is not missed.
             self.wake.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Every stanza offered while the gate closes is either refused to its
+    /// sender or already in the queue when `close_gate` returns: the drain
+    /// that follows finds it, none arrives later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_slips_into_the_queue_after_the_gate_closed() {
+        for _ in 0..200 {
+            let (link, mut rx) = Link::new(
+                Arc::from("a.example"),
+                QueueLimits {
+                    max_stanzas: 100_000,
+                    max_bytes: usize::MAX,
+                },
+            );
+            let (queued, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let senders: Vec<_> = (0..2)
+                .map(|_| {
+                    let (link, queued, refused) = (link.clone(), queued.clone(), refused.clone());
+                    std::thread::spawn(move || loop {
+                        match link.try_send(Out::Raw(bytes::Bytes::from_static(b"x"))) {
+                            Ok(()) => queued.fetch_add(1, Ordering::SeqCst),
+                            Err(_) => {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        };
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            link.close_gate().await;
+            let drained = rx.drain().len();
+            for s in senders {
+                s.join().unwrap();
+            }
+            assert_eq!(refused.load(Ordering::SeqCst), 2);
+            assert_eq!(
+                drained,
+                queued.load(Ordering::SeqCst),
+                "a stanza entered after the drain"
+            );
+            assert!(rx.drain().is_empty());
         }
     }
 }

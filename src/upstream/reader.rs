@@ -17,7 +17,8 @@ use tracing::{debug, info};
 use super::connect::{is_stream_error, server_error};
 use super::error::LinkError;
 use super::timing::Liveness;
-use crate::router::{deliver, Domain, Reserved, Routed, Router};
+use crate::proto::jid;
+use crate::router::{deliver, Domain, Reserved, Routed, Router, Source};
 use crate::session::{wait_until, Link, PushError};
 use crate::wire::out::{Envelope, Out};
 use crate::wire::reader::{FramedReader, ReadError};
@@ -273,7 +274,24 @@ impl Reader<'_> {
                 .await;
             return Next::Continue;
         }
-        self.deliver(st.into()).await
+        let env = Envelope::from(st);
+        if !self.is_for_own_domain(&env) {
+            let routed = self.router.route(Source::Upstream(self.domain), env);
+            self.answer(routed).await;
+            return Next::Continue;
+        }
+        self.deliver(env).await
+    }
+
+    /// The stanza is addressed to this link's domain (or carries no usable
+    /// `to`: the server means the component it sends to). Anything else is
+    /// routed by its `to` (docs/behaviour.md#upstream).
+    fn is_for_own_domain(&self, env: &Envelope) -> bool {
+        let Some(j) = env.attrs.to.as_deref().and_then(jid::split) else {
+            return true;
+        };
+        let own: &str = &self.domain.name;
+        j.domain == own || *jid::routing_key(j.domain) == *own
     }
 
     /// Queue a stanza from the server for the component. While its queue is

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::connect::{connect, Conn};
 use super::error::LinkError;
 use super::reader::{Reader, Reason, Stop};
-use super::timing::{Backoff, STABLE_UP};
+use super::timing::{Backoff, FIRST_STANZAS_WAIT, STABLE_UP};
 use crate::config::UpstreamConfig;
 use crate::router::{Domain, Router};
 use crate::session::link::Event;
@@ -49,6 +49,9 @@ pub struct LinkTask {
     pub link: Arc<Link>,
     pub rx: OutboxReceiver,
     logged: Option<Logged>,
+    /// Until the first attempt ends (or this instant passes), what the
+    /// component sends waits in the queue instead of bouncing.
+    first_wait: Option<Instant>,
     ping_prefix: String,
     ping_seq: u64,
 }
@@ -66,6 +69,7 @@ impl LinkTask {
             link,
             rx,
             logged: None,
+            first_wait: Some(Instant::now() + FIRST_STANZAS_WAIT),
             ping_prefix: format!("xcr-ping-{}-", crate::proto::new_stream_id()),
             ping_seq: 0,
         }
@@ -80,14 +84,30 @@ impl LinkTask {
     }
 
     /// Wait (bounded) until the domain's previous link has closed.
-    async fn await_predecessor(&self, prev: &Link) {
-        tokio::select! {
-            biased;
-            _ = self.link.event() => {}
-            _ = prev.finished() => {}
-            _ = sleep(PREDECESSOR_WAIT) => {
-                debug!(domain = %self.domain.name, "the previous upstream link of {} did not close in time; connecting anyway", self.domain.name);
+    async fn await_predecessor(&mut self, prev: &Link) {
+        let link = self.link.clone();
+        let give_up = sleep(PREDECESSOR_WAIT);
+        tokio::pin!(give_up);
+        loop {
+            tokio::select! {
+                biased;
+                _ = link.event() => return,
+                _ = prev.finished() => return,
+                _ = &mut give_up => {
+                    debug!(domain = %self.domain.name, "the previous upstream link of {} did not close in time; connecting anyway", self.domain.name);
+                    return;
+                }
+                _ = first_wait_over(self.first_wait) => self.end_first_wait().await,
             }
+        }
+    }
+
+    /// The first stanzas waited long enough: bounce them; from now on the
+    /// link bounces at once until it is up.
+    async fn end_first_wait(&mut self) {
+        if self.first_wait.take().is_some() {
+            self.link.close_gate().await;
+            self.bounce(Vec::new()).await;
         }
     }
 
@@ -106,6 +126,8 @@ impl LinkTask {
             let delay = backoff.next_delay();
             // The state change first, then its consequences.
             self.log_down(&upstream.address, failure, delay);
+            self.first_wait = None;
+            self.link.close_gate().await;
             self.bounce(unsent).await;
             tokio::select! {
                 biased;
@@ -116,7 +138,7 @@ impl LinkTask {
                 _ = sleep(delay) => {}
             }
         }
-        self.link.set_up(false);
+        self.link.close_gate().await;
         self.bounce(Vec::new()).await;
         let domain = &self.domain.name;
         info!(domain = %domain, "upstream link for {domain} closed");
@@ -124,27 +146,14 @@ impl LinkTask {
 
     /// One connection: connect, then serve it until it ends.
     async fn attempt(&mut self, upstream: &UpstreamConfig, backoff: &mut Backoff) -> Attempt {
-        let secret = self.domain.settings().upstream_secret.clone();
-        let conn = tokio::select! {
-            biased;
-            ev = self.link.event() => match ev {
-                Event::Close => return Attempt::Closed,
-                Event::Reconfigure => {
-                    backoff.reset();
-                    return Attempt::Again;
-                }
-            },
-            r = connect(upstream, &self.domain.name, secret.expose()) => match r {
-                Ok(conn) => conn,
-                Err(e) => return Attempt::Failed(e, Vec::new()),
-            },
+        let conn = match self.connect(upstream, backoff).await {
+            Ok(conn) => conn,
+            Err(a) => return a,
         };
-        // Leftovers of a race with the previous failure (queued after it was
-        // drained): bounce them rather than send them late.
-        self.bounce(Vec::new()).await;
-        self.link.set_up(true);
+        self.first_wait = None;
+        self.link.open_gate();
         if self.link.is_closing() {
-            self.link.set_up(false);
+            self.link.close_gate().await;
         }
         if self.logged != Some(Logged::Up) {
             let domain = &self.domain.name;
@@ -153,7 +162,7 @@ impl LinkTask {
         }
         let since = Instant::now();
         let (reason, unsent) = self.serve(conn).await;
-        self.link.set_up(false);
+        self.link.close_gate().await;
         match reason {
             Reason::Close => {
                 self.bounce(unsent).await;
@@ -172,6 +181,33 @@ impl LinkTask {
                     backoff.reset();
                 }
                 Attempt::Failed(e, unsent)
+            }
+        }
+    }
+
+    /// Connect and authenticate, unless the link is closed or reconfigured
+    /// meanwhile; ends the first stanzas' wait when its time is up.
+    async fn connect(
+        &mut self,
+        upstream: &UpstreamConfig,
+        backoff: &mut Backoff,
+    ) -> Result<Conn, Attempt> {
+        let secret = self.domain.settings().upstream_secret.clone();
+        let (link, name) = (self.link.clone(), self.domain.name.clone());
+        let conn = connect(upstream, &name, secret.expose());
+        tokio::pin!(conn);
+        loop {
+            tokio::select! {
+                biased;
+                ev = link.event() => return Err(match ev {
+                    Event::Close => Attempt::Closed,
+                    Event::Reconfigure => {
+                        backoff.reset();
+                        Attempt::Again
+                    }
+                }),
+                r = &mut conn => return r.map_err(|e| Attempt::Failed(e, Vec::new())),
+                _ = first_wait_over(self.first_wait) => self.end_first_wait().await,
             }
         }
     }
@@ -281,6 +317,14 @@ impl LinkTask {
         if lost > 0 {
             warn!(domain = %domain, lost, "upstream link for {domain}: {lost} bounce(s) dropped, the component's queue is full while its link closes");
         }
+    }
+}
+
+/// Resolves when the first stanzas' wait ends (never, when there is none).
+async fn first_wait_over(until: Option<Instant>) {
+    match until {
+        Some(t) => sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

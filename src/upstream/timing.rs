@@ -7,6 +7,9 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Each delay is multiplied by a random factor in `[1 - JITTER, 1 + JITTER]`.
 const JITTER: f64 = 0.25;
+/// How long what a component sends right after its authentication waits for
+/// its link's first attempt (docs/behaviour.md#upstream), instead of bouncing.
+pub const FIRST_STANZAS_WAIT: Duration = Duration::from_secs(5);
 /// A link that stayed up this long starts the backoff again at [`BACKOFF_MIN`];
 /// one that keeps failing sooner (e.g. kicked by a `conflict`) keeps backing off.
 pub const STABLE_UP: Duration = Duration::from_secs(30);
