@@ -21,9 +21,17 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     let router = &env.router;
     systemd::reloading();
     info!(file = %current.path.display(), "SIGHUP: reloading config");
-    let new = match config::load(&current.path) {
-        Ok(c) => c,
+    // Reading the files (includes and globs too) blocks: off the runtime.
+    let path = current.path.clone();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+    let new = match loaded {
+        Ok(Ok(c)) => c,
         Err(e) => {
+            error!("reload failed, keeping the running config: the config reader failed: {e}");
+            systemd::ready("reload failed; serving the previous config");
+            return current;
+        }
+        Ok(Err(e)) => {
             error!("reload failed, keeping the running config: {e}");
             systemd::ready("reload failed; serving the previous config");
             return current;

@@ -15,7 +15,7 @@ pub mod table;
 
 use std::sync::Arc;
 
-pub use domain::{Attach, Domain, NewLink, Sessions};
+pub use domain::{Attach, Domain, NewLink};
 pub use route::{deliver, Reserved, Routed, Source};
 pub use table::{Router, Settings};
 

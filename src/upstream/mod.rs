@@ -47,8 +47,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::router::{Domain, LinkDriver, NewLink, Router};
 
-pub use error::{LinkError, ServerError};
-
 /// Drives the links domains open, each in a task of its own. A link connects
 /// only once the domain's previous link has closed, so the server never sees
 /// two at once and answers the new one with `conflict`.
