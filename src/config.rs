@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::jid;
 use crate::prosody_config;
+use crate::proto::jid;
 
 mod sections;
 
@@ -59,6 +59,8 @@ pub mod defaults {
     /// `[upstream] max_stanza_size`: what the server relays comes from anyone
     /// on the network and is re-escaped (an apostrophe becomes six bytes).
     pub const UPSTREAM_MAX_STANZA_SIZE: usize = 16 << 20;
+    /// `[upstream] keepalive_interval`: the links' liveness interval.
+    pub const UPSTREAM_KEEPALIVE_INTERVAL_SECS: u64 = 30;
     pub const LOG_LEVEL: &str = "info";
     /// Per component.
     pub const ON_CONFLICT: OnConflict = OnConflict::Replace;
@@ -112,6 +114,8 @@ pub mod keys {
         1 << 30,
         "bytes",
     );
+    pub const UPSTREAM_KEEPALIVE_INTERVAL: IntKey =
+        IntKey::new("upstream.keepalive_interval", 1, 86_400, "seconds");
 }
 
 /// The accepted values of `log_level`.
@@ -249,6 +253,10 @@ pub struct UpstreamConfig {
     /// Largest stanza the links buffer and deliver; a larger one is skipped
     /// and its sender gets `policy-violation`.
     pub max_stanza_size: usize,
+    /// The links' liveness interval: a whitespace keepalive after this long
+    /// without writing, a ping after this long without reading (README,
+    /// "In front of Prosody").
+    pub keepalive_interval: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -1,34 +1,40 @@
 //! xmpp-component-router: a XEP-0114 component router and gateway in front of Prosody.
 //!
-//! Module map (one concept each):
-//! - [`cli`]: command line (clap), exit codes, `--check` output.
-//! - [`config`]: the TOML config: parse, validate, diff.
-//! - [`prosody_config`]: the declarative subset of prosody.cfg.lua that declares components.
-//! - [`jid`]: just enough JID parsing for routing (domain extraction, validity).
-//! - [`xml`]: stream framing: a zero-allocation XML scanner giving byte spans of
-//!   top-level stanzas, every well-formedness check, limits.
-//! - [`stanza`]: stream-error and stanza-error (bounce) serialisation.
-//! - [`router`]: routing table, registrations, sessions and their bounded outboxes.
-//! - [`component`]: one component connection's state machine (XEP-0114 server side).
-//! - [`upstream`]: one XEP-0114 client link per component to the upstream server.
-//! - [`server`]: listeners, accept loops, signals, shutdown.
-//! - [`reload`]: SIGHUP: re-read the config, apply the difference, report it.
-//! - [`systemd`]: the sd_notify protocol.
-//! - [`metrics`]: Prometheus metrics, the status document and client, the health check
-//!   (depends on no other module; the daemon feeds it).
-//! - [`logging`]: tracing setup.
+//! Layers, each importing only from the ones above it in this list (the README's
+//! code map has every file):
+//! - vocabulary: [`proto`] (namespaces, error conditions, the XEP-0114 handshake
+//!   digest and stream ids, JIDs for routing); [`config`] and [`prosody_config`]
+//!   (the TOML config and the declarative subset of prosody.cfg.lua it can read).
+//! - wire: [`wire`]: the stream framer (a zero-allocation XML scanner giving byte
+//!   spans of top-level stanzas, every well-formedness check, limits), what the
+//!   router writes (headers, stream errors, bounces), one framed reader and one
+//!   writer for both kinds of socket, socket options.
+//! - sessions: `session`: the bounded outbox, a connection's control (kill with
+//!   a stream error), the detach gate, the upstream link's handle.
+//! - routing: `router`: the routing table, one served domain (its sessions and
+//!   its upstream link) and the one routing decision.
+//! - protocol sides: `accept` (a component's connection, XEP-0114 server side)
+//!   and `upstream` (a domain's link to the XMPP server, client side).
+//! - daemon: [`daemon`]: listeners and admission, signals, reload (the one place
+//!   that changes the running daemon), shutdown.
+//! - beside them: [`cli`] (command line, exit codes, `--check`), [`logging`],
+//!   `systemd` (sd_notify), [`metrics`] (Prometheus exposition, the status
+//!   document and client, the health check; it imports nothing of the daemon).
 
+mod accept;
 pub mod cli;
-pub mod component;
 pub mod config;
-pub mod jid;
+pub mod daemon;
 pub mod logging;
 pub mod metrics;
 pub mod prosody_config;
-pub mod reload;
-pub mod router;
-pub mod server;
-pub mod stanza;
-pub mod systemd;
-pub mod upstream;
-pub mod xml;
+pub mod proto;
+mod router;
+mod session;
+mod systemd;
+mod upstream;
+pub mod wire;
+
+/// The framer, at the crate root for the tests, benchmarks and fuzz targets
+/// that drive it directly.
+pub use wire::xml;

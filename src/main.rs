@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use xmpp_component_router::{cli, config, logging, server};
+use xmpp_component_router::{cli, config, daemon, logging};
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::EXIT_FATAL);
         }
     };
-    match rt.block_on(server::run(config)) {
+    match rt.block_on(daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         // Printed once, as the config errors above are: not through the log, which
         // `RUST_LOG` may silence; journald files an unprefixed line as an error

@@ -6,8 +6,8 @@
 //! Every test first calls `prosody::require()` (skips without Prosody, fails
 //! under CI=true). Prosody, the router and the SIGSTOP in the dead-link test
 //! are undone by Drop guards, also when a test fails. The real backoff is used
-//! (1 s, doubling); only the dead-link test shortens the liveness interval
-//! with `XCR_UPSTREAM_IDLE_MS`.
+//! (1 s, doubling); only the dead-link tests shorten the liveness interval
+//! (`[upstream] keepalive_interval`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -49,6 +49,15 @@ fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> 
         s.push_str(&component(domain, secret, extra));
     }
     s
+}
+
+/// `config` with `[upstream] keepalive_interval` set to `ms` (whole seconds).
+fn with_keepalive_interval(config: &str, ms: u64) -> String {
+    config.replacen(
+        "[upstream]\n",
+        &format!("[upstream]\nkeepalive_interval = {}\n", ms / 1000),
+        1,
+    )
 }
 
 fn up_line(domain: &str) -> String {
@@ -633,10 +642,10 @@ async fn dead_link_is_detected_and_replaced() {
     }
     const IDLE_MS: u64 = 1000;
     let p = start_prosody(&opts());
-    let d = Daemon::start_env(
+    let d = Daemon::start(&with_keepalive_interval(
         &router_config(Some(p.component_addr()), &[(COMP, SECRET, "")]),
-        &[("XCR_UPSTREAM_IDLE_MS", &IDLE_MS.to_string())],
-    );
+        IDLE_MS,
+    ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
     d.expect_log_count(&up_line(COMP), 1, T);
 
@@ -693,10 +702,10 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
     const IDLE_MS: u64 = 5000;
     const N: usize = 110;
     let p = start_prosody(&opts());
-    let d = Daemon::start_env(
+    let d = Daemon::start(&with_keepalive_interval(
         &router_config(Some(p.component_addr()), &[(COMP, SECRET, "")]),
-        &[("XCR_UPSTREAM_IDLE_MS", &IDLE_MS.to_string())],
-    );
+        IDLE_MS,
+    ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
     d.expect_log_count(&up_line(COMP), 1, T);
 
@@ -1236,4 +1245,155 @@ async fn a_stanza_past_the_upstream_max_stanza_size_is_bounced_and_the_link_stay
         mib(before),
         mib(d.rss_kib())
     );
+}
+
+/// What a component sends at once after its handshake (its initial presence,
+/// a first message) waits for its link's first attempt and reaches Prosody:
+/// no "Upstream server unavailable" for being early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_stanzas_after_authentication_wait_for_the_link() {
+    if !prosody::require() {
+        return;
+    }
+    let p = start_prosody(&opts());
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    for round in 0..3 {
+        let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+        // In the same write as nothing else: right after `<handshake/>` came back.
+        comp.send(&format!(
+            "<message from='{COMP}' to='{}' id='early-{round}' type='chat'><body>early {round}</body></message>\
+             <message from='{COMP}' to='{}' id='next-{round}' type='chat'><body>next {round}</body></message>",
+            alice.jid, alice.jid
+        ))
+        .await;
+        let first = alice
+            .expect_stanza(
+                |s| is_body(s, &format!("early {round}")),
+                T,
+                "the early message did not arrive",
+            )
+            .await;
+        assert_eq!(attr(&first, "from").as_deref(), Some(COMP), "{first}");
+        alice
+            .expect_stanza(
+                |s| is_body(s, &format!("next {round}")),
+                T,
+                "the next message did not arrive",
+            )
+            .await;
+        // Nothing bounced to the component.
+        assert_comp_still_open(&mut comp, Duration::from_millis(300)).await;
+        drop(comp);
+        d.expect_log_count(&format!("upstream link for {COMP} closed"), round + 1, T);
+    }
+}
+
+/// The first stanzas wait at most 5 s: an upstream address that accepts TCP
+/// and never answers bounces them after about 5 s, not at once and not only
+/// when the connect attempt times out; once the link has failed, the next
+/// stanza bounces at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_stanzas_bounce_after_five_seconds_without_a_link() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    // The kernel accepts; nobody ever writes: the server header never comes.
+    let d = Daemon::start(&router_config(Some(addr), &[(COMP, SECRET, "")]));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    let sent = std::time::Instant::now();
+    comp.send(&format!(
+        "<message from='{COMP}' to='someone@elsewhere.example' id='w1'><body>waits</body></message>"
+    ))
+    .await;
+    let b = comp
+        .expect_stanza(
+            with_id("message", "w1"),
+            Duration::from_secs(15),
+            "no bounce after the wait",
+        )
+        .await;
+    let waited = sent.elapsed();
+    assert_upstream_bounce(&b);
+    assert!(
+        waited >= Duration::from_millis(4500) && waited < Duration::from_secs(9),
+        "bounced after {waited:?}, expected about 5 s\n{}",
+        d.logs()
+    );
+    comp.send(&format!(
+        "<message from='{COMP}' to='someone@elsewhere.example' id='w2'><body>now</body></message>"
+    ))
+    .await;
+    let sent = std::time::Instant::now();
+    let b = comp
+        .expect_stanza(
+            with_id("message", "w2"),
+            T,
+            "no bounce once the link had failed",
+        )
+        .await;
+    assert_upstream_bounce(&b);
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+    drop(silent);
+}
+
+/// Sends, over the component's link right after its authentication, a message
+/// addressed to another domain (as ejabberd's `global_routes` does), then one
+/// to the component itself.
+const CROSS_MODULE: &str = r#"
+local st = require "util.stanza";
+module:hook("component-authenticated", function(event)
+	local session = event.session;
+	session.send(st.message({ from = "alice@localhost/harness", to = "other.localhost",
+		id = "cross-1", type = "chat" }):tag("body"):text("for other"):up());
+	session.send(st.message({ from = "alice@localhost/harness", to = module.host,
+		id = "own-1", type = "chat" }):tag("body"):text("for comp"):up());
+end);
+"#;
+
+/// A stanza arriving on one domain's link for another domain the router
+/// serves goes to that domain's component, never to the link's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanzas_on_a_link_are_routed_by_their_to() {
+    if !prosody::require() {
+        return;
+    }
+    const OTHER: &str = "other.localhost";
+    let p = start_prosody(&opts().component_module("xcr_test_cross", CROSS_MODULE));
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, ""), (OTHER, "o", "")],
+    ));
+    let mut other = Comp::login(d.addr(), OTHER, "o").await;
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    let own = comp
+        .recv_until(
+            |s| {
+                assert!(
+                    !s.contains("cross-1"),
+                    "the link's own component got another domain's stanza: {s}"
+                );
+                attr(s, "id").as_deref() == Some("own-1")
+            },
+            T,
+        )
+        .await
+        .unwrap_or_else(|| panic!("own-1 did not arrive\n{}\n{}", d.logs(), p.log_tail()));
+    assert!(own.contains("for comp"), "{own}");
+    let cross = other
+        .expect_stanza(
+            with_id("message", "cross-1"),
+            T,
+            "the other domain's component did not get its stanza",
+        )
+        .await;
+    assert_eq!(attr(&cross, "to").as_deref(), Some(OTHER), "{cross}");
+    assert!(cross.contains("for other"), "{cross}");
+    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
 }

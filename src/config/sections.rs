@@ -16,7 +16,8 @@ use super::{
     canonical_domain, defaults, keys, ComponentConfig, Config, ConfigError, Declared, IntKey,
     OnConflict, Origin, Secret, UpstreamConfig, LOG_LEVELS, MAX_SECRET_FILE,
 };
-use crate::{jid, prosody_config};
+use crate::prosody_config;
+use crate::proto::jid;
 
 /// The file as TOML, every value with its position.
 #[derive(Deserialize)]
@@ -57,6 +58,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawUpstream {
     address: Spanned<String>,
     max_stanza_size: Option<Spanned<i64>>,
+    keepalive_interval: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -227,9 +229,14 @@ impl<'a> Source<'a> {
             .map_or(defaults::UPSTREAM_MAX_STANZA_SIZE, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             });
+        let keepalive_interval = Duration::from_secs(
+            self.int(&u.keepalive_interval, &keys::UPSTREAM_KEEPALIVE_INTERVAL)?
+                .unwrap_or(defaults::UPSTREAM_KEEPALIVE_INTERVAL_SECS),
+        );
         Ok(UpstreamConfig {
             address: addr.get_ref().clone(),
             max_stanza_size,
+            keepalive_interval,
         })
     }
 
@@ -626,6 +633,21 @@ mod tests {
         assert_eq!(
             u("[upstream]\naddress = \"h:1\"\nmax_stanza_size = 10000\n"),
             10_000
+        );
+        let k = |t: &str| p(t).unwrap().upstream.unwrap().keepalive_interval;
+        assert_eq!(
+            k("[upstream]\naddress = \"h:1\"\n"),
+            Duration::from_secs(defaults::UPSTREAM_KEEPALIVE_INTERVAL_SECS)
+        );
+        assert_eq!(
+            k("[upstream]\naddress = \"h:1\"\nkeepalive_interval = 1\n"),
+            Duration::from_secs(1)
+        );
+        let (line, reason) = err_line("[upstream]\naddress = \"h:1\"\nkeepalive_interval = 0\n");
+        assert_eq!(line, 3, "{reason}");
+        assert!(
+            reason.starts_with("upstream.keepalive_interval"),
+            "{reason}"
         );
         for (body, key) in [
             ("\nmax_connections = 0\n", "max_connections"),

@@ -16,18 +16,19 @@ pub mod xml {
 
 /// Stream-level answers: conditions and the headers the router writes.
 pub mod stanza {
-    pub use xmpp_component_router::stanza::{accept_header, error_header, StreamCondition};
+    pub use xmpp_component_router::proto::StreamCondition;
+    pub use xmpp_component_router::wire::stanza::{accept_header, error_header};
 }
 
 /// The router's side of the XEP-0114 handshake (the test client computes its
 /// own digest: [`crate::stanza::handshake_token`]).
 pub mod component {
-    pub use xmpp_component_router::component::{handshake_matches, handshake_token, new_stream_id};
+    pub use xmpp_component_router::proto::{handshake_matches, handshake_token, new_stream_id};
 }
 
 /// JID parsing and the routing key.
 pub mod jid {
-    pub use xmpp_component_router::jid::{parse, routing_key, valid_domain};
+    pub use xmpp_component_router::proto::jid::{parse, routing_key, valid_domain};
 }
 
 /// The TOML config parser.

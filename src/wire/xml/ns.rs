@@ -32,7 +32,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::lex::nwf;
-use super::{FrameError, NS_STREAMS};
+use super::FrameError;
+use crate::proto::ns::NS_STREAMS;
 
 pub(super) const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub(super) const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";

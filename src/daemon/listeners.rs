@@ -1,41 +1,32 @@
-//! The daemon's life: listeners and accept loops, signals, reload and shutdown.
-//!
-//! Signal handlers are installed before anything tells systemd we are ready
-//! (SIGHUP's default action would kill the process). SIGHUP reloads
-//! ([`crate::reload`]); SIGTERM and SIGINT shut down: stop accepting, send
-//! `system-shutdown` to every connection, close upstream links, exit 0 within
-//! five seconds.
+//! Listeners and their accept loops, and admission.
 //!
 //! Admission: at most `max_connections` component connections are open at once
 //! (counted from accept to close, over all listeners). One more is accepted,
 //! sent our stream header and the stream error `resource-constraint` ("Too many
 //! connections") without reading anything, and closed; a warning says so at
 //! most every [`REFUSAL_LOG_EVERY`] with the number refused meanwhile. Every
-//! accepted socket gets [`SocketOptions`] (TCP keepalive, `TCP_USER_TIMEOUT`).
+//! accepted socket gets its socket options (TCP keepalive, `TCP_USER_TIMEOUT`).
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
-use crate::router::{Router, Settings};
-use crate::stanza::{error_header, StreamCondition, StreamError};
-use crate::systemd;
+use crate::accept::Env;
+use crate::proto::StreamCondition;
+use crate::wire::socket::SocketOptions;
+use crate::wire::stanza::{error_header, StreamError};
 
-/// How long shutdown waits for connections to flush and close.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(4000);
 /// At most one warning per this period about refused connections (and about
 /// failing accepts), each with the count since the previous one.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Why the daemon cannot start (or a reload cannot bind an address).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
@@ -50,15 +41,15 @@ pub enum ServerError {
 
 /// The running accept loops, by address.
 pub struct Listeners {
-    router: Arc<Router>,
+    env: Env,
     admission: Arc<Admission>,
     tasks: HashMap<SocketAddr, JoinHandle<()>>,
 }
 
 impl Listeners {
-    pub fn new(router: Arc<Router>) -> Self {
+    pub fn new(env: Env) -> Self {
         Listeners {
-            router,
+            env,
             admission: Arc::new(Admission::default()),
             tasks: HashMap::new(),
         }
@@ -69,10 +60,10 @@ impl Listeners {
         let listener = bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let local = listener.local_addr().unwrap_or(addr);
         info!(%local, "listening for components");
-        let router = self.router.clone();
+        let env = self.env.clone();
         let admission = self.admission.clone();
         self.tasks
-            .insert(addr, tokio::spawn(accept_loop(listener, router, admission)));
+            .insert(addr, tokio::spawn(accept_loop(listener, env, admission)));
         Ok(())
     }
 
@@ -108,9 +99,11 @@ impl Listeners {
         errors
     }
 
-    pub fn stop_all(&mut self) {
+    /// Stop every accept loop; returns once every listening socket is closed.
+    pub async fn stop_all(&mut self) {
         for (_, t) in self.tasks.drain() {
             t.abort();
+            let _ = t.await;
         }
     }
 }
@@ -154,6 +147,7 @@ impl Admission {
             .map(|_| Admitted(self.clone()))
     }
 
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
@@ -181,11 +175,11 @@ impl RateLimitedLog {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Arc<Router>, admission: Arc<Admission>) {
+async fn accept_loop(listener: TcpListener, env: Env, admission: Arc<Admission>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let settings = router.settings();
+                let settings = env.router.settings();
                 let Some(admitted) = admission.admit(settings.max_connections) else {
                     refuse(&stream);
                     if let Some(n) = admission.refusals.hit() {
@@ -197,16 +191,18 @@ async fn accept_loop(listener: TcpListener, router: Arc<Router>, admission: Arc<
                     }
                     continue;
                 };
-                if let Err(e) = configure_socket(
-                    socket2::SockRef::from(&stream),
-                    &SocketOptions::from_settings(&settings),
-                ) {
+                let options = SocketOptions::component(
+                    settings.keepalive_interval,
+                    settings.dead_peer_timeout,
+                );
+                if let Err(e) = options.apply(socket2::SockRef::from(&stream)) {
                     debug!(%peer, "cannot set socket options: {e}");
                 }
-                let router = router.clone();
-                tokio::spawn(async move {
+                let env = env.clone();
+                let tasks = env.tasks.clone();
+                tasks.spawn(async move {
                     let _admitted = admitted;
-                    crate::component::serve(stream, peer, router).await;
+                    crate::accept::serve(stream, peer, env).await;
                 });
             }
             Err(e) => {
@@ -232,65 +228,6 @@ fn refuse(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).send(&out);
 }
 
-/// Socket options of every accepted component connection: TCP keepalive, so a
-/// vanished peer is noticed even when nothing is sent, and `TCP_USER_TIMEOUT`,
-/// so data (a whitespace keepalive, a stanza, a keepalive probe) that stays
-/// unacknowledged for `dead_peer_timeout` ends the connection and frees its
-/// domain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SocketOptions {
-    /// Idle time before the first TCP keepalive probe.
-    pub keepalive_time: Duration,
-    pub keepalive_probe_interval: Duration,
-    pub keepalive_probes: u32,
-    /// `TCP_USER_TIMEOUT`.
-    pub user_timeout: Duration,
-}
-
-impl Default for SocketOptions {
-    fn default() -> Self {
-        SocketOptions {
-            keepalive_time: Duration::from_secs(60),
-            keepalive_probe_interval: Duration::from_secs(10),
-            keepalive_probes: 6,
-            user_timeout: Duration::from_secs(crate::config::defaults::DEAD_PEER_TIMEOUT_SECS),
-        }
-    }
-}
-
-impl SocketOptions {
-    /// Probes start after `keepalive_interval` (60 s when the whitespace
-    /// keepalive is off); `TCP_USER_TIMEOUT` is `dead_peer_timeout`.
-    pub fn from_settings(s: &Settings) -> Self {
-        SocketOptions {
-            keepalive_time: s.keepalive_interval.unwrap_or(Duration::from_secs(60)),
-            user_timeout: s.dead_peer_timeout,
-            ..SocketOptions::default()
-        }
-    }
-}
-
-/// Apply [`SocketOptions`] (and `TCP_NODELAY`) to a connected socket.
-pub fn configure_socket(sock: socket2::SockRef<'_>, o: &SocketOptions) -> io::Result<()> {
-    sock.set_tcp_nodelay(true)?;
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(o.keepalive_time)
-        .with_interval(o.keepalive_probe_interval)
-        .with_retries(o.keepalive_probes);
-    sock.set_tcp_keepalive(&ka)?;
-    sock.set_tcp_user_timeout(Some(o.user_timeout))
-}
-
-/// TCP keepalive with the default [`SocketOptions`] on a socket (the upstream
-/// links' sockets).
-pub fn set_keepalive(stream: &TcpStream) {
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&ka);
-}
-
 /// The soft limit on open files, from /proc/self/limits (Linux).
 fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -314,106 +251,9 @@ pub fn check_open_files_limit(max_connections: usize) {
     }
 }
 
-/// Run the daemon until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
-
-    let router = Router::new(&config);
-    let mut listeners = Listeners::new(router.clone());
-    for addr in &config.listen {
-        listeners.bind(*addr)?;
-    }
-    for w in &config.warnings {
-        warn!("{w}");
-    }
-    check_open_files_limit(config.max_connections);
-    let served = config.enabled_components().count();
-    info!(
-        components = served,
-        upstream = config
-            .upstream
-            .as_ref()
-            .map(|u| u.address.as_str())
-            .unwrap_or("none"),
-        "xmpp-component-router {} ready",
-        env!("CARGO_PKG_VERSION")
-    );
-    systemd::ready(&format!("serving {served} components"));
-
-    let mut current = config;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                current = crate::reload::reload(current, &router, &mut listeners).await;
-            }
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-        }
-    }
-
-    systemd::stopping();
-    listeners.stop_all();
-    router.kill_all(&StreamError::new(StreamCondition::SystemShutdown));
-    for s in router.sessions() {
-        s.close_upstream();
-    }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while router.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Let writers flush the last stream errors.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    info!("shutdown complete");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The options really end up on the socket (read back with getsockopt).
-    #[test]
-    fn configure_socket_sets_keepalive_user_timeout_and_nodelay() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        let o = SocketOptions {
-            keepalive_time: Duration::from_secs(7),
-            keepalive_probe_interval: Duration::from_secs(3),
-            keepalive_probes: 4,
-            user_timeout: Duration::from_millis(9500),
-        };
-        configure_socket(socket2::SockRef::from(&s), &o).unwrap();
-        let r = socket2::SockRef::from(&s);
-        assert!(r.keepalive().unwrap());
-        assert!(r.tcp_nodelay().unwrap());
-        assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
-        assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
-        assert_eq!(r.tcp_keepalive_retries().unwrap(), 4);
-        assert_eq!(
-            r.tcp_user_timeout().unwrap(),
-            Some(Duration::from_millis(9500))
-        );
-        drop(c);
-    }
-
-    #[test]
-    fn socket_options_follow_the_config() {
-        let c = crate::config::parse(
-            "keepalive_interval = 15\ndead_peer_timeout = 40\n",
-            std::path::Path::new("/x.toml"),
-        )
-        .unwrap();
-        let o = SocketOptions::from_settings(&Settings::from_config(&c));
-        assert_eq!(o.keepalive_time, Duration::from_secs(15));
-        assert_eq!(o.user_timeout, Duration::from_secs(40));
-        let c = crate::config::parse("keepalive_interval = 0\n", std::path::Path::new("/x.toml"))
-            .unwrap();
-        let o = SocketOptions::from_settings(&Settings::from_config(&c));
-        assert_eq!(o.keepalive_time, Duration::from_secs(60));
-    }
 
     #[test]
     fn admission_counts_and_releases() {

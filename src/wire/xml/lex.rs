@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use super::names;
 use super::FrameError;
-use crate::stanza::StreamCondition;
+use crate::proto::StreamCondition;
 
 pub(super) fn nwf(detail: &'static str) -> FrameError {
     FrameError::new(StreamCondition::NotWellFormed, detail)

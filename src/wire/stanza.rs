@@ -15,68 +15,15 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
-use crate::xml::{Attrs, Frame, Framer, Limits, Name};
-
-pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+use crate::proto::ns::{NS_PROSODY_COMPONENT, NS_STANZA_ERRORS, NS_STREAM_ERRORS};
+use crate::proto::{ErrorType, StanzaCondition, StreamCondition};
+use crate::wire::out::Envelope;
+use crate::wire::xml::{Attrs, Head, Name, Ns, Value};
 
 /// Longest `to`, `from` or `id` a bounce echoes: the longest JID (RFC 7622: three
 /// parts of at most 1023 bytes, an `@` and a `/`). A longer `to` or `from`
 /// cannot be an address; an `id` that long is not worth six times its size.
 pub const MAX_ECHO: usize = 3 * 1023 + 2;
-
-/// RFC 6120 §4.9.3 stream error conditions the router sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamCondition {
-    BadFormat,
-    /// RFC 6120 4.9.3.2: a namespace prefix that is not supported (a stream
-    /// header whose streams namespace is not under the prefix `stream`).
-    BadNamespacePrefix,
-    Conflict,
-    ConnectionTimeout,
-    HostUnknown,
-    ImproperAddressing,
-    InvalidFrom,
-    InvalidNamespace,
-    NotAuthorized,
-    NotWellFormed,
-    PolicyViolation,
-    ResourceConstraint,
-    RestrictedXml,
-    SystemShutdown,
-    /// RFC 6120 4.9.3.22: the stream is not UTF-8 (an XML declaration naming another encoding).
-    UnsupportedEncoding,
-    UnsupportedStanzaType,
-}
-
-impl StreamCondition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamCondition::BadFormat => "bad-format",
-            StreamCondition::BadNamespacePrefix => "bad-namespace-prefix",
-            StreamCondition::Conflict => "conflict",
-            StreamCondition::ConnectionTimeout => "connection-timeout",
-            StreamCondition::HostUnknown => "host-unknown",
-            StreamCondition::ImproperAddressing => "improper-addressing",
-            StreamCondition::InvalidFrom => "invalid-from",
-            StreamCondition::InvalidNamespace => "invalid-namespace",
-            StreamCondition::NotAuthorized => "not-authorized",
-            StreamCondition::NotWellFormed => "not-well-formed",
-            StreamCondition::PolicyViolation => "policy-violation",
-            StreamCondition::ResourceConstraint => "resource-constraint",
-            StreamCondition::RestrictedXml => "restricted-xml",
-            StreamCondition::SystemShutdown => "system-shutdown",
-            StreamCondition::UnsupportedEncoding => "unsupported-encoding",
-            StreamCondition::UnsupportedStanzaType => "unsupported-stanza-type",
-        }
-    }
-}
-
-impl fmt::Display for StreamCondition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A stream error to send: the condition and an optional human-readable text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,67 +101,56 @@ pub fn connect_header(to: &str) -> Bytes {
     ))
 }
 
-/// RFC 6120 §8.3.2 error types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorType {
-    Cancel,
-    Modify,
-    Wait,
-}
-
-impl ErrorType {
-    fn as_str(self) -> &'static str {
-        match self {
-            ErrorType::Cancel => "cancel",
-            ErrorType::Modify => "modify",
-            ErrorType::Wait => "wait",
-        }
-    }
-}
-
 /// A stanza error the router bounces to a sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounce {
     pub type_: ErrorType,
-    pub condition: &'static str,
+    pub condition: StanzaCondition,
     pub text: Option<&'static str>,
     /// Prosody's extension element marking "component not connected".
     pub not_connected: bool,
 }
 
 impl Bounce {
-    pub const BAD_REQUEST: Bounce = Bounce::new(ErrorType::Modify, "bad-request", None);
-    pub const JID_MALFORMED: Bounce = Bounce::new(ErrorType::Modify, "jid-malformed", None);
+    pub const BAD_REQUEST: Bounce =
+        Bounce::new(ErrorType::Modify, StanzaCondition::BadRequest, None);
+    pub const JID_MALFORMED: Bounce =
+        Bounce::new(ErrorType::Modify, StanzaCondition::JidMalformed, None);
     pub const COMPONENT_UNAVAILABLE: Bounce = Bounce {
         type_: ErrorType::Wait,
-        condition: "remote-server-timeout",
+        condition: StanzaCondition::RemoteServerTimeout,
         text: Some("Component unavailable"),
         not_connected: true,
     };
     pub const UPSTREAM_UNAVAILABLE: Bounce = Bounce::new(
         ErrorType::Wait,
-        "remote-server-timeout",
+        StanzaCondition::RemoteServerTimeout,
         Some("Upstream server unavailable"),
     );
-    pub const NOT_FOUND: Bounce = Bounce::new(ErrorType::Cancel, "remote-server-not-found", None);
-    pub const QUEUE_FULL: Bounce = Bounce::new(ErrorType::Wait, "resource-constraint", None);
+    pub const NOT_FOUND: Bounce = Bounce::new(
+        ErrorType::Cancel,
+        StanzaCondition::RemoteServerNotFound,
+        None,
+    );
+    pub const QUEUE_FULL: Bounce =
+        Bounce::new(ErrorType::Wait, StanzaCondition::ResourceConstraint, None);
     /// From the upstream server, beyond the link's limits (skipped unread).
     pub const TOO_LARGE: Bounce = Bounce::new(
         ErrorType::Modify,
-        "policy-violation",
+        StanzaCondition::PolicyViolation,
         Some("Stanza too large"),
     );
     /// Queued for a session that ended (replaced, or its peer gone) before it
     /// was written.
     pub const NOT_DELIVERED: Bounce = Bounce::new(
         ErrorType::Wait,
-        "remote-server-timeout",
+        StanzaCondition::RemoteServerTimeout,
         Some("Component connection closed before delivery"),
     );
 
     pub const fn new(
         type_: ErrorType,
-        condition: &'static str,
+        condition: StanzaCondition,
         text: Option<&'static str>,
     ) -> Self {
         Bounce {
@@ -228,6 +164,14 @@ impl Bounce {
     /// The error stanza in reply to a stanza with these attributes, or `None`
     /// when the original is itself an error or a result (never answered).
     pub fn reply(&self, name: Name, attrs: &Attrs) -> Option<Bytes> {
+        self.envelope(name, attrs).map(|e| e.bytes)
+    }
+
+    /// [`Bounce::reply`] with its routing attributes, ready to be routed and
+    /// queued. Its values are slices of its own bytes (or, when escaped,
+    /// copies of at most [`MAX_ECHO`] bytes): it holds nothing of the stanza
+    /// it answers.
+    pub fn envelope(&self, name: Name, attrs: &Attrs) -> Option<Envelope> {
         if matches!(attrs.type_.as_deref(), Some("error") | Some("result")) {
             return None;
         }
@@ -235,25 +179,56 @@ impl Bounce {
         let mut s = String::with_capacity(256);
         let _ = write!(s, "<{kind}");
         // Swapped: the original's `to` is the bounce's `from`, and back.
-        for (key, value) in [("from", &attrs.to), ("to", &attrs.from), ("id", &attrs.id)] {
+        let echoed = [("from", &attrs.to), ("to", &attrs.from), ("id", &attrs.id)];
+        let mut spans = [None; 3];
+        for (span, (key, value)) in spans.iter_mut().zip(echoed) {
             if let Some(v) = value.as_deref().filter(|v| v.len() <= MAX_ECHO) {
-                let _ = write!(s, " {key}={}", Quoted(v));
+                let _ = write!(s, " {key}=");
+                let start = s.len() + 1;
+                let _ = write!(s, "{}", Quoted(v));
+                // Written as is (nothing escaped) when the length is the same.
+                *span = Some((start, s.len() - 1, s.len() - 1 - start == v.len()));
             }
         }
+        let type_at = s.len() + " type='".len();
         let _ = write!(
             s,
             " type='error'><error type='{}'><{} xmlns='{NS_STANZA_ERRORS}'/>",
             self.type_.as_str(),
-            self.condition
+            self.condition.as_str()
         );
         if let Some(t) = self.text {
             let _ = write!(s, "<text xmlns='{NS_STANZA_ERRORS}'>{}</text>", Escaped(t));
         }
         if self.not_connected {
-            s.push_str("<not-connected xmlns='xmpp:prosody.im/protocol/component'/>");
+            let _ = write!(s, "<not-connected xmlns='{NS_PROSODY_COMPONENT}'/>");
         }
         let _ = write!(s, "</error></{kind}>");
-        Some(Bytes::from(s))
+        let bytes = Bytes::from(s);
+        let value = |i: usize, original: &Option<Value>| {
+            let (start, end, plain) = spans[i]?;
+            if plain {
+                Value::shared(bytes.slice(start..end))
+            } else {
+                original.as_deref().map(Value::from)
+            }
+        };
+        let attrs = Attrs {
+            from: value(0, &attrs.to),
+            to: value(1, &attrs.from),
+            id: value(2, &attrs.id),
+            type_: Value::shared(bytes.slice(type_at..type_at + "error".len())),
+        };
+        Some(Envelope {
+            head: Head {
+                name,
+                ns: Ns::Component,
+            },
+            attrs,
+            bytes,
+            xmlns_value: None,
+            prefixed: false,
+        })
     }
 }
 
@@ -317,53 +292,6 @@ impl fmt::Display for Escaped<'_> {
         }
         f.write_str(rest)
     }
-}
-
-/// Name and routing attributes of a queued stanza, by framing its start tag
-/// again (as an empty element) in a stream like the one it came from.
-pub fn reframe(b: &[u8]) -> Option<(Name, Attrs)> {
-    const HEADER: &[u8] = b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
-    let tag = start_tag_only(b)?;
-    let size = tag.len().max(10_000) + 64;
-    let mut f = Framer::new(Limits {
-        max_stanza_size: size,
-        max_depth: 1,
-        max_attributes: usize::MAX,
-        // It was framed once already, maybe with larger tokens (a link's).
-        max_token: size,
-        ..Limits::new(size)
-    });
-    f.buf_mut().extend_from_slice(HEADER);
-    f.buf_mut().extend_from_slice(&tag);
-    loop {
-        match f.next_frame() {
-            Ok(Some(Frame::Stanza(st))) => return Some((st.head.name, st.attrs)),
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-/// The start tag of a serialised element, made an empty element (`<x a='1'/>`).
-fn start_tag_only(b: &[u8]) -> Option<Vec<u8>> {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'\'' || c == b'"' => quote = Some(c),
-            None if c == b'>' => {
-                let mut v = b[..i].to_vec();
-                if v.last() != Some(&b'/') {
-                    v.push(b'/');
-                }
-                v.push(b'>');
-                return Some(v);
-            }
-            None => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -482,43 +410,44 @@ mod tests {
     }
 
     #[test]
-    fn reframe_recovers_name_and_addresses() {
-        let (name, attrs) =
-            reframe(b"<message to='u@x' from='c.example/r' id='a&amp;b' type='chat'><body>hi</body></message>")
-                .unwrap();
-        assert_eq!(name, Name::Message);
-        assert_eq!(attrs.to.as_deref(), Some("u@x"));
-        assert_eq!(attrs.from.as_deref(), Some("c.example/r"));
-        assert_eq!(attrs.id.as_deref(), Some("a&b"));
-        let reply = Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).unwrap();
-        let s = std::str::from_utf8(&reply).unwrap();
-        assert!(s.starts_with("<message from='u@x' to='c.example/r' id='a&amp;b' type='error'><error type='wait'><remote-server-timeout"), "{s}");
-        assert!(s.contains("Upstream server unavailable"));
-        let (name, attrs) =
-            reframe(b"<iq xmlns='jabber:component:accept' type='result' id='1' to='x' from='c'/>")
-                .unwrap();
-        assert_eq!(name, Name::Iq);
-        assert!(Bounce::UPSTREAM_UNAVAILABLE.reply(name, &attrs).is_none());
-        assert!(reframe(b"<message").is_none());
-        // Only the start tag is framed again: quoted '>' and '/' do not end it.
-        let (name, attrs) =
-            reframe(b"<presence from='c/a>b' to=\"u/x\"><status>1 > 0</status></presence>")
-                .unwrap();
-        assert_eq!(name, Name::Presence);
-        assert_eq!(attrs.from.as_deref(), Some("c/a>b"));
-        assert_eq!(attrs.to.as_deref(), Some("u/x"));
-        assert_eq!(
-            start_tag_only(b"<iq id='1'/>").as_deref(),
-            Some(&b"<iq id='1'/>"[..])
-        );
-    }
-
-    #[test]
     fn stream_error_bytes() {
         let e = StreamError::with_text(StreamCondition::Conflict, "Replaced <x>");
         assert_eq!(
             &e.to_bytes()[..],
             b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Replaced &lt;x&gt;</text></stream:error></stream:stream>"
         );
+    }
+
+    /// A bounce carries its own routing attributes, slices of its own bytes
+    /// where nothing was escaped, and `type='error'` (so it is never bounced).
+    #[test]
+    fn bounce_envelope_carries_its_addresses() {
+        let attrs = Attrs {
+            to: Some("b.x".into()),
+            from: Some("a'x@c.example/r".into()),
+            type_: Some("chat".into()),
+            id: Some("1".into()),
+        };
+        let e = Bounce::NOT_DELIVERED
+            .envelope(Name::Message, &attrs)
+            .unwrap();
+        assert_eq!(e.attrs.from.as_deref(), Some("b.x"));
+        assert_eq!(e.attrs.to.as_deref(), Some("a'x@c.example/r"));
+        assert_eq!(e.attrs.id.as_deref(), Some("1"));
+        assert_eq!(e.attrs.type_.as_deref(), Some("error"));
+        assert_eq!(
+            Some(e.bytes.clone()),
+            Bounce::NOT_DELIVERED.reply(Name::Message, &attrs)
+        );
+        // Only the escaped value is held apart.
+        assert_eq!(e.attrs.heap_len(), 0);
+        let attrs = Attrs {
+            from: Some("a&b@c.example".into()),
+            ..attrs
+        };
+        let e = Bounce::NOT_DELIVERED.envelope(Name::Iq, &attrs).unwrap();
+        assert_eq!(e.attrs.to.as_deref(), Some("a&b@c.example"));
+        assert_eq!(e.attrs.heap_len(), "a&b@c.example".len());
+        assert!(Bounce::NOT_DELIVERED.envelope(Name::Iq, &e.attrs).is_none());
     }
 }

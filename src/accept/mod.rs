@@ -1,0 +1,196 @@
+//! One component connection, XEP-0114 server side.
+//!
+//! A connection goes through three phases, each error condition raised next to
+//! the check that decides it (docs/behaviour.md#stream, #authentication,
+//! #stanza-checks):
+//! 1. stream header: namespace, `to`, attached domain → our header with a
+//!    fresh id ([`open`]);
+//! 2. handshake: SHA-1(id + secret) compared in constant time, then the
+//!    conflict policy → `<handshake/>`, and the session joins its domain
+//!    ([`open`]);
+//! 3. stanzas: name, namespace, size (in the framer), `from`, then the routing
+//!    decision ([`Router::route`]), whose bounce the connection queues for its
+//!    own peer ([`stanzas`]).
+//!
+//! The connection's task owns the framed reader ([`conn`]); a writer task owns
+//! the socket's write half and drains the bounded outbox, so a slow peer only
+//! ever slows itself. When nothing was written for `keepalive_interval`, the
+//! writer sends a single space (a whitespace keepalive, only after our stream
+//! header): it keeps NAT and firewall state alive, and a half-open connection
+//! then has unacknowledged data, which `TCP_USER_TIMEOUT` (set on accept)
+//! turns into an error, so the reader ends the session and frees the domain.
+//!
+//! When the connection ends, what its writer could not write is bounced to the
+//! senders (over the domain's upstream link for senders behind the server), and
+//! then the domain decides about its link.
+
+mod conn;
+mod open;
+mod stanzas;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use crate::router::{Domain, LinkDriver, Routed, Router, Source};
+use crate::session::{outbox, Control, OutboxReceiver};
+use crate::wire::out::Out;
+use crate::wire::reader::{FramedReader, Sizing};
+use crate::wire::stanza::Bounce;
+use crate::wire::writer::{Closing, Writer, CLOSE_GRACE};
+use crate::wire::xml::Limits;
+
+use conn::{Connection, Live};
+
+/// Before authentication the stream header and the `<handshake/>` element may
+/// each be at most this large (`policy-violation` beyond), so an
+/// unauthenticated peer holds at most a few KiB (README, "Limits").
+pub const PRE_AUTH_MAX_ELEMENT: usize = 4096;
+/// Read size before authentication (reads do not grow until then).
+const PRE_AUTH_READ: usize = 2048;
+
+/// What every connection needs of the daemon.
+#[derive(Clone)]
+pub struct Env {
+    pub router: Arc<Router>,
+    /// Drives the upstream links the domains open.
+    pub links: Arc<dyn LinkDriver>,
+    /// Every task that serves a peer, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+/// Serve one accepted TCP connection until it ends. Socket options are set
+/// by the caller.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
+    let router = &env.router;
+    let id = router.next_id();
+    let control = Arc::new(Control::default());
+    router.register_control(id, control.clone());
+    let settings = router.settings();
+    let (rd, wr) = stream.into_split();
+    let (out, out_rx) = outbox(settings.queue);
+    let (close_tx, close_rx) = oneshot::channel();
+    let writer = tokio::spawn(write_task(
+        Writer::new(wr, settings.keepalive_interval, None),
+        out_rx,
+        close_rx,
+    ));
+    let reader = FramedReader::new(
+        rd,
+        pre_auth_limits(settings.limits),
+        Sizing::fixed(PRE_AUTH_READ),
+    );
+    let mut conn = Connection::new(id, peer, env.clone(), reader, out, close_tx, control);
+    debug!(%peer, "connection accepted");
+    let (end, live) = conn.run().await;
+    if let Some(l) = &live {
+        // No new stanza is routed to it from here on.
+        l.domain.release(l.session.id);
+    }
+    conn.finish(end);
+    drop(conn);
+    let unwritten = collect_unwritten(writer, peer).await;
+    if let Some(l) = live {
+        end_session(&env, l, unwritten);
+    }
+    router.unregister_control(id);
+}
+
+/// The limits before authentication: those of the config, with elements (the
+/// stream header, the `<handshake/>`) at most [`PRE_AUTH_MAX_ELEMENT`] bytes.
+fn pre_auth_limits(limits: Limits) -> Limits {
+    Limits {
+        max_stanza_size: PRE_AUTH_MAX_ELEMENT,
+        ..limits
+    }
+}
+
+/// Wait for the writer task; take what it could not write and what is still
+/// queued.
+async fn collect_unwritten(
+    mut writer: tokio::task::JoinHandle<(OutboxReceiver, Vec<Out>)>,
+    peer: SocketAddr,
+) -> Vec<Out> {
+    // The writer returns within its own grace periods; this bound is a backstop.
+    match timeout(3 * CLOSE_GRACE, &mut writer).await {
+        Ok(Ok((mut rx, mut unwritten))) => {
+            // Whatever got into the queue is written or bounced, never dropped:
+            // close it, then take what is left, including what a sender that
+            // had already reserved room puts in now.
+            rx.close();
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(b) = rx.recv().await {
+                    unwritten.push(b);
+                }
+            })
+            .await;
+            unwritten
+        }
+        _ => {
+            debug!(%peer, "writer did not finish in time");
+            writer.abort();
+            Vec::new()
+        }
+    }
+}
+
+/// A session has ended: bounce what it could not write (bounces for remote
+/// senders go over the domain's upstream link), then let the domain decide
+/// about its link.
+fn end_session(env: &Env, l: Live, unwritten: Vec<Out>) {
+    bounce_unwritten(&env.router, &l.domain, unwritten);
+    if let Some(new) = l.domain.left(env.router.upstream_queue()) {
+        env.links.drive(&env.router, &l.domain, new);
+    }
+    info!(peer = %l.session.peer, domain = %l.domain.name, "component session ended");
+}
+
+/// Bounce the stanzas a session's writer could not write (the session was
+/// replaced, or its peer is gone) to their senders: local components directly,
+/// anyone else over the domain's upstream link (still open here). A bounce
+/// that finds no room is dropped and counted in the log line.
+fn bounce_unwritten(router: &Router, domain: &Domain, unwritten: Vec<Out>) {
+    let (mut bounced, mut lost) = (0usize, 0usize);
+    // Our header, `<handshake/>` and keepalives are not stanzas.
+    for env in unwritten.into_iter().filter_map(Out::into_stanza) {
+        if !env.head.name.is_stanza() {
+            continue;
+        }
+        let Some(reply) = Bounce::NOT_DELIVERED.envelope(env.head.name, &env.attrs) else {
+            continue;
+        };
+        match router.route(Source::Bounce(domain), reply) {
+            Routed::Delivered => bounced += 1,
+            Routed::Bounce(..) | Routed::Discarded => lost += 1,
+        }
+    }
+    if bounced + lost > 0 {
+        info!(domain = %domain.name, bounced, lost, "{} stanza(s) queued for {} were not written: {bounced} bounced to their senders, {lost} could not be", bounced + lost, domain.name);
+    }
+}
+
+/// The writer task: runs the writer until the connection hands over how to
+/// close (or every sender is gone and it then does), then closes. Returns the
+/// queue and what was taken from it but not written, for the connection to
+/// bounce.
+async fn write_task(
+    mut w: Writer,
+    mut q: OutboxReceiver,
+    mut close: oneshot::Receiver<Closing>,
+) -> (OutboxReceiver, Vec<Out>) {
+    let how = match w.run(&mut q, None, &mut close).await {
+        Ok(Some(c)) => c.ok(),
+        // Every sender is gone: the connection has ended, and it hands over
+        // its final bytes (stream error, `</stream:stream>`) before dropping
+        // its outbox.
+        Ok(None) => (&mut close).await.ok(),
+        Err(_) => None,
+    };
+    let unsent = w.close(&mut q, how.unwrap_or(Closing::Drop)).await;
+    (q, unsent)
+}

@@ -1,0 +1,150 @@
+//! The routing decision, in one place (as Prosody's `core_route_stanza`):
+//! where a stanza goes, or which stanza error it bounces with.
+//!
+//! A stanza goes by the domain of its `to`:
+//! - a served domain: to its session, if it has one and its queue has room;
+//! - any other domain: over the upstream link of the domain it came from (for
+//!   a component's stanza, with the `jabber:client` rewrite), never back up a
+//!   link it came from (a stanza from a link for a domain not served here
+//!   bounces `remote-server-not-found`);
+//!
+//! and bounces otherwise, with the condition the README's routing table gives.
+//! Nothing is routed from or to a domain a reload has detached: the source's
+//! and the destination's gates are held from the decision to the push, so a
+//! detach that has returned has seen every stanza routed before it.
+
+use crate::proto::jid;
+use crate::session::{PushError, Refused, Reservation};
+use crate::wire::out::{Envelope, Out};
+use crate::wire::stanza::Bounce;
+
+use super::domain::Domain;
+use super::Router;
+
+/// Where a stanza comes from.
+pub enum Source<'a> {
+    /// A session of this domain sent it (its `from` was checked to be at the
+    /// domain). Nothing is routed from a detached domain.
+    Component(&'a Domain),
+    /// The router bounces it on behalf of this domain (a stanza queued for
+    /// one of its sessions that could not be written): routed like the
+    /// component's own stanzas, also once the domain is detached.
+    Bounce(&'a Domain),
+    /// It arrived on this domain's upstream link addressed to another domain
+    /// (ejabberd's `global_routes` spreads every domain over every link): it
+    /// goes to that domain's session, or bounces; never upstream again.
+    Upstream(&'a Domain),
+}
+
+/// What [`Router::route`] did with a stanza.
+// The stanza is handed back by value: boxing it would allocate per bounce.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Routed {
+    /// Queued for a session, or for the source's upstream link.
+    Delivered,
+    /// Not delivered: the sender gets this stanza error (unless the item is
+    /// itself an error or a result).
+    Bounce(Bounce, Out),
+    /// The source was detached by a reload: read and discarded.
+    Discarded,
+}
+
+/// Room reserved in one session's queue (by a link that waited for it).
+pub struct Reserved<'a> {
+    pub session: u64,
+    pub room: Reservation<'a>,
+}
+
+impl Router {
+    /// Route one stanza from `src`.
+    pub fn route(&self, src: Source<'_>, env: Envelope) -> Routed {
+        let (from, gated) = match src {
+            Source::Component(d) => (d, true),
+            Source::Bounce(d) | Source::Upstream(d) => (d, false),
+        };
+        // Held until the stanza is queued (see the module doc).
+        let _src = if gated {
+            match from.routing() {
+                Some(g) => Some(g),
+                None => return Routed::Discarded,
+            }
+        } else {
+            None
+        };
+        let table = self.table.load();
+        let dest = {
+            let Some(to) = env.attrs.to.as_deref() else {
+                return Routed::Bounce(Bounce::BAD_REQUEST, Out::Stanza(env));
+            };
+            let Some(j) = jid::split(to) else {
+                return Routed::Bounce(Bounce::JID_MALFORMED, Out::Stanza(env));
+            };
+            table.get(&*jid::routing_key(j.domain))
+        };
+        if let Some(d) = dest {
+            if let Some(_dest) = d.routing() {
+                return deliver(d, env, None);
+            }
+            if let Source::Upstream(_) = src {
+                return Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, Out::Stanza(env));
+            }
+        }
+        if let Source::Upstream(_) = src {
+            return Routed::Bounce(Bounce::NOT_FOUND, Out::Stanza(env));
+        }
+        self.upstream(from, env)
+    }
+
+    /// Not a served domain (never was, removed, or detached meanwhile): over
+    /// the source's upstream link.
+    fn upstream(&self, from: &Domain, env: Envelope) -> Routed {
+        // A served domain is valid by construction; anything else is checked
+        // before it leaves.
+        if env.attrs.to.as_deref().and_then(jid::parse).is_none() {
+            return Routed::Bounce(Bounce::JID_MALFORMED, Out::Stanza(env));
+        }
+        let link = from.link();
+        let Some(link) = link.as_ref() else {
+            let b = if self.settings.load().upstream.is_some() {
+                Bounce::UPSTREAM_UNAVAILABLE
+            } else {
+                Bounce::NOT_FOUND
+            };
+            return Routed::Bounce(b, Out::Stanza(env));
+        };
+        let env = match env.for_upstream() {
+            Ok(e) => e,
+            Err(e) => return Routed::Bounce(Bounce::BAD_REQUEST, Out::Stanza(e)),
+        };
+        match link.try_send(Out::Stanza(env)) {
+            Ok(()) => Routed::Delivered,
+            Err(Refused {
+                why: PushError::Full,
+                item,
+            }) => Routed::Bounce(Bounce::QUEUE_FULL, item),
+            Err(Refused { item, .. }) => Routed::Bounce(Bounce::UPSTREAM_UNAVAILABLE, item),
+        }
+    }
+}
+
+/// To the session of served domain `d` (its gate is held): into the room
+/// reserved in that session's queue, or without waiting.
+pub fn deliver(d: &Domain, env: Envelope, room: Option<Reserved<'_>>) -> Routed {
+    let sessions = d.sessions();
+    let Some(s) = sessions.pick() else {
+        return Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, Out::Stanza(env));
+    };
+    if let Some(r) = room.filter(|r| r.session == s.id) {
+        r.room.send(Out::Stanza(env));
+        return Routed::Delivered;
+    }
+    match s.outbox.try_push(Out::Stanza(env)) {
+        Ok(()) => Routed::Delivered,
+        Err(Refused {
+            why: PushError::Full,
+            item,
+        }) => Routed::Bounce(Bounce::QUEUE_FULL, item),
+        Err(Refused { item, .. }) => Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, item),
+    }
+}

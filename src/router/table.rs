@@ -1,0 +1,182 @@
+//! The routing table: canonical domain to [`Domain`], as an `ArcSwap`
+//! snapshot that every stanza reads without a lock and a reload replaces
+//! whole; the settings that apply to connections as a whole.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use super::domain::Domain;
+use crate::config::{Config, Diff, UpstreamConfig};
+use crate::session::{Control, QueueLimits};
+use crate::wire::stanza::StreamError;
+use crate::wire::xml::Limits;
+
+/// Settings that apply to connections as a whole (not per component).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub handshake_timeout: std::time::Duration,
+    pub limits: Limits,
+    pub queue: QueueLimits,
+    pub upstream: Option<UpstreamConfig>,
+    /// Component connections open at once; beyond it new ones are refused.
+    pub max_connections: usize,
+    /// Whitespace keepalive on a session after this long without writing.
+    pub keepalive_interval: Option<std::time::Duration>,
+    /// `TCP_USER_TIMEOUT` of every component socket.
+    pub dead_peer_timeout: std::time::Duration,
+}
+
+impl Settings {
+    /// Read at each accept: a reload applies to new connections (and
+    /// `max_connections` to the next accept).
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            handshake_timeout: c.handshake_timeout,
+            limits: Limits {
+                max_stanza_size: c.max_stanza_size,
+                max_depth: c.max_stanza_depth,
+                max_attributes: c.max_attributes,
+                ..Limits::new(c.max_stanza_size)
+            },
+            queue: QueueLimits {
+                max_stanzas: c.max_queue_stanzas,
+                max_bytes: c.max_queue_bytes,
+            },
+            upstream: c.upstream.clone(),
+            max_connections: c.max_connections,
+            keepalive_interval: c.keepalive_interval,
+            dead_peer_timeout: c.dead_peer_timeout,
+        }
+    }
+}
+
+pub(super) type Table = HashMap<Arc<str>, Arc<Domain>>;
+
+pub struct Router {
+    pub(super) table: ArcSwap<Table>,
+    pub(super) settings: ArcSwap<Settings>,
+    next_id: AtomicU64,
+    controls: Mutex<HashMap<u64, Arc<Control>>>,
+    /// Set by [`Router::kill_all`]: a connection registered afterwards is
+    /// ended at once with the same error.
+    final_error: Mutex<Option<StreamError>>,
+    /// Stanzas read from detached sessions and discarded.
+    pub discarded_from_detached: AtomicU64,
+    /// Stanzas from the upstream server for detached sessions, discarded.
+    pub discarded_for_detached: AtomicU64,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Arc<Self> {
+        let table: Table = config
+            .enabled_components()
+            .map(|c| (Arc::from(c.domain.as_str()), Domain::new(c)))
+            .collect();
+        Arc::new(Router {
+            table: ArcSwap::from_pointee(table),
+            settings: ArcSwap::from_pointee(Settings::from_config(config)),
+            next_id: AtomicU64::new(1),
+            controls: Mutex::new(HashMap::new()),
+            final_error: Mutex::new(None),
+            discarded_from_detached: AtomicU64::new(0),
+            discarded_for_detached: AtomicU64::new(0),
+        })
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// The queue bounds of an upstream link when an upstream is configured.
+    pub fn upstream_queue(&self) -> Option<QueueLimits> {
+        let s = self.settings.load();
+        s.upstream.as_ref().map(|_| s.queue)
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// An attached domain (`key` in canonical form).
+    pub fn domain(&self, key: &str) -> Option<Arc<Domain>> {
+        self.table.load().get(key).cloned()
+    }
+
+    /// Every attached domain.
+    pub fn domains(&self) -> Vec<Arc<Domain>> {
+        self.table.load().values().cloned().collect()
+    }
+
+    /// Register a connection's control so shutdown can reach it; after
+    /// [`Router::kill_all`] the connection is ended at once.
+    pub fn register_control(&self, id: u64, c: Arc<Control>) {
+        let mut controls = self.lock_controls();
+        let last = self
+            .final_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match last {
+            Some(err) => c.kill(err),
+            None => {
+                controls.insert(id, c);
+            }
+        }
+    }
+
+    pub fn unregister_control(&self, id: u64) {
+        self.lock_controls().remove(&id);
+    }
+
+    fn lock_controls(&self) -> MutexGuard<'_, HashMap<u64, Arc<Control>>> {
+        self.controls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// End every connection with this stream error (shutdown).
+    pub fn kill_all(&self, err: &StreamError) {
+        let all: Vec<Arc<Control>> = {
+            let controls = self.lock_controls();
+            *self
+                .final_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+            controls.values().cloned().collect()
+        };
+        for c in all {
+            c.kill(err.clone());
+        }
+    }
+
+    /// Apply a reload's difference (docs/behaviour.md#reload): attach added
+    /// components, update changed settings in place, detach removed ones
+    /// (their connections stay open but inert, their links close), and leave
+    /// everything else untouched. Returns each detached domain with the
+    /// number of its connections left open.
+    pub fn apply(&self, d: &Diff, settings: Settings) -> Vec<(String, usize)> {
+        let mut table: Table = (**self.table.load()).clone();
+        for c in &d.added {
+            table.insert(Arc::from(c.domain.as_str()), Domain::new(c));
+        }
+        for c in &d.changed {
+            if let Some(dom) = table.get(c.domain.as_str()) {
+                dom.set_settings(c);
+            }
+        }
+        let detached: Vec<Arc<Domain>> = d
+            .removed
+            .iter()
+            .filter_map(|name| table.remove(name.as_str()))
+            .collect();
+        self.settings.store(Arc::new(settings));
+        self.table.store(Arc::new(table));
+        // Detach after the new table is visible: new lookups miss them, and
+        // closing each gate waits for deliveries decided before the swap.
+        detached
+            .into_iter()
+            .map(|dom| (dom.name.to_string(), dom.detach()))
+            .collect()
+    }
+}

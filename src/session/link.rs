@@ -1,0 +1,212 @@
+//! The handle of one upstream link: what routing and the rest of the router
+//! may do with it (queue a stanza, close it, make it reconnect), while the task
+//! in `crate::upstream` drives the connection behind it.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits, Refused};
+use super::wait_until;
+use crate::wire::out::Out;
+
+/// A request from outside the link task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Close,
+    Reconfigure,
+}
+
+/// The "open" bit of [`Link::gate`].
+const OPEN: usize = 1;
+/// One caller inside [`Link::try_send`], in [`Link::gate`].
+const IN_SEND: usize = 2;
+
+/// One domain's link to the upstream server.
+pub struct Link {
+    domain: Arc<str>,
+    /// Whether [`Link::try_send`] queues, and how many calls are inside it:
+    /// bit 0 is "open" (the link is up, or its first attempt is still under
+    /// way), the rest counts callers in units of [`IN_SEND`]. Closing the
+    /// gate ([`Link::close_gate`]) waits for that count to reach zero, so
+    /// once it returns every stanza admitted before is in the queue, where
+    /// the task finds (and bounces) it; none can slip in after the drain.
+    gate: AtomicUsize,
+    closing: AtomicBool,
+    reconfig: AtomicBool,
+    wake: Notify,
+    queue: Outbox,
+    /// The link's task has ended: its connection (if any) is closed.
+    done: AtomicBool,
+    done_notify: Notify,
+}
+
+impl Link {
+    /// A link for `domain` whose queue has these bounds, and the queue's
+    /// receiving side for the task that drives it.
+    pub fn new(domain: Arc<str>, limits: QueueLimits) -> (Arc<Link>, OutboxReceiver) {
+        let (queue, rx) = outbox(limits);
+        let link = Arc::new(Link {
+            domain,
+            // Open from the start: what the component sends while the first
+            // attempt is under way waits in the queue (the task bounds the wait).
+            gate: AtomicUsize::new(OPEN),
+            closing: AtomicBool::new(false),
+            reconfig: AtomicBool::new(false),
+            wake: Notify::new(),
+            queue,
+            done: AtomicBool::new(false),
+            done_notify: Notify::new(),
+        });
+        (link, rx)
+    }
+
+    pub fn domain(&self) -> &Arc<str> {
+        &self.domain
+    }
+
+    /// The link's own queue (the task queues bounces to the server there).
+    pub fn queue(&self) -> &Outbox {
+        &self.queue
+    }
+
+    /// The task: the link is authenticated and serving; stanzas queue.
+    pub fn open_gate(&self) {
+        self.gate.fetch_or(OPEN, Ordering::SeqCst);
+    }
+
+    /// The task: refuse stanzas from now on, and return once no caller of
+    /// [`Link::try_send`] is still pushing one it admitted (a matter of
+    /// nanoseconds: pushes never wait).
+    pub async fn close_gate(&self) {
+        self.gate.fetch_and(!OPEN, Ordering::SeqCst);
+        while self.gate.load(Ordering::SeqCst) >= IN_SEND {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// [`Link::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The task: a reconfiguration is being applied (by the next attempt).
+    pub fn clear_reconfigure(&self) {
+        self.reconfig.store(false, Ordering::Release);
+    }
+
+    /// Queue a stanza for the server, without waiting. Refused (and handed
+    /// back) when the link is down (`Closed`: not authenticated, and its
+    /// first attempt is over) or its queue is full.
+    // The item is handed back by value: boxing it would allocate on every refusal.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, item: Out) -> Result<(), Refused> {
+        // SeqCst pairs with `close_gate`: either this sees the gate closed, or
+        // `close_gate` sees this caller inside and waits for its push.
+        let before = self.gate.fetch_add(IN_SEND, Ordering::SeqCst);
+        let r = if before & OPEN == 0 {
+            Err(Refused {
+                why: PushError::Closed,
+                item,
+            })
+        } else {
+            self.queue.try_push(item)
+        };
+        self.gate.fetch_sub(IN_SEND, Ordering::SeqCst);
+        r
+    }
+
+    /// Close the link with `</stream:stream>` (after flushing what is queued)
+    /// and stop retrying: the component's session ended, was replaced or
+    /// detached, or `[upstream]` was removed.
+    pub fn close(&self) {
+        self.gate.fetch_and(!OPEN, Ordering::SeqCst);
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// The upstream address changed: close the current connection (if any)
+    /// and connect to the new address now.
+    pub fn reconfigure(&self) {
+        self.reconfig.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Resolves once the link's task has ended (its connection closed).
+    pub async fn finished(&self) {
+        wait_until(&self.done_notify, || self.done.load(Ordering::Acquire)).await
+    }
+
+    /// The task has ended.
+    pub fn set_finished(&self) {
+        self.done.store(true, Ordering::Release);
+        self.done_notify.notify_waiters();
+    }
+
+    /// Resolves when [`Link::close`] or [`Link::reconfigure`] was called
+    /// (close wins). The reconfigure flag is cleared by the next attempt.
+    pub async fn event(&self) -> Event {
+        loop {
+            if self.closing.load(Ordering::Acquire) {
+                return Event::Close;
+            }
+            if self.reconfig.load(Ordering::Acquire) {
+                return Event::Reconfigure;
+            }
+            // `notify_one` leaves a permit when nobody waits, so a request made
+            // between the checks above and this await is not missed.
+            self.wake.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Every stanza offered while the gate closes is either refused to its
+    /// sender or already in the queue when `close_gate` returns: the drain
+    /// that follows finds it, none arrives later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_slips_into_the_queue_after_the_gate_closed() {
+        for _ in 0..200 {
+            let (link, mut rx) = Link::new(
+                Arc::from("a.example"),
+                QueueLimits {
+                    max_stanzas: 100_000,
+                    max_bytes: usize::MAX,
+                },
+            );
+            let (queued, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let senders: Vec<_> = (0..2)
+                .map(|_| {
+                    let (link, queued, refused) = (link.clone(), queued.clone(), refused.clone());
+                    std::thread::spawn(move || loop {
+                        match link.try_send(Out::Raw(bytes::Bytes::from_static(b"x"))) {
+                            Ok(()) => queued.fetch_add(1, Ordering::SeqCst),
+                            Err(_) => {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        };
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            link.close_gate().await;
+            let drained = rx.drain().len();
+            for s in senders {
+                s.join().unwrap();
+            }
+            assert_eq!(refused.load(Ordering::SeqCst), 2);
+            assert_eq!(
+                drained,
+                queued.load(Ordering::SeqCst),
+                "a stanza entered after the drain"
+            );
+            assert!(rx.drain().is_empty());
+        }
+    }
+}
