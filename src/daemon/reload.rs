@@ -10,14 +10,23 @@ use tracing::{error, info, warn};
 
 use crate::config::UpstreamConfig;
 
+use std::time::SystemTime;
+
 use super::listeners::Listeners;
+use super::scrape::Metrics;
 use crate::accept::Env;
 use crate::config::{self, Config};
+use crate::metrics::Outcome;
 use crate::router::Settings;
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
-pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Config {
+pub async fn reload(
+    current: Config,
+    env: &Env,
+    listeners: &mut Listeners,
+    metrics: &mut Metrics,
+) -> Config {
     let router = &env.router;
     systemd::reloading();
     info!(file = %current.path.display(), "SIGHUP: reloading config");
@@ -28,11 +37,13 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
         Ok(Ok(c)) => c,
         Err(e) => {
             error!("reload failed, keeping the running config: the config reader failed: {e}");
+            router.globals.reload(Outcome::Failed, SystemTime::now());
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
         Ok(Err(e)) => {
             error!("reload failed, keeping the running config: {e}");
+            router.globals.reload(Outcome::Failed, SystemTime::now());
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
@@ -62,6 +73,7 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     }
     let detached: usize = removed.iter().map(|(_, n)| n).sum();
     let bind_errors = listeners.reconcile(&new.listen).await;
+    metrics.reconcile(new.metrics.as_ref().map(|m| m.listen)).await;
     let summary = format!(
         "reload: {} added, {} removed ({} connection{} detached), {} changed, {} unchanged{}",
         diff.added.len(),
@@ -80,6 +92,7 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     if current.log_level != new.log_level {
         warn!("log_level changes take effect at the next restart");
     }
+    router.globals.reload(Outcome::Ok, SystemTime::now());
     systemd::ready(&summary);
     new
 }

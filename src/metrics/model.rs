@@ -137,7 +137,7 @@ pub struct Peer {
 
 #[derive(Debug)]
 struct LiveSession {
-    counters: SessionCounters,
+    counters: Arc<SessionCounters>,
     peer: Peer,
 }
 
@@ -179,8 +179,21 @@ impl DomainMetrics {
     /// A connection of this domain authenticated: the counters it owns from now
     /// until it is dropped (when the connection has left the domain).
     pub fn open_session(self: &Arc<Self>, addr: SocketAddr, since: SystemTime) -> SessionMetrics {
+        self.adopt_session(Arc::default(), addr, since)
+    }
+
+    /// [`DomainMetrics::open_session`] with counters the connection created
+    /// earlier (at accept), so that its writer task, which starts before the
+    /// connection authenticates, holds them from the start. What they counted
+    /// before is counted for this domain too.
+    pub fn adopt_session(
+        self: &Arc<Self>,
+        counters: Arc<SessionCounters>,
+        addr: SocketAddr,
+        since: SystemTime,
+    ) -> SessionMetrics {
         let live = Arc::new(LiveSession {
-            counters: SessionCounters::default(),
+            counters,
             peer: Peer { addr, since },
         });
         self.lock().live.push(live.clone());

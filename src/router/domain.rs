@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::config::{ComponentConfig, OnConflict};
+use crate::metrics::DomainMetrics;
 use crate::session::{Gate, Link, OutboxReceiver, QueueLimits, Routing, Session};
 
 /// The authenticated sessions of a domain.
@@ -78,6 +79,10 @@ struct LinkSlot {
 
 pub struct Domain {
     pub name: Arc<str>,
+    /// What its sessions and its upstream link count. A domain removed and
+    /// re-added by reload while a connection of it is still open shares the
+    /// old one, so its counters never go down.
+    pub metrics: Arc<DomainMetrics>,
     settings: ArcSwap<ComponentConfig>,
     sessions: ArcSwap<Sessions>,
     /// Closed when a reload detaches the domain.
@@ -88,9 +93,11 @@ pub struct Domain {
 }
 
 impl Domain {
-    pub fn new(cfg: &ComponentConfig) -> Arc<Self> {
+    /// `metrics`: `None` for fresh ones.
+    pub fn new(cfg: &ComponentConfig, metrics: Option<Arc<DomainMetrics>>) -> Arc<Self> {
         Arc::new(Domain {
             name: Arc::from(cfg.domain.as_str()),
+            metrics: metrics.unwrap_or_else(|| DomainMetrics::new(&cfg.domain)),
             settings: ArcSwap::from_pointee(cfg.clone()),
             sessions: ArcSwap::from_pointee(Sessions::default()),
             gate: Gate::default(),
@@ -248,6 +255,10 @@ impl Domain {
         self.gate.close();
         slot.renew = false;
         self.close_link();
-        self.sessions.load().len()
+        let sessions = self.sessions.load();
+        for s in sessions.iter() {
+            s.mark_detached();
+        }
+        sessions.len()
     }
 }

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 
 use super::domain::Domain;
 use crate::config::{Config, Diff, UpstreamConfig};
+use crate::metrics::{DomainMetrics, Globals};
 use crate::session::{Control, QueueLimits};
 use crate::wire::stanza::StreamError;
 use crate::wire::xml::Limits;
@@ -67,13 +68,19 @@ pub struct Router {
     pub discarded_from_detached: AtomicU64,
     /// Stanzas from the upstream server for detached sessions, discarded.
     pub discarded_for_detached: AtomicU64,
+    /// Process-wide counters (connections, refusals, handshakes, stream
+    /// errors, reloads).
+    pub globals: Arc<Globals>,
+    /// Domains a reload detached, while a connection of theirs may still be
+    /// open (`status` lists them; a re-added domain takes over their metrics).
+    detached: Mutex<Vec<Weak<Domain>>>,
 }
 
 impl Router {
     pub fn new(config: &Config) -> Arc<Self> {
         let table: Table = config
             .enabled_components()
-            .map(|c| (Arc::from(c.domain.as_str()), Domain::new(c)))
+            .map(|c| (Arc::from(c.domain.as_str()), Domain::new(c, None)))
             .collect();
         Arc::new(Router {
             table: ArcSwap::from_pointee(table),
@@ -83,7 +90,31 @@ impl Router {
             final_error: Mutex::new(None),
             discarded_from_detached: AtomicU64::new(0),
             discarded_for_detached: AtomicU64::new(0),
+            globals: Globals::new(),
+            detached: Mutex::default(),
         })
+    }
+
+    /// Detached domains that still have an open session.
+    pub fn detached_domains(&self) -> Vec<Arc<Domain>> {
+        self.lock_detached()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|d| !d.sessions().is_empty())
+            .collect()
+    }
+
+    fn lock_detached(&self) -> MutexGuard<'_, Vec<Weak<Domain>>> {
+        self.detached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The metrics of a detached domain named `name` that is still alive.
+    fn metrics_of_detached(&self, name: &str) -> Option<Arc<DomainMetrics>> {
+        self.lock_detached()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|d| &*d.name == name)
+            .map(|d| d.metrics.clone())
     }
 
     pub fn settings(&self) -> Arc<Settings> {
@@ -157,8 +188,10 @@ impl Router {
     /// number of its connections left open.
     pub fn apply(&self, d: &Diff, settings: Settings) -> Vec<(String, usize)> {
         let mut table: Table = (**self.table.load()).clone();
+        self.lock_detached().retain(|d| d.strong_count() > 0);
         for c in &d.added {
-            table.insert(Arc::from(c.domain.as_str()), Domain::new(c));
+            let metrics = self.metrics_of_detached(&c.domain);
+            table.insert(Arc::from(c.domain.as_str()), Domain::new(c, metrics));
         }
         for c in &d.changed {
             if let Some(dom) = table.get(c.domain.as_str()) {
@@ -170,6 +203,8 @@ impl Router {
             .iter()
             .filter_map(|name| table.remove(name.as_str()))
             .collect();
+        self.lock_detached()
+            .extend(detached.iter().map(Arc::downgrade));
         self.settings.store(Arc::new(settings));
         self.table.store(Arc::new(table));
         // Detach after the new table is visible: new lookups miss them, and

@@ -124,6 +124,7 @@ impl LinkTask {
                 Attempt::Failed(e, unsent) => (e, unsent),
             };
             let delay = backoff.next_delay();
+            self.link.set_retry_in(delay);
             // The state change first, then its consequences.
             self.log_down(&upstream.address, failure, delay);
             self.first_wait = None;
@@ -138,6 +139,7 @@ impl LinkTask {
                 _ = sleep(delay) => {}
             }
         }
+        self.link.set_up(false);
         self.link.close_gate().await;
         self.bounce(Vec::new()).await;
         let domain = &self.domain.name;
@@ -151,6 +153,7 @@ impl LinkTask {
             Err(a) => return a,
         };
         self.first_wait = None;
+        self.link.set_up(true);
         self.link.open_gate();
         if self.link.is_closing() {
             self.link.close_gate().await;
@@ -162,6 +165,7 @@ impl LinkTask {
         }
         let since = Instant::now();
         let (reason, unsent) = self.serve(conn).await;
+        self.link.set_up(false);
         self.link.close_gate().await;
         match reason {
             Reason::Close => {
@@ -194,6 +198,8 @@ impl LinkTask {
     ) -> Result<Conn, Attempt> {
         let secret = self.domain.settings().upstream_secret.clone();
         let (link, name) = (self.link.clone(), self.domain.name.clone());
+        self.link.set_up(false);
+        self.domain.metrics.upstream_attempt();
         let conn = connect(upstream, &name, secret.expose());
         tokio::pin!(conn);
         loop {
@@ -285,7 +291,9 @@ impl LinkTask {
         let (mut n, mut lost) = (0usize, 0usize);
         // The senders are the domain's component.
         let session = self.domain.sessions().pick().cloned();
+        let counters = self.domain.metrics.counters();
         for st in &stanzas {
+            counters.bounce(Bounce::UPSTREAM_UNAVAILABLE.condition.into());
             let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.envelope(st.head.name, &st.attrs) else {
                 continue;
             };
