@@ -16,8 +16,8 @@ use super::{
     canonical_domain, defaults, keys, ComponentConfig, Config, ConfigError, Declared, IntKey,
     OnConflict, Origin, Secret, UpstreamConfig, LOG_LEVELS, MAX_SECRET_FILE,
 };
-use crate::prosody_config;
 use crate::metrics::MetricsConfig;
+use crate::prosody_config;
 use crate::proto::jid;
 
 /// The file as TOML, every value with its position.

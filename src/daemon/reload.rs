@@ -73,7 +73,9 @@ pub async fn reload(
     }
     let detached: usize = removed.iter().map(|(_, n)| n).sum();
     let bind_errors = listeners.reconcile(&new.listen).await;
-    metrics.reconcile(new.metrics.as_ref().map(|m| m.listen)).await;
+    metrics
+        .reconcile(new.metrics.as_ref().map(|m| m.listen))
+        .await;
     let summary = format!(
         "reload: {} added, {} removed ({} connection{} detached), {} changed, {} unchanged{}",
         diff.added.len(),

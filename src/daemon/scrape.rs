@@ -65,7 +65,11 @@ impl Metrics {
         let source = Arc::new(RouterSource(router.clone()));
         let exporter = Exporter::new(source, router.globals.clone());
         let server = match listen {
-            Some(addr) => Some(MetricsServer::bind(addr, exporter.clone(), HttpLimits::default())?),
+            Some(addr) => Some(MetricsServer::bind(
+                addr,
+                exporter.clone(),
+                HttpLimits::default(),
+            )?),
             None => None,
         };
         Ok(Metrics { exporter, server })

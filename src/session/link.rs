@@ -220,6 +220,38 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    #[test]
+    fn status_reports_up_and_the_next_retry() {
+        let limits = QueueLimits {
+            max_stanzas: 1,
+            max_bytes: 1,
+        };
+        let (link, _rx) = Link::new(Arc::from("a.example"), limits);
+        let none = LinkStatus {
+            up: false,
+            next_retry: None,
+        };
+        assert_eq!(link.status(), none);
+        let before = Instant::now();
+        link.set_retry_in(Duration::from_secs(24));
+        let st = link.status();
+        assert!(!st.up);
+        let at = st.next_retry.expect("a retry is scheduled");
+        assert!(at >= before + Duration::from_millis(23_999), "{at:?}");
+        assert!(at <= Instant::now() + Duration::from_secs(24));
+        // An attempt starts: nothing scheduled; it succeeds: up.
+        link.set_up(false);
+        assert_eq!(link.status(), none);
+        link.set_up(true);
+        assert_eq!(
+            link.status(),
+            LinkStatus {
+                up: true,
+                next_retry: None
+            }
+        );
+    }
+
     /// Every stanza offered while the gate closes is either refused to its
     /// sender or already in the queue when `close_gate` returns: the drain
     /// that follows finds it, none arrives later.
