@@ -17,7 +17,13 @@ pub const EXIT_FATAL: u8 = 1;
 /// upstream server (e.g. Prosody) over one component link per domain.
 /// SIGHUP re-reads the config; SIGTERM/SIGINT shut down.
 #[derive(Debug, Parser)]
-#[command(name = "xmpp-component-router", version, about, long_about = None)]
+#[command(
+    name = "xmpp-component-router",
+    version,
+    about,
+    long_about = None,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Config file (TOML) to serve. Re-read on SIGHUP (`systemctl reload`).
     ///
@@ -46,10 +52,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ask the running daemon what it serves and print a table: one row per
-    /// component (state, connections, peers, connected since, stanzas in and
-    /// out, bounces, queue, upstream link and its next retry).
+    /// Ask the running daemon what it serves and print a table.
     ///
+    /// One row per component: state, connections, peers, connected since,
+    /// stanzas in and out, bounces, queue, upstream link and its next retry.
     /// The daemon is asked through its metrics listener, `[metrics] listen` in
     /// the config file. Exit 0; 3 when the daemon is not running or the config
     /// has no `[metrics] listen`; 78 when the config is invalid.

@@ -749,3 +749,42 @@ async fn upstream_link_down_and_up_against_prosody() {
     }
     drop(c);
 }
+
+/// The alert rules the README's "Monitoring" section offers are valid rules
+/// for this Prometheus (`promtool check rules`).
+#[test]
+fn readme_alert_rules_pass_promtool() {
+    if !prometheus::require(prometheus::PROMTOOL_BIN) {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("**Alert rules**")
+        .expect("README has alert rules");
+    let start = readme[at..].find("```yaml\n").expect("a yaml block") + at + "```yaml\n".len();
+    let end = readme[start..].find("```").expect("end of the block") + start;
+    let rules = &readme[start..end];
+    for name in [
+        "ComponentDisconnected",
+        "UpstreamLinkDown",
+        "BouncesRising",
+        "QueueNearFull",
+    ] {
+        assert!(rules.contains(name), "no {name} rule");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yml");
+    std::fs::write(&path, rules).unwrap();
+    let out = Command::new(prometheus::PROMTOOL_BIN)
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
