@@ -132,13 +132,15 @@ fn two_components() -> String {
     component("a.example", "sa", "") + &component("b.example", "sb", "")
 }
 
-fn status_cmd(config: &std::path::Path) -> Output {
-    Command::new(router_bin())
-        .args(["status", "--config"])
+/// `xmpp-component-router status --config CONFIG` (off the runtime).
+async fn status_cmd(config: &std::path::Path) -> Output {
+    let mut cmd = Command::new(router_bin());
+    cmd.args(["status", "--config"])
         .arg(config)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run status")
+        .stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().expect("run status"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,10 +402,7 @@ async fn status_command_against_a_running_daemon_and_without_one() {
         b.stanza().await;
     }
     r.expect(&stanzas("b.example", "out"), 3.0).await;
-    let path = r.d.config_path.clone();
-    let out = tokio::task::spawn_blocking(move || status_cmd(&path))
-        .await
-        .unwrap();
+    let out = status_cmd(&r.d.config_path).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -434,10 +433,7 @@ async fn status_command_against_a_running_daemon_and_without_one() {
     // Not running: the same config, nothing listening.
     let mut d = r.d;
     d.stop_ok();
-    let path = d.config_path.clone();
-    let out = tokio::task::spawn_blocking(move || status_cmd(&path))
-        .await
-        .unwrap();
+    let out = status_cmd(&d.config_path).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("is the daemon running?"), "{err}");
@@ -445,20 +441,14 @@ async fn status_command_against_a_running_daemon_and_without_one() {
 
     // No [metrics] listen: exit 3, saying what to add.
     std::fs::write(&d.config_path, two_components()).unwrap();
-    let path = d.config_path.clone();
-    let out = tokio::task::spawn_blocking(move || status_cmd(&path))
-        .await
-        .unwrap();
+    let out = status_cmd(&d.config_path).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("no [metrics] listen"), "{err}");
 
     // An invalid config: 78, as everywhere.
     std::fs::write(&d.config_path, "[metrics]\nlisten = \"nowhere\"\n").unwrap();
-    let path = d.config_path.clone();
-    let out = tokio::task::spawn_blocking(move || status_cmd(&path))
-        .await
-        .unwrap();
+    let out = status_cmd(&d.config_path).await;
     assert_eq!(
         out.status.code(),
         Some(78),
@@ -482,22 +472,9 @@ async fn promtool_checks_a_scrape_of_the_daemon() {
     let s = r
         .expect(&bounces("a.example", "remote-server-not-found"), 1.0)
         .await;
-    let mut child = Command::new(prometheus::PROMTOOL_BIN)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), s.0.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = prometheus::check_metrics(&s.0) {
+        panic!("{e}");
+    }
 }
 
 /// A real Prometheus scrapes the daemon while two components exchange
@@ -695,10 +672,7 @@ async fn upstream_link_down_and_up_against_prosody() {
     let next = s.value(&retry);
     assert!(next > 0.0 && next <= 1.25, "first retry in {next} s");
     // status shows the next retry too.
-    let path = r.d.config_path.clone();
-    let out = tokio::task::spawn_blocking(move || status_cmd(&path))
-        .await
-        .unwrap();
+    let out = status_cmd(&r.d.config_path).await;
     let text = String::from_utf8_lossy(&out.stdout);
     let row = text
         .lines()
@@ -776,15 +750,7 @@ fn readme_alert_rules_pass_promtool() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.yml");
     std::fs::write(&path, rules).unwrap();
-    let out = Command::new(prometheus::PROMTOOL_BIN)
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check rules: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = prometheus::check_rules(&path) {
+        panic!("{e}");
+    }
 }
