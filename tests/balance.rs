@@ -1,0 +1,466 @@
+//! Several connections for one domain (`on_conflict = "balance"`,
+//! docs/behaviour.md#balancing): three component instances of one domain,
+//! raw XEP-0114 clients over TCP to the real router binary (and, in
+//! `through_prosody`, a real Prosody with one upstream link for the domain).
+//!
+//! What is checked: every bare JID's stanzas on exactly one instance, in
+//! order; an instance that leaves moves only its bare JIDs, and what the
+//! router had not written to its socket goes, in order, to the others (the
+//! leaver reads the rest: together exactly what was sent); `iq` results go
+//! back to the instance that asked; `max_instances`; reload to and from
+//! `balance`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use test_support::comp::{Comp, CompRx, Got};
+use test_support::daemon::{component, Daemon};
+use test_support::inspect::{attr, element_name};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::watch;
+use tokio::time::{sleep, Instant};
+
+const A: &str = "a.example";
+const B: &str = "b.example";
+const T: Duration = Duration::from_secs(20);
+/// Bare JIDs and stanzas per JID of a round.
+const JIDS: usize = 300;
+const PER_JID: usize = 10;
+
+/// A's component and B's, balanced, with queues large enough to hold a
+/// burst the test makes one instance stop reading.
+fn config(b_extra: &str) -> String {
+    format!(
+        "log_level = \"info\"\nmax_queue_stanzas = 100000\nmax_queue_bytes = 134217728\n{}{}",
+        component(A, "sa", ""),
+        component(B, "sb", b_extra)
+    )
+}
+
+fn balanced() -> String {
+    config("on_conflict = \"balance\"")
+}
+
+/// One message stanza: `from` is bare JID `j` of A (with a resource), its
+/// id names (j, k); `pad` bytes of body make it large.
+fn msg(j: usize, k: usize, pad: usize) -> String {
+    format!(
+        "<message from='u{j}@{A}/r{k}' to='x@{B}' id='m{j}-{k}' type='chat'><body>{}</body></message>",
+        "p".repeat(pad)
+    )
+}
+
+/// (j, k) of a message [`msg`] made.
+fn jk(s: &str) -> Option<(usize, usize)> {
+    let id = attr(s, "id")?;
+    let (j, k) = id.strip_prefix('m')?.split_once('-')?;
+    Some((j.parse().ok()?, k.parse().ok()?))
+}
+
+/// What one instance received: stanzas in order, read by a task that can
+/// be paused (the instance stops reading) and reads until the router closes.
+struct Instance {
+    got: Arc<Mutex<Vec<String>>>,
+    pause: watch::Sender<bool>,
+    closed: Arc<Mutex<bool>>,
+    wr: Option<OwnedWriteHalf>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    async fn login(d: &Daemon) -> Instance {
+        let c = Comp::login(d.addr(), B, "sb").await;
+        Instance::from_comp(c)
+    }
+
+    fn from_comp(c: Comp) -> Instance {
+        let (rx, wr) = c.into_split();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Mutex::new(false));
+        let (pause, paused) = watch::channel(false);
+        let task = tokio::spawn(read_all(rx, got.clone(), closed.clone(), paused));
+        Instance {
+            got,
+            pause,
+            closed,
+            wr: Some(wr),
+            task,
+        }
+    }
+
+    fn got(&self) -> Vec<String> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn messages(&self) -> Vec<(usize, usize)> {
+        self.got().iter().filter_map(|s| jk(s)).collect()
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.lock().unwrap()
+    }
+
+    async fn send(&mut self, s: &str) {
+        let wr = self.wr.as_mut().expect("write half");
+        wr.write_all(s.as_bytes()).await.expect("send");
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn read_all(
+    mut rx: CompRx,
+    got: Arc<Mutex<Vec<String>>>,
+    closed: Arc<Mutex<bool>>,
+    mut paused: watch::Receiver<bool>,
+) {
+    loop {
+        while *paused.borrow() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            r = rx.recv_timeout(Duration::from_secs(3600)) => match r {
+                Got::Stanza(s) => got.lock().unwrap().push(s),
+                Got::Timeout => {}
+                Got::End => {}
+                Got::Closed => break,
+                Got::Malformed(e) => panic!("the router sent XML that is not well-formed: {e}"),
+            },
+            _ = paused.changed() => {}
+        }
+    }
+    *closed.lock().unwrap() = true;
+}
+
+/// Wait until `cond` holds (polling), or panic with `what`.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting: {what}");
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn total(insts: &[Instance]) -> usize {
+    insts.iter().map(|i| i.messages().len()).sum()
+}
+
+/// A round: `PER_JID` stanzas for each of `JIDS` bare JIDs, interleaved,
+/// with stanza numbers from `k0`; one write.
+fn round(k0: usize, pad: usize, jids: impl Fn(usize) -> bool) -> (String, usize) {
+    let mut s = String::new();
+    let mut n = 0;
+    for k in k0..k0 + PER_JID {
+        for j in (0..JIDS).filter(|&j| jids(j)) {
+            s.push_str(&msg(j, k, pad));
+            n += 1;
+        }
+    }
+    (s, n)
+}
+
+/// Which instance received each bare JID's stanzas numbered `ks`; panics if
+/// a JID is on more than one, or a JID's stanzas are missing or out of order.
+fn owners(insts: &[Instance], ks: std::ops::Range<usize>) -> BTreeMap<usize, usize> {
+    let mut owner = BTreeMap::new();
+    for (i, inst) in insts.iter().enumerate() {
+        let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+        for (j, k) in inst.messages().into_iter().filter(|(_, k)| ks.contains(k)) {
+            if let Some(o) = owner.insert(j, i) {
+                assert_eq!(o, i, "bare JID u{j}@{A} on instances {o} and {i}");
+            }
+            if let Some(prev) = last.insert(j, k) {
+                assert!(prev < k, "u{j}: {k} after {prev} on instance {i}");
+            }
+        }
+    }
+    owner
+}
+
+async fn three(d: &Daemon) -> Vec<Instance> {
+    let mut v = Vec::new();
+    for _ in 0..3 {
+        v.push(Instance::login(d).await);
+    }
+    v
+}
+
+/// 3,000 stanzas from 300 bare JIDs (sent by another component): every bare
+/// JID on exactly one instance, in order; the three share the load.
+#[tokio::test]
+async fn every_bare_jid_on_exactly_one_instance() {
+    let d = Daemon::start(&balanced());
+    let mut a = Comp::login(d.addr(), A, "sa").await;
+    let insts = three(&d).await;
+    let (burst, n) = round(0, 0, |_| true);
+    assert_eq!(n, JIDS * PER_JID);
+    a.send(&burst).await;
+    until("3,000 stanzas delivered", || total(&insts) == n).await;
+    let owner = owners(&insts, 0..PER_JID);
+    assert_eq!(owner.len(), JIDS);
+    for (i, inst) in insts.iter().enumerate() {
+        let jids = owner.values().filter(|&&o| o == i).count();
+        assert_eq!(inst.messages().len(), jids * PER_JID);
+        // 100 expected; rendezvous hashing spreads evenly.
+        assert!((50..=150).contains(&jids), "instance {i} owns {jids} JIDs");
+    }
+    // Once more: the same owners (affinity holds while the set is unchanged).
+    let (burst, n2) = round(PER_JID, 0, |_| true);
+    a.send(&burst).await;
+    until("the second round delivered", || total(&insts) == n + n2).await;
+    assert_eq!(owners(&insts, PER_JID..2 * PER_JID), owner);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Leave {
+    /// The instance closes its sending side and goes on reading: it reads
+    /// exactly what the router wrote to its socket.
+    HalfClose,
+    /// The instance's socket is dropped with unread data (a reset).
+    Reset,
+}
+
+/// Instance 1 stops reading; a burst for its bare JIDs fills its socket and
+/// its queue in the router; then it leaves.
+async fn leaving(how: Leave) {
+    let d = Daemon::start(&balanced());
+    let mut a = Comp::login(d.addr(), A, "sa").await;
+    let mut insts = three(&d).await;
+    let (burst, n1) = round(0, 0, |_| true);
+    a.send(&burst).await;
+    until("the first round delivered", || total(&insts) == n1).await;
+    let owner = owners(&insts, 0..PER_JID);
+    let mine = |j: usize| owner[&j] == 1;
+
+    // 16 KiB stanzas: far more than the socket buffers hold.
+    let _ = insts[1].pause.send(true);
+    sleep(Duration::from_millis(100)).await;
+    let (burst, n2) = round(PER_JID, 16 << 10, mine);
+    a.send(&burst).await;
+    // A's stanzas are read and queued (A is never held back by B's queue).
+    sleep(Duration::from_millis(500)).await;
+    match how {
+        Leave::HalfClose => {
+            let mut wr = insts[1].wr.take().unwrap();
+            wr.shutdown().await.unwrap();
+            let _ = insts[1].pause.send(false);
+            until("the leaver's socket closed", || insts[1].is_closed()).await;
+        }
+        Leave::Reset => {
+            insts[1].task.abort();
+            insts[1].wr.take();
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+    d.expect_log("re-routed to the rest of its set", T);
+    let burst_on = |insts: &[Instance], i: usize| -> usize {
+        let m = insts[i].messages();
+        m.iter().filter(|(_, k)| *k >= PER_JID).count()
+    };
+    let moved = |insts: &[Instance]| burst_on(insts, 0) + burst_on(insts, 2);
+    if how == Leave::HalfClose {
+        // What the leaver read and what the others got: exactly the burst.
+        until("the burst delivered exactly once", || {
+            burst_on(&insts, 1) + moved(&insts) >= n2
+        })
+        .await;
+    }
+    sleep(Duration::from_millis(300)).await;
+    let moved_now = moved(&insts);
+    assert!(moved_now > 0, "nothing was re-routed");
+    check_burst(&insts, &owner, how, n1, n2);
+
+    // A third round for every JID: the others keep theirs, the leaver's
+    // JIDs are now on the instance that took over its queue for them.
+    let (burst, n3) = round(2 * PER_JID, 0, |_| true);
+    let before = total(&insts);
+    a.send(&burst).await;
+    until("the third round delivered", || total(&insts) == before + n3).await;
+    let after = owners(&insts, 2 * PER_JID..3 * PER_JID);
+    for (j, &o) in &owner {
+        if o != 1 {
+            assert_eq!(after[j], o, "u{j} moved although its instance stayed");
+        } else {
+            assert_ne!(after[j], 1);
+        }
+    }
+}
+
+/// The burst: each of the leaver's JIDs got a prefix on the leaver (what
+/// was written to its socket) and the rest, in order and without a gap, on
+/// exactly one other instance; nothing twice. With a reset, the prefix is
+/// unknown: the others' part must still be a gap-free suffix.
+fn check_burst(
+    insts: &[Instance],
+    owner: &BTreeMap<usize, usize>,
+    how: Leave,
+    n1: usize,
+    n2: usize,
+) {
+    let mut seen: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut rest: BTreeMap<usize, (usize, Vec<usize>)> = BTreeMap::new();
+    let burst = PER_JID..2 * PER_JID;
+    for (i, inst) in insts.iter().enumerate() {
+        for (j, k) in inst
+            .messages()
+            .into_iter()
+            .filter(|(_, k)| burst.contains(k))
+        {
+            assert_eq!(owner[&j], 1, "u{j} is not the leaver's, yet in the burst");
+            assert!(seen.insert((j, k)), "u{j} #{k} delivered twice");
+            if i != 1 {
+                let e = rest.entry(j).or_insert((i, Vec::new()));
+                assert_eq!(e.0, i, "u{j}'s re-routed stanzas on two instances");
+                e.1.push(k);
+            }
+        }
+    }
+    for (j, (_, ks)) in &rest {
+        let want: Vec<usize> = (ks[0]..2 * PER_JID).collect();
+        assert_eq!(ks, &want, "u{j}: re-routed part not in order or with a gap");
+    }
+    if how == Leave::HalfClose {
+        assert_eq!(seen.len(), n2, "lost: {} of {n2}", n2 - seen.len());
+        // Nothing the leaver read came after what the others got.
+        for (j, k) in insts[1]
+            .messages()
+            .into_iter()
+            .filter(|(_, k)| burst.contains(k))
+        {
+            if let Some((_, ks)) = rest.get(&j) {
+                assert!(
+                    k < ks[0],
+                    "u{j} #{k} read by the leaver after the hand-over"
+                );
+            }
+        }
+    }
+    let _ = n1;
+}
+
+#[tokio::test]
+async fn a_leaving_instance_hands_its_queue_over_in_order() {
+    leaving(Leave::HalfClose).await;
+}
+
+#[tokio::test]
+async fn a_killed_instance_loses_nothing_it_was_not_written() {
+    leaving(Leave::Reset).await;
+}
+
+/// Each instance sends `iq` gets to another component: each result comes
+/// back to the instance that asked (without the tracking, the affinity rule
+/// would send them all to the owner of A's bare JID).
+#[tokio::test]
+async fn iq_results_go_back_to_the_requesting_instance() {
+    let d = Daemon::start(&balanced());
+    let mut a = Comp::login(d.addr(), A, "sa").await;
+    let mut insts = three(&d).await;
+    const N: usize = 20;
+    for (i, inst) in insts.iter_mut().enumerate() {
+        let mut s = String::new();
+        for n in 0..N {
+            s.push_str(&format!("<iq type='get' id='q{i}-{n}' from='{B}' to='{A}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+        }
+        inst.send(&s).await;
+    }
+    for _ in 0..3 * N {
+        let q = a
+            .expect_stanza(|s| element_name(s) == "iq", T, "an iq get at A")
+            .await;
+        let id = attr(&q, "id").unwrap();
+        a.send(&format!(
+            "<iq type='result' id='{id}' from='{A}' to='{B}'/>"
+        ))
+        .await;
+    }
+    until("every result delivered", || {
+        insts.iter().map(|i| i.got().len()).sum::<usize>() == 3 * N
+    })
+    .await;
+    for (i, inst) in insts.iter().enumerate() {
+        let ids: BTreeSet<String> = inst.got().iter().filter_map(|s| attr(s, "id")).collect();
+        let want: BTreeSet<String> = (0..N).map(|n| format!("q{i}-{n}")).collect();
+        assert_eq!(ids, want, "instance {i}");
+    }
+}
+
+/// The set holds `max_instances`; the next connection gets `conflict`; once
+/// one has left, a new one joins.
+#[tokio::test]
+async fn max_instances_refuses_with_conflict() {
+    let d = Daemon::start(&config("on_conflict = \"balance\"\nmax_instances = 2"));
+    let one = Comp::login(d.addr(), B, "sb").await;
+    let _two = Comp::login(d.addr(), B, "sb").await;
+    let mut three = Comp::connect(d.addr()).await;
+    three.open_ok(B).await;
+    three.send_handshake("sb").await;
+    let (cond, text) = three.stream_error().await;
+    assert_eq!(cond, "conflict");
+    assert!(text.unwrap_or_default().contains("max_instances"));
+    drop(one);
+    d.expect_log("component session ended", T);
+    let _three = Comp::login(d.addr(), B, "sb").await;
+}
+
+/// Reload to `balance`: a new connection joins the one there; away from it
+/// (`replace`): the set goes on sharing, and a new connection replaces every
+/// member; (`reject`): refused while any remains.
+#[tokio::test]
+async fn reload_to_and_from_balance() {
+    let d = Daemon::start(&config(""));
+    let mut a = Comp::login(d.addr(), A, "sa").await;
+    let mut insts = vec![Instance::login(&d).await];
+    d.reload(&balanced());
+    insts.push(Instance::login(&d).await);
+    let shared = |insts: &[Instance], a: usize, k0: usize| {
+        let o = owners(insts, k0..k0 + PER_JID);
+        assert_eq!(o.len(), JIDS);
+        let on = |i| o.values().filter(|&&x| x == i).count();
+        assert!(on(0) > 0 && on(1) > 0, "not shared: {} / {}", on(0), on(1));
+        a
+    };
+    let (burst, n) = round(0, 0, |_| true);
+    a.send(&burst).await;
+    until("shared round delivered", || total(&insts) == n).await;
+    shared(&insts, 0, 0);
+
+    d.reload(&config(""));
+    let (burst, n2) = round(PER_JID, 0, |_| true);
+    a.send(&burst).await;
+    until("the set still shares", || total(&insts) == n + n2).await;
+    shared(&insts, 0, PER_JID);
+    let newcomer = Comp::login(d.addr(), B, "sb").await;
+    until("every member replaced", || {
+        insts.iter().all(Instance::is_closed)
+    })
+    .await;
+    for inst in &insts {
+        assert!(
+            inst.got().iter().any(|s| s.contains("<conflict")),
+            "a member was not sent conflict"
+        );
+    }
+    let mut insts = vec![Instance::from_comp(newcomer)];
+    d.reload(&balanced());
+    insts.push(Instance::login(&d).await);
+    d.reload(&config("on_conflict = \"reject\""));
+    let mut refused = Comp::connect(d.addr()).await;
+    refused.open_ok(B).await;
+    refused.send_handshake("sb").await;
+    assert_eq!(refused.stream_error().await.0, "conflict");
+    let (burst, n3) = round(0, 0, |_| true);
+    a.send(&burst).await;
+    until("the kept set shares", || total(&insts) == n3).await;
+    shared(&insts, 0, 0);
+}
