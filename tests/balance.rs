@@ -46,8 +46,12 @@ fn balanced() -> String {
 /// One message stanza: `from` is bare JID `j` of A (with a resource), its
 /// id names (j, k); `pad` bytes of body make it large.
 fn msg(j: usize, k: usize, pad: usize) -> String {
+    msg_between(A, B, j, k, pad)
+}
+
+fn msg_between(from: &str, to: &str, j: usize, k: usize, pad: usize) -> String {
     format!(
-        "<message from='u{j}@{A}/r{k}' to='x@{B}' id='m{j}-{k}' type='chat'><body>{}</body></message>",
+        "<message from='u{j}@{from}/r{k}' to='x@{to}' id='m{j}-{k}' type='chat'><body>{}</body></message>",
         "p".repeat(pad)
     )
 }
@@ -71,7 +75,11 @@ struct Instance {
 
 impl Instance {
     async fn login(d: &Daemon) -> Instance {
-        let c = Comp::login(d.addr(), B, "sb").await;
+        Instance::login_as(d, B, "sb").await
+    }
+
+    async fn login_as(d: &Daemon, domain: &str, secret: &str) -> Instance {
+        let c = Comp::login(d.addr(), domain, secret).await;
         Instance::from_comp(c)
     }
 
@@ -158,11 +166,21 @@ fn total(insts: &[Instance]) -> usize {
 /// A round: `PER_JID` stanzas for each of `JIDS` bare JIDs, interleaved,
 /// with stanza numbers from `k0`; one write.
 fn round(k0: usize, pad: usize, jids: impl Fn(usize) -> bool) -> (String, usize) {
+    round_between(A, B, k0, pad, jids)
+}
+
+fn round_between(
+    from: &str,
+    to: &str,
+    k0: usize,
+    pad: usize,
+    jids: impl Fn(usize) -> bool,
+) -> (String, usize) {
     let mut s = String::new();
     let mut n = 0;
     for k in k0..k0 + PER_JID {
         for j in (0..JIDS).filter(|&j| jids(j)) {
-            s.push_str(&msg(j, k, pad));
+            s.push_str(&msg_between(from, to, j, k, pad));
             n += 1;
         }
     }
@@ -463,4 +481,127 @@ async fn reload_to_and_from_balance() {
     a.send(&burst).await;
     until("the kept set shares", || total(&insts) == n3).await;
     shared(&insts, 0, 0);
+}
+
+/// The same through a real Prosody: three instances of comp.localhost on
+/// the router, ONE upstream link for the domain; 3,000 stanzas from 300
+/// bare JIDs (a component attached to Prosody itself sends them) and
+/// messages from c2s users arrive with each bare JID on exactly one
+/// instance; an instance's `iq` to the server gets its result.
+#[tokio::test]
+async fn through_prosody_with_one_upstream_link() {
+    use test_support::c2s::C2s;
+    use test_support::prosody::{self, Prosody, ProsodyOptions};
+    if !prosody::require() {
+        return;
+    }
+    const COMP: &str = "comp.localhost";
+    const SRC: &str = "src.localhost";
+    const USERS: usize = 6;
+    let mut opts = ProsodyOptions::new("localhost")
+        .component(COMP, "sc")
+        .component(SRC, "ss");
+    for u in 0..USERS {
+        opts = opts.user(&format!("user{u}"), "pw");
+    }
+    let prosody = Prosody::start(&opts).unwrap_or_else(|e| panic!("Prosody failed to start: {e}"));
+    let body = format!(
+        "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
+        prosody.component_addr(),
+        component(COMP, "sc", "on_conflict = \"balance\"")
+    );
+    let d = Daemon::start(&body);
+    let mut insts = Vec::new();
+    for _ in 0..3 {
+        insts.push(Instance::login_as(&d, COMP, "sc").await);
+    }
+    d.expect_log(&format!("upstream link for {COMP} up"), T);
+    let mut src = Comp::login(prosody.component_addr(), SRC, "ss").await;
+    let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
+    src.send(&burst).await;
+    until("3,000 stanzas through Prosody", || total(&insts) == n).await;
+    let owner = owners(&insts, 0..PER_JID);
+    assert_eq!(owner.len(), JIDS);
+    for i in 0..3 {
+        let jids = owner.values().filter(|&&o| o == i).count();
+        assert!((50..=150).contains(&jids), "instance {i} owns {jids} JIDs");
+    }
+
+    // c2s users: each user's messages on one instance.
+    let mut users = Vec::new();
+    for u in 0..USERS {
+        let c = C2s::connect(
+            prosody.c2s_addr().port(),
+            &format!("user{u}"),
+            "localhost",
+            "pw",
+        )
+        .await
+        .expect("c2s login");
+        users.push(c);
+    }
+    for (u, c) in users.iter_mut().enumerate() {
+        for k in 0..5 {
+            c.send(&format!(
+                "<message to='x@{COMP}' id='c{u}-{k}' type='chat'><body>{k}</body></message>"
+            ))
+            .await;
+        }
+    }
+    let c2s_on = |insts: &[Instance]| -> BTreeMap<usize, BTreeSet<usize>> {
+        let mut m: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        for (i, inst) in insts.iter().enumerate() {
+            for s in inst.got() {
+                let Some(id) = attr(&s, "id") else { continue };
+                if let Some((u, _)) = id.strip_prefix('c').and_then(|r| r.split_once('-')) {
+                    m.entry(u.parse().unwrap()).or_default().insert(i);
+                }
+            }
+        }
+        m
+    };
+    let count = |insts: &[Instance]| -> usize {
+        insts
+            .iter()
+            .map(|i| {
+                i.got()
+                    .iter()
+                    .filter(|s| attr(s, "id").is_some_and(|id| id.starts_with('c')))
+                    .count()
+            })
+            .sum()
+    };
+    until("the users' messages delivered", || {
+        count(&insts) == USERS * 5
+    })
+    .await;
+    for (u, on) in c2s_on(&insts) {
+        assert_eq!(on.len(), 1, "user{u} on instances {on:?}");
+    }
+
+    // Each instance asks the server: the result comes back to it.
+    for (i, inst) in insts.iter_mut().enumerate() {
+        inst.send(&format!("<iq type='get' id='d{i}' from='{COMP}' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    }
+    for (i, inst) in insts.iter().enumerate() {
+        let id = format!("d{i}");
+        until(&format!("instance {i}'s disco result"), || {
+            inst.got().iter().any(|s| {
+                attr(s, "id").as_deref() == Some(&id)
+                    && attr(s, "type").as_deref() == Some("result")
+            })
+        })
+        .await;
+        for other in (0..3).filter(|&o| o != i) {
+            assert!(!insts[other]
+                .got()
+                .iter()
+                .any(|s| attr(s, "id").as_deref() == Some(&id)));
+        }
+    }
+    // One link for the domain all along.
+    assert_eq!(d.count_log(&format!("upstream link for {COMP} up")), 1);
+    for c in users {
+        c.close().await;
+    }
 }
