@@ -88,6 +88,15 @@ pub fn owner(seeds: &[u64], bare: u64) -> usize {
     best
 }
 
+/// The member (index into `seeds`, one per member) a stanza from `from`
+/// goes to: with one member (or none) that one, without hashing.
+pub fn pick_index(seeds: &[u64], from: Option<&str>) -> usize {
+    if seeds.len() <= 1 {
+        return 0;
+    }
+    owner(seeds, bare_hash(from))
+}
+
 /// Is this stanza an `iq` request (`get`/`set`) with an id?
 pub fn is_request(name: Name, attrs: &Attrs) -> bool {
     name == Name::Iq && attrs.id.is_some() && matches!(attrs.type_.as_deref(), Some("get" | "set"))

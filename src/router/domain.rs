@@ -177,8 +177,8 @@ impl Domain {
                 }
             }
         }
-        let bare = balance::bare_hash(attrs.from.as_deref());
-        sessions.list.get(balance::owner(&sessions.seeds, bare))
+        let i = balance::pick_index(&sessions.seeds, attrs.from.as_deref());
+        sessions.list.get(i)
     }
 
     /// Member `session` of a balanced domain sends an `iq` request: its
