@@ -43,12 +43,8 @@ fn balanced() -> String {
     config("on_conflict = \"balance\"")
 }
 
-/// One message stanza: `from` is bare JID `j` of A (with a resource), its
-/// id names (j, k); `pad` bytes of body make it large.
-fn msg(j: usize, k: usize, pad: usize) -> String {
-    msg_between(A, B, j, k, pad)
-}
-
+/// One message stanza: `from` is bare JID `j` at `from` (with a resource),
+/// its id names (j, k); `pad` bytes of body make it large.
 fn msg_between(from: &str, to: &str, j: usize, k: usize, pad: usize) -> String {
     format!(
         "<message from='u{j}@{from}/r{k}' to='x@{to}' id='m{j}-{k}' type='chat'><body>{}</body></message>",
