@@ -321,12 +321,17 @@ impl Domain {
         let balance = self.settings.load().on_conflict == OnConflict::Balance;
         let rest = self.sessions.load().without(session_id, balance);
         let (mut moved, mut failed) = (0, Vec::new());
+        let detached = self.is_detached();
         let queued = rx.drain();
         for item in unwritten.into_iter().chain(queued) {
             let Out::Stanza(env) = item else {
                 continue; // our header, `<handshake/>`, keepalives
             };
-            let Some(s) = self.pick(&rest, env.head.name, &env.attrs, true) else {
+            // Nothing is routed to a detached domain's connections.
+            let to = (!detached)
+                .then(|| self.pick(&rest, env.head.name, &env.attrs, true))
+                .flatten();
+            let Some(s) = to else {
                 failed.push(Out::Stanza(env));
                 continue;
             };
