@@ -263,10 +263,16 @@ async fn leaving(how: Leave) {
     a.send(&burst).await;
     // A's stanzas are read and queued (A is never held back by B's queue).
     sleep(Duration::from_millis(500)).await;
+    // With a half-close, more stanzas for the leaver's JIDs arrive while it
+    // leaves: none may overtake its queue.
+    let mut nc = 0;
     match how {
         Leave::HalfClose => {
             let mut wr = insts[1].wr.take().unwrap();
             wr.shutdown().await.unwrap();
+            let (more, n) = round(2 * PER_JID, 0, mine);
+            a.send(&more).await;
+            nc = n;
             let _ = insts[1].pause.send(false);
             until("the leaver's socket closed", || insts[1].is_closed()).await;
         }
@@ -277,30 +283,37 @@ async fn leaving(how: Leave) {
         }
     }
     d.expect_log("re-routed to the rest of its set", T);
-    let burst_on = |insts: &[Instance], i: usize| -> usize {
+    let after_first = |insts: &[Instance], i: usize| -> usize {
         let m = insts[i].messages();
         m.iter().filter(|(_, k)| *k >= PER_JID).count()
     };
-    let moved = |insts: &[Instance]| burst_on(insts, 0) + burst_on(insts, 2);
+    let moved = |insts: &[Instance]| after_first(insts, 0) + after_first(insts, 2);
     if how == Leave::HalfClose {
-        // What the leaver read and what the others got: exactly the burst.
-        until("the burst delivered exactly once", || {
-            burst_on(&insts, 1) + moved(&insts) >= n2
+        // What the leaver read and what the others got: exactly what was sent.
+        until("everything delivered", || {
+            after_first(&insts, 1) + moved(&insts) >= n2 + nc
         })
         .await;
     }
     sleep(Duration::from_millis(300)).await;
     let moved_now = moved(&insts);
+    eprintln!(
+        "{n2} stanzas of 16 KiB, then {nc} small ones, for the leaver's JIDs: it read {}, {moved_now} went to the others",
+        after_first(&insts, 1)
+    );
     assert!(moved_now > 0, "nothing was re-routed");
-    check_burst(&insts, &owner, how, n1, n2);
+    check_burst(&insts, &owner, how, n2);
+    if how == Leave::HalfClose {
+        check_no_overtaking(&insts, n2 + nc);
+    }
 
-    // A third round for every JID: the others keep theirs, the leaver's
-    // JIDs are now on the instance that took over its queue for them.
-    let (burst, n3) = round(2 * PER_JID, 0, |_| true);
+    // A round for every JID: the others keep theirs, the leaver's JIDs are
+    // now on the instance that took over its queue for them.
+    let (burst, n4) = round(3 * PER_JID, 0, |_| true);
     let before = total(&insts);
     a.send(&burst).await;
-    until("the third round delivered", || total(&insts) == before + n3).await;
-    let after = owners(&insts, 2 * PER_JID..3 * PER_JID);
+    until("the last round delivered", || total(&insts) == before + n4).await;
+    let after = owners(&insts, 3 * PER_JID..4 * PER_JID);
     for (j, &o) in &owner {
         if o != 1 {
             assert_eq!(after[j], o, "u{j} moved although its instance stayed");
@@ -310,17 +323,44 @@ async fn leaving(how: Leave) {
     }
 }
 
+/// After a half-close: every stanza after the first round arrived exactly
+/// once; on each instance each JID's stanzas are in order; and for each JID
+/// everything the leaver read came before everything the others got.
+fn check_no_overtaking(insts: &[Instance], sent: usize) {
+    let mut seen = BTreeSet::new();
+    let mut first_elsewhere: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, inst) in insts.iter().enumerate() {
+        let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+        for (j, k) in inst.messages().into_iter().filter(|(_, k)| *k >= PER_JID) {
+            assert!(seen.insert((j, k)), "u{j} #{k} delivered twice");
+            if let Some(prev) = last.insert(j, k) {
+                assert!(prev < k, "u{j}: #{k} after #{prev} on instance {i}");
+            }
+            if i != 1 {
+                first_elsewhere.entry(j).or_insert(k);
+            }
+        }
+    }
+    assert_eq!(seen.len(), sent, "lost: {} of {sent}", sent - seen.len());
+    for (j, k) in insts[1]
+        .messages()
+        .into_iter()
+        .filter(|(_, k)| *k >= PER_JID)
+    {
+        if let Some(&f) = first_elsewhere.get(&j) {
+            assert!(
+                k < f,
+                "u{j} #{k} read by the leaver after #{f} went elsewhere"
+            );
+        }
+    }
+}
+
 /// The burst: each of the leaver's JIDs got a prefix on the leaver (what
 /// was written to its socket) and the rest, in order and without a gap, on
 /// exactly one other instance; nothing twice. With a reset, the prefix is
 /// unknown: the others' part must still be a gap-free suffix.
-fn check_burst(
-    insts: &[Instance],
-    owner: &BTreeMap<usize, usize>,
-    how: Leave,
-    n1: usize,
-    n2: usize,
-) {
+fn check_burst(insts: &[Instance], owner: &BTreeMap<usize, usize>, how: Leave, n2: usize) {
     let mut seen: BTreeSet<(usize, usize)> = BTreeSet::new();
     let mut rest: BTreeMap<usize, (usize, Vec<usize>)> = BTreeMap::new();
     let burst = PER_JID..2 * PER_JID;
@@ -359,7 +399,6 @@ fn check_burst(
             }
         }
     }
-    let _ = n1;
 }
 
 #[tokio::test]
