@@ -22,6 +22,7 @@
 //!   limits the framer fuzz targets pick from.
 
 pub mod c2s;
+pub mod child;
 pub mod comp;
 pub mod daemon;
 pub mod el;
