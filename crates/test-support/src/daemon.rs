@@ -64,6 +64,29 @@ pub fn component(domain: &str, secret: &str, extra: &str) -> String {
     format!("[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n")
 }
 
+/// A router config: `log_level = "info"`, `[upstream]` at `upstream` if any,
+/// then a component table per `(domain, secret, extra lines)`.
+pub fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from("log_level = \"info\"\n");
+    if let Some(a) = upstream {
+        s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
+    }
+    for (domain, secret, extra) in comps {
+        s.push_str(&component(domain, secret, extra));
+    }
+    s
+}
+
+/// What the router logs when `domain`'s upstream link comes up.
+pub fn up_line(domain: &str) -> String {
+    format!("upstream link for {domain} up")
+}
+
+/// What the router logs when `domain`'s upstream link goes down.
+pub fn down_line(domain: &str) -> String {
+    format!("upstream link for {domain} down")
+}
+
 /// KiB (as `/proc` gives them) in MiB, for printing.
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
