@@ -229,3 +229,145 @@ async fn a_killed_slixmpp_component_reconnects_and_gets_traffic_again() {
     // One session per run of slixmpp, and no other.
     assert_eq!(d.count_log("component authenticated"), 5, "{}", d.logs());
 }
+
+const ECHO: &str = "echo.localhost";
+const ECHO_SECRET: &str = "echo-secret";
+
+fn start_ejabberd(opts: &EjabberdOptions) -> Ejabberd {
+    let e = Ejabberd::start(opts).unwrap_or_else(|e| panic!("ejabberd failed to start: {e}"));
+    eprintln!("ejabberd ready after {:?}", e.last_start_duration);
+    e
+}
+
+/// A user on ejabberd (anonymous login: any name, any password).
+async fn login_c2s(e: &Ejabberd, user: &str) -> C2s {
+    C2s::connect(e.c2s_port, user, HOST, "any")
+        .await
+        .unwrap_or_else(|err| panic!("c2s login of {user}: {err}\n{}", e.log_tail()))
+}
+
+/// The user writes to a JID of the echo domain; slixmpp sees the message with
+/// the user's full JID, and its echo comes back to the user from that JID.
+async fn echo_round_trip(user: &mut C2s, s: &mut Slix, body: &str) {
+    let to = format!("bot@{}", s.options().domain);
+    user.send(&format!(
+        "<message to='{to}' type='chat' id='{body}'><body>{body}</body></message>"
+    ))
+    .await;
+    let e = s.expect(is_message(body), T, "slixmpp got nothing").await;
+    assert_eq!(
+        (must(&e, "from"), must(&e, "to")),
+        (user.jid.as_str(), to.as_str())
+    );
+    let echo = user
+        .expect_stanza(|x| is_body(x, body), T, &format!("no echo of {body:?}"))
+        .await;
+    assert_eq!(attr(&echo, "from").as_deref(), Some(to.as_str()), "{echo}");
+    assert_eq!(attr(&echo, "type").as_deref(), Some("chat"), "{echo}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_in_front_of_ejabberd_echoes_and_survives_an_ejabberd_restart() {
+    if !slix::require() || !ejabberd::require() {
+        return;
+    }
+    let mut e = start_ejabberd(&EjabberdOptions::new(HOST).component(ECHO, ECHO_SECRET));
+    let d = Daemon::start(&router_config(
+        Some(e.service_addr()),
+        &[(ECHO, ECHO_SECRET, "")],
+    ));
+    let mut s = Slix::start(&SlixOptions::new(d.addr(), ECHO, ECHO_SECRET).echo()).await;
+    d.expect_log_count(&up_line(ECHO), 1, T);
+    let mut alice = login_c2s(&e, "alice").await;
+    echo_round_trip(&mut alice, &mut s, "first").await;
+
+    // ejabberd goes away: the link goes down, the component stays connected to
+    // the router, and what it sends upstream bounces.
+    e.stop();
+    d.expect_log_count(&down_line(ECHO), 1, T);
+    s.send_message(
+        Some(&format!("bot@{ECHO}")),
+        &alice.jid,
+        "while down",
+        "down-1",
+    );
+    let bounce = s
+        .expect(
+            |e| ev(e) == "message" && field(e, "id") == Some("down-1"),
+            T,
+            "no bounce",
+        )
+        .await;
+    assert_eq!(must(&bounce, "type"), "error", "{bounce}");
+    assert_eq!(
+        must(&bounce, "condition"),
+        "remote-server-timeout",
+        "{bounce}"
+    );
+
+    // Back: the link reconnects by itself (backoff), users log in again, and
+    // the exchange works without the component reconnecting.
+    e.restart()
+        .unwrap_or_else(|err| panic!("ejabberd restart: {err}"));
+    let t = d.expect_log_count(&up_line(ECHO), 2, RECOVERY);
+    eprintln!("link up again {t:?} after ejabberd served again");
+    let mut alice = login_c2s(&e, "alice").await;
+    echo_round_trip(&mut alice, &mut s, "after the restart").await;
+    let dropped = s
+        .wait_for(|e| ev(e) == "disconnected", Duration::ZERO)
+        .await;
+    assert!(
+        dropped.is_none(),
+        "slixmpp lost its connection: {dropped:?}"
+    );
+    assert_eq!(d.count_log("component authenticated"), 1, "{}", d.logs());
+
+    // Dropping the harness stops ejabberd (by PID).
+    let pid = e.pid().expect("ejabberd runs");
+    drop(e);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "ejabberd {pid} still there after drop"
+    );
+}
+
+const ECHO2: &str = "echo2.localhost";
+const ECHO2_SECRET: &str = "echo2-secret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_domains_behind_one_router_each_get_their_own_traffic_from_ejabberd() {
+    if !slix::require() || !ejabberd::require() {
+        return;
+    }
+    // `global_routes: false` (the README's advice): ejabberd sends a domain's
+    // stanzas over that domain's link only.
+    let e = start_ejabberd(
+        &EjabberdOptions::new(HOST)
+            .component(ECHO, ECHO_SECRET)
+            .component(ECHO2, ECHO2_SECRET)
+            .global_routes(false),
+    );
+    let d = Daemon::start(&router_config(
+        Some(e.service_addr()),
+        &[(ECHO, ECHO_SECRET, ""), (ECHO2, ECHO2_SECRET, "")],
+    ));
+    let mut one = Slix::start(&SlixOptions::new(d.addr(), ECHO, ECHO_SECRET).echo()).await;
+    let mut two = Slix::start(&SlixOptions::new(d.addr(), ECHO2, ECHO2_SECRET).echo()).await;
+    d.expect_log_count(&up_line(ECHO), 1, T);
+    d.expect_log_count(&up_line(ECHO2), 1, T);
+    let mut alice = login_c2s(&e, "alice").await;
+    for i in 0..5 {
+        echo_round_trip(&mut alice, &mut one, &format!("one-{i}")).await;
+        echo_round_trip(&mut alice, &mut two, &format!("two-{i}")).await;
+    }
+    // Neither saw the other's messages, and no session was ended.
+    assert!(one
+        .wait_for(|e| is_message("two-0")(e), Duration::ZERO)
+        .await
+        .is_none());
+    assert!(two
+        .wait_for(|e| is_message("one-0")(e), Duration::ZERO)
+        .await
+        .is_none());
+    assert_eq!(d.count_log("component session ended"), 0, "{}", d.logs());
+}

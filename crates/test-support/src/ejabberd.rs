@@ -18,11 +18,12 @@
 //!   temporary directory handed to that user.
 //! * `erl`, `erlexec` and `beam.smp` exec each other, so the child's PID is
 //!   the VM's: SIGTERM stops ejabberd cleanly (about 1 s).
-//! * s2s is refused (`s2s_access` denies all), so a stanza for a domain nobody
-//!   serves bounces at once instead of waiting for a DNS lookup.
-//! * A stanza for a configured component domain whose component is not
-//!   connected bounces `remote-server-not-found` ("DNS lookup failed"), where
-//!   Prosody answers `remote-server-timeout` "Component unavailable".
+//! * ejabberd has no "component unavailable": a stanza for a component domain
+//!   without a link is routed like any remote domain, over s2s. s2s is refused
+//!   here (`s2s_access` denies all), so it bounces at once, `auth`/`forbidden`
+//!   "Access denied by service policy", instead of after a DNS lookup
+//!   (`remote-server-not-found`); Prosody answers `wait`/`remote-server-timeout`
+//!   "Component unavailable".
 
 use std::fs;
 use std::io::{self, Write};
