@@ -246,22 +246,33 @@ async fn login_c2s(e: &Ejabberd, user: &str) -> C2s {
         .unwrap_or_else(|err| panic!("c2s login of {user}: {err}\n{}", e.log_tail()))
 }
 
+/// What a failing gateway test prints: the router's log and ejabberd's.
+fn logs(d: &Daemon, e: &Ejabberd) -> String {
+    format!("--- router ---\n{}{}", d.logs(), e.log_tail())
+}
+
 /// The user writes to a JID of the echo domain; slixmpp sees the message with
 /// the user's full JID, and its echo comes back to the user from that JID.
-async fn echo_round_trip(user: &mut C2s, s: &mut Slix, body: &str) {
+async fn echo_round_trip(d: &Daemon, e: &Ejabberd, user: &mut C2s, s: &mut Slix, body: &str) {
     let to = format!("bot@{}", s.options().domain);
     user.send(&format!(
         "<message to='{to}' type='chat' id='{body}'><body>{body}</body></message>"
     ))
     .await;
-    let e = s.expect(is_message(body), T, "slixmpp got nothing").await;
+    let Some(got) = s.wait_for(is_message(body), T).await else {
+        panic!(
+            "slixmpp did not get {body:?}\n{}\n{}",
+            s.diagnostics(),
+            logs(d, e)
+        );
+    };
     assert_eq!(
-        (must(&e, "from"), must(&e, "to")),
+        (must(&got, "from"), must(&got, "to")),
         (user.jid.as_str(), to.as_str())
     );
-    let echo = user
-        .expect_stanza(|x| is_body(x, body), T, &format!("no echo of {body:?}"))
-        .await;
+    let Some(echo) = user.recv_until(|x| is_body(x, body), T).await else {
+        panic!("no echo of {body:?}\n{}", logs(d, e));
+    };
     assert_eq!(attr(&echo, "from").as_deref(), Some(to.as_str()), "{echo}");
     assert_eq!(attr(&echo, "type").as_deref(), Some("chat"), "{echo}");
 }
@@ -279,7 +290,7 @@ async fn gateway_in_front_of_ejabberd_echoes_and_survives_an_ejabberd_restart() 
     let mut s = Slix::start(&SlixOptions::new(d.addr(), ECHO, ECHO_SECRET).echo()).await;
     d.expect_log_count(&up_line(ECHO), 1, T);
     let mut alice = login_c2s(&e, "alice").await;
-    echo_round_trip(&mut alice, &mut s, "first").await;
+    echo_round_trip(&d, &e, &mut alice, &mut s, "first").await;
 
     // ejabberd goes away: the link goes down, the component stays connected to
     // the router, and what it sends upstream bounces.
@@ -312,7 +323,7 @@ async fn gateway_in_front_of_ejabberd_echoes_and_survives_an_ejabberd_restart() 
     let t = d.expect_log_count(&up_line(ECHO), 2, RECOVERY);
     eprintln!("link up again {t:?} after ejabberd served again");
     let mut alice = login_c2s(&e, "alice").await;
-    echo_round_trip(&mut alice, &mut s, "after the restart").await;
+    echo_round_trip(&d, &e, &mut alice, &mut s, "after the restart").await;
     let dropped = s
         .wait_for(|e| ev(e) == "disconnected", Duration::ZERO)
         .await;
@@ -357,8 +368,8 @@ async fn two_domains_behind_one_router_each_get_their_own_traffic_from_ejabberd(
     d.expect_log_count(&up_line(ECHO2), 1, T);
     let mut alice = login_c2s(&e, "alice").await;
     for i in 0..5 {
-        echo_round_trip(&mut alice, &mut one, &format!("one-{i}")).await;
-        echo_round_trip(&mut alice, &mut two, &format!("two-{i}")).await;
+        echo_round_trip(&d, &e, &mut alice, &mut one, &format!("one-{i}")).await;
+        echo_round_trip(&d, &e, &mut alice, &mut two, &format!("two-{i}")).await;
     }
     // Neither saw the other's messages, and no session was ended.
     assert!(one

@@ -6,12 +6,12 @@ use std::collections::hash_map::RandomState;
 use std::collections::BTreeSet;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -122,6 +122,34 @@ pub fn tail(title: &str, text: &str, n: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A server's log and console for a failing test's message: the last 60
+/// lines of `log`, then the last 20 of `console` (what the process printed)
+/// under `console_title` if it printed anything.
+pub fn log_and_console_tail(log: &Path, console: &Path, console_title: &str) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let mut out = tail(&log.display().to_string(), &text, 60);
+    let printed = fs::read_to_string(console).unwrap_or_default();
+    if !printed.trim().is_empty() {
+        out.push_str(&tail(console_title, &printed, 20));
+    }
+    out
+}
+
+/// Each line `from` gives, appended to `into`; also printed on stderr as
+/// `[tag] line` when `ROUTER_TEST_LOG` is set. Runs until `from` ends (call
+/// it on a thread of its own).
+pub fn collect_lines(from: impl Read, into: Arc<Mutex<String>>, tag: &str) {
+    for line in BufReader::new(from).lines().map_while(Result::ok) {
+        if std::env::var_os("ROUTER_TEST_LOG").is_some() {
+            eprintln!("[{tag}] {line}");
+        }
+        if let Ok(mut l) = into.lock() {
+            l.push_str(&line);
+            l.push('\n');
+        }
+    }
 }
 
 /// Something accepts TCP connections on the loopback `port`.

@@ -2,13 +2,14 @@
 //! temporary config: start, signal, reload, stop; its log, and waits on it;
 //! its memory.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::child::collect_lines;
 
 /// The router executable: in the router's own tests the one cargo built for
 /// this run (cargo names it in `CARGO_BIN_EXE_xmpp-component-router`); else
@@ -153,17 +154,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
             let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("ROUTER_TEST_LOG").is_some() {
-                        eprintln!("[router] {line}");
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push_str(&line);
-                        l.push('\n');
-                    }
-                }
-            });
+            std::thread::spawn(move || collect_lines(stderr, log, "router"));
         }
         let mut d = Daemon {
             child: Some(child),

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{chown, Uid, User};
 
-use crate::child::{pick_port, probe_c2s, probe_tcp, read_from, tail, Kept};
+use crate::child::{log_and_console_tail, pick_port, probe_c2s, probe_tcp, read_from, Kept};
 use crate::not_run;
 
 pub const ERL_BIN: &str = "/usr/bin/erl";
@@ -206,12 +206,8 @@ impl Ejabberd {
     /// The last 60 lines of its log, plus what the VM printed (for a failing
     /// test's message).
     pub fn log_tail(&self) -> String {
-        let mut out = tail(&self.log_path().display().to_string(), &self.read_log(), 60);
-        let console = fs::read_to_string(self.dir.path().join(CONSOLE_FILE)).unwrap_or_default();
-        if !console.trim().is_empty() {
-            out.push_str(&tail("erl stdout/stderr", &console, 20));
-        }
-        out
+        let console = self.dir.path().join(CONSOLE_FILE);
+        log_and_console_tail(&self.log_path(), &console, "erl stdout/stderr")
     }
 
     // ---- internals ----

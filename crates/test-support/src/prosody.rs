@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::child::{pick_port, probe_c2s, probe_tcp, read_from, tail, Kept};
+use crate::child::{log_and_console_tail, pick_port, probe_c2s, probe_tcp, read_from, Kept};
 use crate::not_run;
 
 pub const PROSODY_BIN: &str = "/usr/bin/prosody";
@@ -281,12 +281,8 @@ impl Prosody {
     /// Last 60 lines of Prosody's (debug level) log, plus anything it printed
     /// on stdout/stderr.
     pub fn log_tail(&self) -> String {
-        let mut out = tail(&self.log_path().display().to_string(), &self.read_log(), 60);
-        let console = fs::read_to_string(self.dir.path().join(CONSOLE_FILE)).unwrap_or_default();
-        if !console.trim().is_empty() {
-            out.push_str(&tail("prosody stdout/stderr", &console, 20));
-        }
-        out
+        let console = self.dir.path().join(CONSOLE_FILE);
+        log_and_console_tail(&self.log_path(), &console, "prosody stdout/stderr")
     }
 
     /// Full debug log (all starts of this instance).

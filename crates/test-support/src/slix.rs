@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::child::{tail, Kept};
+use crate::child::{collect_lines, tail, Kept};
 use crate::not_run;
 
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -332,7 +332,7 @@ impl Slix {
         }
         if let Some(err) = c.stderr.take() {
             let log = self.log.clone();
-            std::thread::spawn(move || collect_log(err, log));
+            std::thread::spawn(move || collect_lines(err, log, "slixmpp"));
         }
         self.events = rx;
         self.child = Some(child);
@@ -351,16 +351,4 @@ fn read_events(out: impl Read, tx: mpsc::Sender<Value>) {
         }
     }
     let _ = tx.blocking_send(json!({"ev": "exit"}));
-}
-
-fn collect_log(err: impl Read, log: Arc<Mutex<String>>) {
-    for line in BufReader::new(err).lines().map_while(Result::ok) {
-        if std::env::var_os("ROUTER_TEST_LOG").is_some() {
-            eprintln!("[slixmpp] {line}");
-        }
-        if let Ok(mut l) = log.lock() {
-            l.push_str(&line);
-            l.push('\n');
-        }
-    }
 }
