@@ -90,6 +90,24 @@ async fn slixmpp_component_exchanges_messages_and_iqs_with_a_raw_component() {
     );
     assert_eq!((must(&e, "id"), must(&e, "type")), ("m2", "chat"));
 
+    // Presence both ways.
+    s.send_presence(&format!("u@{RAW}"), None);
+    let p = raw
+        .expect_stanza(|x| element_name(x) == "presence", T, "raw got no presence")
+        .await;
+    assert_eq!(attr(&p, "from").as_deref(), Some(SLIX), "{p}");
+    raw.send(&format!(
+        "<presence from='u@{RAW}/r' to='bot@{SLIX}' type='unavailable'/>"
+    ))
+    .await;
+    let e = s
+        .expect(|e| ev(e) == "presence", T, "slixmpp got no presence")
+        .await;
+    assert_eq!(
+        (must(&e, "from"), must(&e, "type")),
+        ("u@raw.localhost/r", "unavailable")
+    );
+
     // iq get raw -> slixmpp: slixmpp's disco#info result comes back.
     raw.send(&format!(
         "<iq type='get' id='d1' from='u@{RAW}/r' to='{SLIX}'><query xmlns='{DISCO_INFO}'/></iq>"
