@@ -1,7 +1,8 @@
 //! Several connections for one domain (`on_conflict = "balance"`,
 //! docs/behaviour.md#balancing): three component instances of one domain,
-//! raw XEP-0114 clients over TCP to the real router binary (and, in
-//! `through_prosody`, a real Prosody with one upstream link for the domain).
+//! raw XEP-0114 clients over TCP to the real router binary, slixmpp
+//! `ComponentXMPP` instances, and the router in front of a real Prosody and a
+//! real ejabberd with one upstream link for the domain.
 //!
 //! What is checked: every bare JID's stanzas on exactly one instance, in
 //! order; an instance that leaves moves only its bare JIDs, and what the
@@ -639,4 +640,230 @@ async fn through_prosody_with_one_upstream_link() {
     for c in users {
         c.close().await;
     }
+}
+
+/// Messages a slixmpp instance received: (j, k) of each [`msg_between`].
+async fn slix_messages(s: &mut test_support::slix::Slix, got: &mut Vec<(usize, usize)>) {
+    use test_support::slix::{ev, field};
+    while let Some(e) = s.next(Duration::from_millis(50)).await {
+        if ev(&e) == "message" {
+            if let Some(x) = field(&e, "id").and_then(|id| jk(&format!("<m id='{id}'/>"))) {
+                got.push(x);
+            }
+        }
+    }
+}
+
+/// Each bare JID's (j) messages on one slixmpp instance, in order.
+fn slix_owners(got: &[Vec<(usize, usize)>], ks: std::ops::Range<usize>) -> BTreeMap<usize, usize> {
+    let mut owner = BTreeMap::new();
+    for (i, msgs) in got.iter().enumerate() {
+        let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+        for &(j, k) in msgs.iter().filter(|(_, k)| ks.contains(k)) {
+            if let Some(o) = owner.insert(j, i) {
+                assert_eq!(o, i, "u{j} on slixmpp instances {o} and {i}");
+            }
+            if let Some(p) = last.insert(j, k) {
+                assert!(p < k, "u{j}: {k} after {p} on slixmpp instance {i}");
+            }
+        }
+    }
+    owner
+}
+
+/// Three slixmpp `ComponentXMPP` instances of one balanced domain: 3,000
+/// stanzas from 300 bare JIDs, each bare JID on one instance; each
+/// instance's `iq` to another component answered to it; one instance
+/// SIGKILLed: only its JIDs move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_instances_share_a_domain() {
+    use serde_json::json;
+    use test_support::slix::{self, ev, field, Slix, SlixOptions};
+    if !slix::require() {
+        return;
+    }
+    let d = Daemon::start(&balanced());
+    let mut a = Comp::login(d.addr(), A, "sa").await;
+    let mut slixes = Vec::new();
+    for _ in 0..3 {
+        slixes.push(Slix::start(&SlixOptions::new(d.addr(), B, "sb")).await);
+    }
+    let (burst, n) = round(0, 0, |_| true);
+    a.send(&burst).await;
+    let mut got = vec![Vec::new(), Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.iter().map(Vec::len).sum::<usize>() < n {
+        assert!(
+            Instant::now() < deadline,
+            "slixmpp got {} of {n}",
+            got.iter().map(Vec::len).sum::<usize>()
+        );
+        for (s, g) in slixes.iter_mut().zip(got.iter_mut()) {
+            slix_messages(s, g).await;
+        }
+    }
+    let owner = slix_owners(&got, 0..PER_JID);
+    assert_eq!(owner.len(), JIDS);
+    for i in 0..3 {
+        let jids = owner.values().filter(|&&o| o == i).count();
+        assert!(
+            (50..=150).contains(&jids),
+            "slixmpp instance {i} owns {jids} JIDs"
+        );
+    }
+
+    // iq: each instance pings A; A answers; each result reaches its asker.
+    for (i, s) in slixes.iter_mut().enumerate() {
+        s.command(
+            json!({"cmd": "iq_get", "from": B, "to": A, "id": format!("p{i}"), "payload": "ping"}),
+        );
+    }
+    for _ in 0..3 {
+        let q = a
+            .expect_stanza(|s| element_name(s) == "iq", T, "a ping at A")
+            .await;
+        let id = attr(&q, "id").unwrap();
+        a.send(&format!(
+            "<iq type='result' id='{id}' from='{A}' to='{B}'/>"
+        ))
+        .await;
+    }
+    for (i, s) in slixes.iter_mut().enumerate() {
+        let id = format!("p{i}");
+        let r = s
+            .expect(
+                |e| ev(e) == "iq_result" && field(e, "id") == Some(id.as_str()),
+                T,
+                "its ping's result",
+            )
+            .await;
+        assert_eq!(field(&r, "type"), Some("result"), "{r}");
+    }
+
+    // SIGKILL instance 1: the others keep their JIDs, its JIDs move.
+    slixes[1].kill();
+    d.expect_log("component session ended", T);
+    let (burst, n2) = round(PER_JID, 0, |_| true);
+    a.send(&burst).await;
+    let mut after = vec![Vec::new(), Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while after[0].len() + after[2].len() < n2 {
+        assert!(
+            Instant::now() < deadline,
+            "after the kill: {} of {n2}",
+            after[0].len() + after[2].len()
+        );
+        for i in [0, 2] {
+            slix_messages(&mut slixes[i], &mut after[i]).await;
+        }
+    }
+    let moved = slix_owners(&after, PER_JID..2 * PER_JID);
+    for (j, &o) in &owner {
+        if o == 1 {
+            assert_ne!(moved[j], 1);
+        } else {
+            assert_eq!(moved[j], o, "u{j} moved although its instance stayed");
+        }
+    }
+}
+
+/// The same in front of a real ejabberd 23.01 (`global_routes: false`):
+/// three instances of comp.localhost on the router, one link; 3,000
+/// stanzas from 300 bare JIDs (a component attached to ejabberd sends them)
+/// and anonymous c2s users' messages, each bare JID on one instance; each
+/// instance's `iq` to the server answered to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_ejabberd_with_one_upstream_link() {
+    use test_support::c2s::C2s;
+    use test_support::ejabberd::{self, Ejabberd, EjabberdOptions};
+    if !ejabberd::require() {
+        return;
+    }
+    const COMP: &str = "comp.localhost";
+    const SRC: &str = "src.localhost";
+    let opts = EjabberdOptions::new("localhost")
+        .component(COMP, "sc")
+        .component(SRC, "ss");
+    let e = Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"));
+    let body = format!(
+        "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
+        e.service_addr(),
+        component(COMP, "sc", "on_conflict = \"balance\"")
+    );
+    let d = Daemon::start(&body);
+    let mut insts = Vec::new();
+    for _ in 0..3 {
+        insts.push(Instance::login_as(&d, COMP, "sc").await);
+    }
+    d.expect_log(&format!("upstream link for {COMP} up"), T);
+    let mut src = Comp::login(e.service_addr(), SRC, "ss").await;
+    let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
+    src.send(&burst).await;
+    until("3,000 stanzas through ejabberd", || total(&insts) == n).await;
+    let owner = owners(&insts, 0..PER_JID);
+    assert_eq!(owner.len(), JIDS);
+
+    const USERS: usize = 10;
+    let mut users = Vec::new();
+    for u in 0..USERS {
+        let c = C2s::connect(e.c2s_port, &format!("user{u}"), "localhost", "any")
+            .await
+            .unwrap_or_else(|err| panic!("c2s login: {err}\n{}", e.log_tail()));
+        users.push(c);
+    }
+    for (u, c) in users.iter_mut().enumerate() {
+        for k in 0..5 {
+            c.send(&format!(
+                "<message to='x@{COMP}' id='c{u}-{k}' type='chat'><body>{k}</body></message>"
+            ))
+            .await;
+        }
+    }
+    let from_users = |insts: &[Instance]| -> Vec<(usize, String)> {
+        let mut v = Vec::new();
+        for (i, inst) in insts.iter().enumerate() {
+            for s in inst.got() {
+                if attr(&s, "id").is_some_and(|id| id.starts_with('c')) {
+                    let from = attr(&s, "from").unwrap_or_default();
+                    v.push((i, from.split('/').next().unwrap_or("").to_string()));
+                }
+            }
+        }
+        v
+    };
+    until("the users' messages", || {
+        from_users(&insts).len() == USERS * 5
+    })
+    .await;
+    let mut on: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, bare) in from_users(&insts) {
+        on.entry(bare).or_default().insert(i);
+    }
+    assert_eq!(on.len(), USERS, "{on:?}");
+    for (bare, insts) in &on {
+        assert_eq!(insts.len(), 1, "{bare} on instances {insts:?}");
+    }
+    for (i, inst) in insts.iter_mut().enumerate() {
+        inst.send(&format!("<iq type='get' id='d{i}' from='{COMP}' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    }
+    for (i, inst) in insts.iter().enumerate() {
+        let id = format!("d{i}");
+        until(&format!("instance {i}'s disco result"), || {
+            inst.got().iter().any(|s| {
+                attr(s, "id").as_deref() == Some(&id)
+                    && attr(s, "type").as_deref() == Some("result")
+            })
+        })
+        .await;
+    }
+    for (i, inst) in insts.iter().enumerate() {
+        for other in (0..3).filter(|&o| o != i) {
+            let id = format!("d{other}");
+            assert!(!inst
+                .got()
+                .iter()
+                .any(|s| attr(s, "id").as_deref() == Some(&id)));
+        }
+    }
+    assert_eq!(d.count_log(&format!("upstream link for {COMP} up")), 1);
 }
