@@ -519,31 +519,16 @@ async fn reload_to_and_from_balance() {
     shared(&insts, 0, 0);
 }
 
-/// The same through a real Prosody: three instances of comp.localhost on
-/// the router, ONE upstream link for the domain; 3,000 stanzas from 300
-/// bare JIDs (a component attached to Prosody itself sends them) and
-/// messages from c2s users arrive with each bare JID on exactly one
-/// instance; an instance's `iq` to the server gets its result.
-#[tokio::test]
-async fn through_prosody_with_one_upstream_link() {
-    use test_support::c2s::C2s;
-    use test_support::prosody::{self, Prosody, ProsodyOptions};
-    if !prosody::require() {
-        return;
-    }
-    const COMP: &str = "comp.localhost";
-    const SRC: &str = "src.localhost";
-    const USERS: usize = 6;
-    let mut opts = ProsodyOptions::new("localhost")
-        .component(COMP, "sc")
-        .component(SRC, "ss");
-    for u in 0..USERS {
-        opts = opts.user(&format!("user{u}"), "pw");
-    }
-    let prosody = Prosody::start(&opts).unwrap_or_else(|e| panic!("Prosody failed to start: {e}"));
+const COMP: &str = "comp.localhost";
+const SRC: &str = "src.localhost";
+
+/// The router in front of a server whose component port is `upstream`,
+/// three instances of COMP balanced on it; a component attached to the
+/// server itself as SRC sends 3,000 stanzas from 300 bare JIDs to COMP:
+/// each bare JID on exactly one instance, one upstream link.
+async fn spread_through(upstream: std::net::SocketAddr, server: &str) -> (Daemon, Vec<Instance>) {
     let body = format!(
-        "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
-        prosody.component_addr(),
+        "log_level = \"info\"\n[upstream]\naddress = \"{upstream}\"\n{}",
         component(COMP, "sc", "on_conflict = \"balance\"")
     );
     let d = Daemon::start(&body);
@@ -552,30 +537,25 @@ async fn through_prosody_with_one_upstream_link() {
         insts.push(Instance::login_as(&d, COMP, "sc").await);
     }
     d.expect_log(&format!("upstream link for {COMP} up"), T);
-    let mut src = Comp::login(prosody.component_addr(), SRC, "ss").await;
+    let mut src = Comp::login(upstream, SRC, "ss").await;
     let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
     src.send(&burst).await;
-    until("3,000 stanzas through Prosody", || total(&insts) == n).await;
+    until(&format!("3,000 stanzas through {server}"), || {
+        total(&insts) == n
+    })
+    .await;
     let owner = owners(&insts, 0..PER_JID);
     assert_eq!(owner.len(), JIDS);
     for i in 0..3 {
         let jids = owner.values().filter(|&&o| o == i).count();
         assert!((50..=150).contains(&jids), "instance {i} owns {jids} JIDs");
     }
+    (d, insts)
+}
 
-    // c2s users: each user's messages on one instance.
-    let mut users = Vec::new();
-    for u in 0..USERS {
-        let c = C2s::connect(
-            prosody.c2s_addr().port(),
-            &format!("user{u}"),
-            "localhost",
-            "pw",
-        )
-        .await
-        .expect("c2s login");
-        users.push(c);
-    }
+/// c2s users (`users`, logged in) each send 5 messages to COMP: each user's
+/// bare JID on exactly one instance.
+async fn users_each_on_one_instance(insts: &[Instance], users: &mut [test_support::c2s::C2s]) {
     for (u, c) in users.iter_mut().enumerate() {
         for k in 0..5 {
             c.send(&format!(
@@ -584,38 +564,35 @@ async fn through_prosody_with_one_upstream_link() {
             .await;
         }
     }
-    let c2s_on = |insts: &[Instance]| -> BTreeMap<usize, BTreeSet<usize>> {
-        let mut m: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    let from_users = |insts: &[Instance]| -> Vec<(usize, String)> {
+        let mut v = Vec::new();
         for (i, inst) in insts.iter().enumerate() {
             for s in inst.got() {
-                let Some(id) = attr(&s, "id") else { continue };
-                if let Some((u, _)) = id.strip_prefix('c').and_then(|r| r.split_once('-')) {
-                    m.entry(u.parse().unwrap()).or_default().insert(i);
+                if attr(&s, "id").is_some_and(|id| id.starts_with('c')) {
+                    let from = attr(&s, "from").unwrap_or_default();
+                    v.push((i, from.split('/').next().unwrap_or("").to_string()));
                 }
             }
         }
-        m
+        v
     };
-    let count = |insts: &[Instance]| -> usize {
-        insts
-            .iter()
-            .map(|i| {
-                i.got()
-                    .iter()
-                    .filter(|s| attr(s, "id").is_some_and(|id| id.starts_with('c')))
-                    .count()
-            })
-            .sum()
-    };
-    until("the users' messages delivered", || {
-        count(&insts) == USERS * 5
+    until("the users' messages", || {
+        from_users(insts).len() == users.len() * 5
     })
     .await;
-    for (u, on) in c2s_on(&insts) {
-        assert_eq!(on.len(), 1, "user{u} on instances {on:?}");
+    let mut on: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, bare) in from_users(insts) {
+        on.entry(bare).or_default().insert(i);
     }
+    assert_eq!(on.len(), users.len(), "{on:?}");
+    for (bare, insts) in &on {
+        assert_eq!(insts.len(), 1, "{bare} on instances {insts:?}");
+    }
+}
 
-    // Each instance asks the server: the result comes back to it.
+/// Each instance asks the server (disco#info): each result reaches its
+/// asker, and no other instance.
+async fn disco_to_each(insts: &mut [Instance]) {
     for (i, inst) in insts.iter_mut().enumerate() {
         inst.send(&format!("<iq type='get' id='d{i}' from='{COMP}' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
     }
@@ -628,13 +605,53 @@ async fn through_prosody_with_one_upstream_link() {
             })
         })
         .await;
+    }
+    for (i, inst) in insts.iter().enumerate() {
         for other in (0..3).filter(|&o| o != i) {
-            assert!(!insts[other]
+            let id = format!("d{other}");
+            assert!(!inst
                 .got()
                 .iter()
                 .any(|s| attr(s, "id").as_deref() == Some(&id)));
         }
     }
+}
+
+/// The same through a real Prosody: three instances of comp.localhost on
+/// the router, ONE upstream link for the domain; 3,000 stanzas from 300
+/// bare JIDs (a component attached to Prosody itself sends them) and
+/// messages from c2s users arrive with each bare JID on exactly one
+/// instance; an instance's `iq` to the server gets its result.
+#[tokio::test]
+async fn through_prosody_with_one_upstream_link() {
+    use test_support::c2s::C2s;
+    use test_support::prosody::{self, Prosody, ProsodyOptions};
+    if !prosody::require() {
+        return;
+    }
+    const USERS: usize = 6;
+    let mut opts = ProsodyOptions::new("localhost")
+        .component(COMP, "sc")
+        .component(SRC, "ss");
+    for u in 0..USERS {
+        opts = opts.user(&format!("user{u}"), "pw");
+    }
+    let prosody = Prosody::start(&opts).unwrap_or_else(|e| panic!("Prosody failed to start: {e}"));
+    let (d, mut insts) = spread_through(prosody.component_addr(), "Prosody").await;
+    let mut users = Vec::new();
+    for u in 0..USERS {
+        let c = C2s::connect(
+            prosody.c2s_addr().port(),
+            &format!("user{u}"),
+            "localhost",
+            "pw",
+        )
+        .await
+        .expect("c2s login");
+        users.push(c);
+    }
+    users_each_on_one_instance(&insts, &mut users).await;
+    disco_to_each(&mut insts).await;
     // One link for the domain all along.
     assert_eq!(d.count_log(&format!("upstream link for {COMP} up")), 1);
     for c in users {
@@ -779,91 +796,19 @@ async fn through_ejabberd_with_one_upstream_link() {
     if !ejabberd::require() {
         return;
     }
-    const COMP: &str = "comp.localhost";
-    const SRC: &str = "src.localhost";
     let opts = EjabberdOptions::new("localhost")
         .component(COMP, "sc")
         .component(SRC, "ss");
     let e = Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"));
-    let body = format!(
-        "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
-        e.service_addr(),
-        component(COMP, "sc", "on_conflict = \"balance\"")
-    );
-    let d = Daemon::start(&body);
-    let mut insts = Vec::new();
-    for _ in 0..3 {
-        insts.push(Instance::login_as(&d, COMP, "sc").await);
-    }
-    d.expect_log(&format!("upstream link for {COMP} up"), T);
-    let mut src = Comp::login(e.service_addr(), SRC, "ss").await;
-    let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
-    src.send(&burst).await;
-    until("3,000 stanzas through ejabberd", || total(&insts) == n).await;
-    let owner = owners(&insts, 0..PER_JID);
-    assert_eq!(owner.len(), JIDS);
-
-    const USERS: usize = 10;
+    let (d, mut insts) = spread_through(e.service_addr(), "ejabberd").await;
     let mut users = Vec::new();
-    for u in 0..USERS {
+    for u in 0..10 {
         let c = C2s::connect(e.c2s_port, &format!("user{u}"), "localhost", "any")
             .await
             .unwrap_or_else(|err| panic!("c2s login: {err}\n{}", e.log_tail()));
         users.push(c);
     }
-    for (u, c) in users.iter_mut().enumerate() {
-        for k in 0..5 {
-            c.send(&format!(
-                "<message to='x@{COMP}' id='c{u}-{k}' type='chat'><body>{k}</body></message>"
-            ))
-            .await;
-        }
-    }
-    let from_users = |insts: &[Instance]| -> Vec<(usize, String)> {
-        let mut v = Vec::new();
-        for (i, inst) in insts.iter().enumerate() {
-            for s in inst.got() {
-                if attr(&s, "id").is_some_and(|id| id.starts_with('c')) {
-                    let from = attr(&s, "from").unwrap_or_default();
-                    v.push((i, from.split('/').next().unwrap_or("").to_string()));
-                }
-            }
-        }
-        v
-    };
-    until("the users' messages", || {
-        from_users(&insts).len() == USERS * 5
-    })
-    .await;
-    let mut on: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-    for (i, bare) in from_users(&insts) {
-        on.entry(bare).or_default().insert(i);
-    }
-    assert_eq!(on.len(), USERS, "{on:?}");
-    for (bare, insts) in &on {
-        assert_eq!(insts.len(), 1, "{bare} on instances {insts:?}");
-    }
-    for (i, inst) in insts.iter_mut().enumerate() {
-        inst.send(&format!("<iq type='get' id='d{i}' from='{COMP}' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
-    }
-    for (i, inst) in insts.iter().enumerate() {
-        let id = format!("d{i}");
-        until(&format!("instance {i}'s disco result"), || {
-            inst.got().iter().any(|s| {
-                attr(s, "id").as_deref() == Some(&id)
-                    && attr(s, "type").as_deref() == Some("result")
-            })
-        })
-        .await;
-    }
-    for (i, inst) in insts.iter().enumerate() {
-        for other in (0..3).filter(|&o| o != i) {
-            let id = format!("d{other}");
-            assert!(!inst
-                .got()
-                .iter()
-                .any(|s| attr(s, "id").as_deref() == Some(&id)));
-        }
-    }
+    users_each_on_one_instance(&insts, &mut users).await;
+    disco_to_each(&mut insts).await;
     assert_eq!(d.count_log(&format!("upstream link for {COMP} up")), 1);
 }
