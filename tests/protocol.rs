@@ -1281,3 +1281,32 @@ async fn large_stanza_under_the_default_limit_is_delivered_intact() {
     assert_eq!(b.stanza().await, small);
     a.expect_silence(SILENCE).await;
 }
+
+/// A session the router ends for what its component sent is logged as a
+/// warning with the condition and the reason, at the default log level; a
+/// component that closes its own stream is not.
+#[tokio::test]
+async fn a_session_ended_for_a_protocol_violation_is_a_warning_with_the_reason() {
+    let d = start();
+    let mut a = login(&d, "a.example", "sa").await;
+    a.send("<message from='x@b.example' to='y@b.example' id='w'/>")
+        .await;
+    assert_eq!(cond(&mut a).await, "invalid-from");
+    d.expect_log("ended by the router", Duration::from_secs(5));
+    let line = d
+        .logs()
+        .lines()
+        .find(|l| l.contains("ended by the router"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("component session for a.example"), "{line}");
+    assert!(line.contains("invalid-from"), "{line}");
+    assert!(
+        line.contains("'from' must be an address at a.example (got x@b.example)"),
+        "{line}"
+    );
+    let mut a = login(&d, "a.example", "sa").await;
+    a.close_cleanly("a closing its own stream").await;
+    assert_eq!(d.count_log("ended by the router"), 1, "{}", d.logs());
+}

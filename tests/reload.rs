@@ -276,8 +276,15 @@ async fn shutdown_closes_detached_connections_too() {
     d.reload(&base);
     let t0 = Instant::now();
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(b.expect_stream_error().await, "system-shutdown");
-    assert_eq!(a.expect_stream_error().await, "system-shutdown");
+    let text = Some("The component router is shutting down".to_string());
+    assert_eq!(
+        b.stream_error().await,
+        ("system-shutdown".to_string(), text.clone())
+    );
+    assert_eq!(
+        a.stream_error().await,
+        ("system-shutdown".to_string(), text)
+    );
     let st = d.wait(Duration::from_secs(6)).expect("daemon did not exit");
     assert!(st.success(), "{st:?}");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
@@ -448,8 +455,11 @@ async fn detach_is_a_clean_cut_while_the_removed_component_sends() {
 // Re-added
 // ---------------------------------------------------------------------------
 
+/// A re-added domain is a fresh registration, and a detached connection of it
+/// that is still open is closed with `reset` ("Component re-added: reconnect")
+/// instead of staying inert while its component believes it is connected.
 #[tokio::test]
-async fn re_added_component_gets_a_fresh_registration() {
+async fn re_added_component_resets_its_detached_connection_and_gets_a_fresh_registration() {
     let x_only = comp("x.example", "sx", "");
     let d = Daemon::start(&format!("{x_only}{}", comp("b.example", "sb", "")));
     let mut b1 = Comp::login(d.addr(), "b.example", "sb").await;
@@ -460,8 +470,9 @@ async fn re_added_component_gets_a_fresh_registration() {
         &d,
         "reload: 0 added, 1 removed (1 connection detached), 0 changed, 1 unchanged",
     );
+    stays_open_and_silent(&mut b1, QUIET, "detached b before the re-add").await;
     // Re-added with on_conflict = "reject": any live session for b would make
-    // the new login fail, so success proves the detached one does not count.
+    // the new login fail.
     d.reload(&format!(
         "{x_only}{}",
         comp("b.example", "sb2", "on_conflict = \"reject\"")
@@ -470,23 +481,52 @@ async fn re_added_component_gets_a_fresh_registration() {
         &d,
         "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged",
     );
+    assert_eq!(
+        b1.stream_error().await,
+        (
+            "reset".to_string(),
+            Some("Component re-added: reconnect".to_string())
+        )
+    );
+    assert_eq!(
+        d.count_log("reload: component b.example re-added"),
+        1,
+        "{}",
+        d.logs()
+    );
+    // The component reconnects, with the new secret.
     let mut b2 = Comp::login(d.addr(), "b.example", "sb2").await;
-
-    // The old connection was not kicked and stays inert.
-    b1.send(&msg("u@b.example", "v@x.example", "from-old"))
-        .await;
-    x.expect_silence(QUIET).await;
-    // Traffic for b goes to the new connection only.
     round_trip(&mut b2, "b.example", &mut x, "x.example", "new").await;
-    stays_open_and_silent(&mut b1, DETACHED_OPEN, "old detached b").await;
-    b2.expect_silence(QUIET).await;
     // With reject in force, a third connection for b is refused (b2 is live).
     assert_eq!(
         handshake_refused(d.addr(), "b.example", "sb2").await,
         "conflict"
     );
-    b1.close_cleanly("old detached b").await;
+    // A later reload that changes nothing about b does not touch b2.
+    d.sighup_and_wait();
     round_trip(&mut b2, "b.example", &mut x, "x.example", "still").await;
+}
+
+/// A domain removed and re-added while no connection of it was left open:
+/// nothing to reset, the re-add is an ordinary add.
+#[tokio::test]
+async fn re_added_component_without_a_detached_connection_is_an_ordinary_add() {
+    let x_only = comp("x.example", "sx", "");
+    let both = format!("{x_only}{}", comp("b.example", "sb", ""));
+    let d = Daemon::start(&both);
+    let b1 = Comp::login(d.addr(), "b.example", "sb").await;
+    d.reload(&x_only);
+    drop(b1);
+    d.expect_log("component session ended", LOG_WAIT);
+    d.reload(&both);
+    assert_summary(
+        &d,
+        "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged",
+    );
+    assert_eq!(d.count_log("re-added"), 0, "{}", d.logs());
+    let mut b2 = Comp::login(d.addr(), "b.example", "sb").await;
+    let mut x = Comp::login(d.addr(), "x.example", "sx").await;
+    round_trip(&mut b2, "b.example", &mut x, "x.example", "fresh").await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1397,3 +1397,69 @@ async fn stanzas_on_a_link_are_routed_by_their_to() {
     assert!(cross.contains("for other"), "{cross}");
     assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
 }
+
+/// The delays the log announced, in order ("retrying in N s").
+fn announced_delays(logs: &str) -> Vec<f64> {
+    logs.lines()
+        .filter_map(|l| l.split("retrying in ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Every retry is logged at the default level with its delay, and a SIGHUP
+/// makes a link that is down try at once instead of waiting out its backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_retries_a_down_link_at_once() {
+    if !prosody::require() {
+        return;
+    }
+    let mut p = start_prosody(&opts());
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    d.expect_log_count(&up_line(COMP), 1, T);
+    p.stop();
+    // Wait until the backoff has grown to at least 5 s (1, 2, 4, 8 s ± 25 %).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while announced_delays(&d.logs()).last().is_none_or(|&s| s < 5.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the backoff did not grow:\n{}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delays = announced_delays(&d.logs());
+    assert!(
+        delays.len() >= 3,
+        "retries are not all logged: {delays:?}\n{}",
+        d.logs()
+    );
+    assert!(
+        d.count_log(&format!("upstream link for {COMP} still down")) >= 2,
+        "{}",
+        d.logs()
+    );
+    p.restart()
+        .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
+    let t = Instant::now();
+    d.sighup();
+    let up = d.expect_log_count(&up_line(COMP), 2, T);
+    let waited = t.elapsed();
+    assert!(
+        waited < Duration::from_millis(2500),
+        "the link came up {waited:?} after the SIGHUP ({up:?}); its backoff was {:?} s\n{}",
+        delays.last(),
+        d.logs()
+    );
+    assert_eq!(d.count_log("retrying now (SIGHUP)"), 1, "{}", d.logs());
+    assert!(
+        d.count_log("reload: retrying now the upstream link") == 1,
+        "{}",
+        d.logs()
+    );
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "after the SIGHUP").await;
+}

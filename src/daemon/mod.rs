@@ -93,7 +93,10 @@ fn announce(config: &Config) {
 async fn shutdown(router: &Router, mut listeners: Listeners, tasks: &TaskTracker) {
     systemd::stopping();
     listeners.stop_all().await;
-    router.kill_all(&StreamError::new(StreamCondition::SystemShutdown));
+    router.kill_all(&StreamError::with_text(
+        StreamCondition::SystemShutdown,
+        "The component router is shutting down",
+    ));
     for d in router.domains() {
         d.close_upstream();
     }

@@ -6,6 +6,8 @@
 //! (listen addresses), and the outcome is logged: one line per added, removed and
 //! changed component, then a summary line.
 
+use std::sync::Arc;
+
 use tracing::{error, info, warn};
 
 use crate::config::UpstreamConfig;
@@ -13,7 +15,7 @@ use crate::config::UpstreamConfig;
 use super::listeners::Listeners;
 use crate::accept::Env;
 use crate::config::{self, Config};
-use crate::router::Settings;
+use crate::router::{Settings, READDED_TEXT};
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
@@ -50,9 +52,14 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     }
     let diff = config::diff(&current, &new);
     let removed = router.apply(&diff, Settings::from_config(&new));
+    let reset = router.reset_readded(&diff.added);
     apply_upstream(env, current.upstream.as_ref(), new.upstream.as_ref());
+    retry_down_links(env);
     for c in &diff.added {
         info!(domain = %c.domain, "reload: component added, awaiting authentication");
+    }
+    for (d, n) in &reset {
+        info!(domain = %d, connections_reset = n, "reload: component {d} re-added: its {n} detached connection{} closed with reset (\"{READDED_TEXT}\"), so the component reconnects", if *n == 1 { "" } else { "s" });
     }
     for (d, n) in &removed {
         info!(domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
@@ -82,6 +89,25 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     }
     systemd::ready(&summary);
     new
+}
+
+/// An operator's "try now": every link that is down and waiting for its next
+/// attempt tries at once, whatever its backoff.
+fn retry_down_links(env: &Env) {
+    let waiting: Vec<Arc<str>> = env
+        .router
+        .domains()
+        .into_iter()
+        .filter(|d| d.link().as_ref().is_some_and(|l| l.retry_now()))
+        .map(|d| d.name.clone())
+        .collect();
+    if !waiting.is_empty() {
+        info!(
+            links = waiting.len(),
+            "reload: retrying now the upstream link(s) that were down: {}",
+            waiting.join(", ")
+        );
+    }
 }
 
 /// Apply a change of `[upstream]` from a reload: when it appears, every domain

@@ -49,10 +49,11 @@ pub enum LinkError {
     #[error("{0} from the server")]
     StreamError(ServerError),
     /// `</stream:stream>` from the server.
-    #[error("the server closed the stream")]
+    #[error("the server closed the stream (</stream:stream>, no stream error: it is shutting down or was told to drop the link)")]
     StreamClosed,
-    /// EOF on the TCP connection.
-    #[error("connection closed by the server")]
+    /// EOF on the TCP connection, with neither a stream error nor
+    /// `</stream:stream>` before it.
+    #[error("the server closed the TCP connection without a stream error or </stream:stream> (it crashed, was killed, or something between dropped the connection)")]
     Closed,
     #[error("invalid XML from the server: {0}")]
     InvalidXml(FrameError),

@@ -129,13 +129,22 @@ impl LinkTask {
             self.first_wait = None;
             self.link.close_gate().await;
             self.bounce(unsent).await;
-            tokio::select! {
+            self.link.set_backing_off(true);
+            let ev = tokio::select! {
                 biased;
-                ev = self.link.event() => match ev {
-                    Event::Close => break,
-                    Event::Reconfigure => backoff.reset(),
-                },
-                _ = sleep(delay) => {}
+                ev = self.link.event() => Some(ev),
+                _ = self.link.retry_requested() => {
+                    let domain = &self.domain.name;
+                    info!(domain = %domain, "upstream link for {domain}: retrying now (SIGHUP)");
+                    None
+                }
+                _ = sleep(delay) => None,
+            };
+            self.link.set_backing_off(false);
+            match ev {
+                Some(Event::Close) => break,
+                Some(Event::Reconfigure) => backoff.reset(),
+                None => {}
             }
         }
         self.link.close_gate().await;
@@ -222,7 +231,7 @@ impl LinkTask {
         let secs = delay.as_secs_f64();
         if let Some(Logged::Down(last)) = &self.logged {
             if *last == reason {
-                debug!(domain = %domain, address, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
+                info!(domain = %domain, address, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
                 return;
             }
         }
