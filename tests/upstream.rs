@@ -16,8 +16,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use test_support::c2s::C2s;
 use test_support::comp::{Comp, Got};
-use test_support::daemon::{component, mib, Daemon, RssPeak};
-use test_support::inspect::{attr, element_name, stanza_error_condition, text_of};
+use test_support::daemon::{down_line, mib, router_config, up_line, Daemon, RssPeak};
+use test_support::inspect::{
+    attr, element_name, is_body, stanza_error_condition, text_of, with_id,
+};
 use test_support::prosody::{self, Prosody, ProsodyOptions};
 
 const T: Duration = Duration::from_secs(10);
@@ -39,18 +41,6 @@ fn start_prosody(opts: &ProsodyOptions) -> Prosody {
     Prosody::start(opts).unwrap_or_else(|e| panic!("Prosody failed to start: {e}"))
 }
 
-/// Router config: optional `[upstream]`, then `(domain, secret, extra lines)`.
-fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> String {
-    let mut s = String::from("log_level = \"info\"\n");
-    if let Some(a) = upstream {
-        s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
-    }
-    for (domain, secret, extra) in comps {
-        s.push_str(&component(domain, secret, extra));
-    }
-    s
-}
-
 /// `config` with `[upstream] keepalive_interval` set to `ms` (whole seconds).
 fn with_keepalive_interval(config: &str, ms: u64) -> String {
     config.replacen(
@@ -58,22 +48,6 @@ fn with_keepalive_interval(config: &str, ms: u64) -> String {
         &format!("[upstream]\nkeepalive_interval = {}\n", ms / 1000),
         1,
     )
-}
-
-fn up_line(domain: &str) -> String {
-    format!("upstream link for {domain} up")
-}
-
-fn down_line(domain: &str) -> String {
-    format!("upstream link for {domain} down")
-}
-
-fn is_body(s: &str, body: &str) -> bool {
-    element_name(s) == "message" && text_of(s, "body").as_deref() == Some(body)
-}
-
-fn with_id<'a>(name: &'a str, id: &'a str) -> impl Fn(&str) -> bool + 'a {
-    move |s| element_name(s) == name && attr(s, "id").as_deref() == Some(id)
 }
 
 /// An `Upstream server unavailable` bounce (docs/behaviour.md#routing).

@@ -2,13 +2,14 @@
 //! temporary config: start, signal, reload, stop; its log, and waits on it;
 //! its memory.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::child::collect_lines;
 
 /// The router executable: in the router's own tests the one cargo built for
 /// this run (cargo names it in `CARGO_BIN_EXE_xmpp-component-router`); else
@@ -62,6 +63,29 @@ fn cargo_build_router() -> PathBuf {
 /// `extra` lines.
 pub fn component(domain: &str, secret: &str, extra: &str) -> String {
     format!("[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n")
+}
+
+/// A router config: `log_level = "info"`, `[upstream]` at `upstream` if any,
+/// then a component table per `(domain, secret, extra lines)`.
+pub fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from("log_level = \"info\"\n");
+    if let Some(a) = upstream {
+        s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
+    }
+    for (domain, secret, extra) in comps {
+        s.push_str(&component(domain, secret, extra));
+    }
+    s
+}
+
+/// What the router logs when `domain`'s upstream link comes up.
+pub fn up_line(domain: &str) -> String {
+    format!("upstream link for {domain} up")
+}
+
+/// What the router logs when `domain`'s upstream link goes down.
+pub fn down_line(domain: &str) -> String {
+    format!("upstream link for {domain} down")
 }
 
 /// KiB (as `/proc` gives them) in MiB, for printing.
@@ -130,17 +154,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
             let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("ROUTER_TEST_LOG").is_some() {
-                        eprintln!("[router] {line}");
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push_str(&line);
-                        l.push('\n');
-                    }
-                }
-            });
+            std::thread::spawn(move || collect_lines(stderr, log, "router"));
         }
         let mut d = Daemon {
             child: Some(child),

@@ -10,9 +10,13 @@
 //!   it receives (byte-exact routing, stream errors, clean closes, silence).
 //! - [`reader`]: how that client frames the router's output: with rxml, not
 //!   with the router's own framer.
-//! - [`c2s`]: a raw RFC 6120 client (SASL PLAIN, binding), for Prosody.
-//! - [`prosody`], [`prometheus`]: a real Prosody and a real Prometheus on
-//!   loopback, private to one test.
+//! - [`c2s`]: a raw RFC 6120 client (SASL PLAIN, binding), for Prosody and
+//!   ejabberd.
+//! - [`prosody`], [`ejabberd`], [`prometheus`]: a real Prosody, ejabberd and
+//!   Prometheus on loopback, private to one test; [`slix`]: a real slixmpp
+//!   component (`py/slix_component.py`) driven over its stdin and stdout;
+//!   [`child`]: what these harnesses share (a child process that dies with
+//!   the test, free ports, readiness probes).
 //! - [`stanza`]: what clients write (headers, handshake, messages); [`ns`]:
 //!   namespaces; [`inspect`]: quick string looks into an element; [`el`]: an
 //!   element parsed into a tree.
@@ -22,8 +26,10 @@
 //!   limits the framer fuzz targets pick from.
 
 pub mod c2s;
+pub mod child;
 pub mod comp;
 pub mod daemon;
+pub mod ejabberd;
 pub mod el;
 pub mod fuzz_limits;
 pub mod inspect;
@@ -33,6 +39,7 @@ pub mod oracle;
 pub mod prometheus;
 pub mod prosody;
 pub mod reader;
+pub mod slix;
 pub mod stanza;
 pub mod xcr;
 
