@@ -631,17 +631,20 @@ secret_file = "{}"
         bad.send_handshake(UPSTREAM_SECRET).await;
         let cond = bad.expect_stream_error().await;
         assert_eq!(cond, "not-authorized");
+        // Both upstream links try to authenticate while their sessions are
+        // open (a session's end closes its link, even mid-handshake).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handshakes.lock().unwrap().len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop((a, b));
     });
     assert!(
         d.wait_for_log("authentication failed", Duration::from_secs(5)),
         "{}",
         d.logs()
     );
-    // Both upstream links tried to authenticate, with the right secrets.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while handshakes.lock().unwrap().len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // ... with the right secrets.
     let got = handshakes.lock().unwrap().clone();
     for (domain, secret) in [("a.example", UPSTREAM_SECRET), ("b.example", SECRET_FILE)] {
         let want = handshake_token(UPSTREAM_ID, secret);
