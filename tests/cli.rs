@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use test_support::comp::Comp;
 use test_support::daemon::{router_bin, Daemon};
+use test_support::events::event;
 use test_support::inspect::attr;
 use test_support::not_run;
 use test_support::stanza::handshake_token;
@@ -509,7 +510,10 @@ fn logs_have_no_ansi_escapes_when_stderr_is_a_pipe() {
         bad.open("unknown.example").await;
     });
     assert!(
-        d.wait_for_log("host-unknown", Duration::from_secs(5)),
+        d.wait_for_log(
+            event("header.refused").with("condition", "host-unknown"),
+            Duration::from_secs(5)
+        ),
         "{}",
         d.logs()
     );
@@ -640,7 +644,7 @@ secret_file = "{}"
         drop((a, b));
     });
     assert!(
-        d.wait_for_log("authentication failed", Duration::from_secs(5)),
+        d.wait_for_log(event("handshake.failed"), Duration::from_secs(5)),
         "{}",
         d.logs()
     );

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use test_support::comp::{pass, round_trip, Comp, Got, T};
 use test_support::daemon::Daemon;
 use test_support::el::{parse_el, El};
+use test_support::events::event;
 use test_support::inspect::attr;
 use test_support::ns::{
     COMPONENT as NS_COMPONENT, PROSODY_COMPONENT as NS_PROSODY_COMPONENT,
@@ -1292,13 +1293,12 @@ async fn a_session_ended_for_a_protocol_violation_is_a_warning_with_the_reason()
     a.send("<message from='x@b.example' to='y@b.example' id='w'/>")
         .await;
     assert_eq!(cond(&mut a).await, "invalid-from");
-    d.expect_log("ended by the router", Duration::from_secs(5));
-    let line = d
-        .logs()
-        .lines()
-        .find(|l| l.contains("ended by the router"))
-        .map(str::to_string)
-        .unwrap_or_default();
+    d.expect_log(event("session.ended_by_router"), Duration::from_secs(5));
+    let logs = d.logs();
+    let ended = event("session.ended_by_router")
+        .domain("a.example")
+        .with("condition", "invalid-from");
+    let line = ended.lines(&logs).next().unwrap_or_default().to_string();
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("component session for a.example"), "{line}");
     assert!(line.contains("invalid-from"), "{line}");
@@ -1308,5 +1308,10 @@ async fn a_session_ended_for_a_protocol_violation_is_a_warning_with_the_reason()
     );
     let mut a = login(&d, "a.example", "sa").await;
     a.close_cleanly("a closing its own stream").await;
-    assert_eq!(d.count_log("ended by the router"), 1, "{}", d.logs());
+    assert_eq!(
+        d.count_log(event("session.ended_by_router")),
+        1,
+        "{}",
+        d.logs()
+    );
 }

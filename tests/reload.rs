@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use test_support::comp::{header_refused, round_trip, Comp, CompRx, Got};
 use test_support::daemon::{component as comp, free_port, Daemon};
+use test_support::events::event;
 use test_support::inspect::{attr, condition_of, stanza_error_condition};
 use test_support::stanza::msg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -161,7 +162,7 @@ async fn check_detached(after_b: &str) {
         "reload: 0 added, 1 removed (1 connection detached), 0 changed, 2 unchanged",
     );
     d.expect_log(
-        "reload: component removed (1 connection detached)",
+        event("reload.removed").with("connections_detached", 1),
         LOG_WAIT,
     );
 
@@ -170,8 +171,13 @@ async fn check_detached(after_b: &str) {
     b.send(&from_b).await;
     x.expect_silence(QUIET).await;
     b.expect_silence(QUIET).await;
-    d.expect_log("stanza from detached component discarded", LOG_WAIT);
-    assert!(d.logs().contains("discarded=1"), "{}", d.logs());
+    d.expect_log(event("detached.discarded"), LOG_WAIT);
+    assert_eq!(
+        d.count_log(event("detached.discarded").with("discarded", 1)),
+        1,
+        "{}",
+        d.logs()
+    );
 
     // Nothing routed to it: its domain is an unknown domain now.
     x.send(&msg("v@x.example", "u@b.example/r", "to-detached"))
@@ -195,7 +201,10 @@ async fn check_detached(after_b: &str) {
     b.send(&msg("u@b.example/r", "v@x.example", "still-nothing"))
         .await;
     x.expect_silence(QUIET).await;
-    assert!(d.wait_for_log("discarded=2", Duration::from_secs(5)));
+    assert!(d.wait_for_log(
+        event("detached.discarded").with("discarded", 2),
+        Duration::from_secs(5)
+    ));
 
     // The unchanged x still works, on the same connection.
     let mut a = Comp::login(d.addr(), "a.example", "sa").await;
@@ -203,7 +212,7 @@ async fn check_detached(after_b: &str) {
 
     // It ends when the peer closes.
     b.close_cleanly("detached b").await;
-    d.expect_log("component session ended", LOG_WAIT);
+    d.expect_log(event("session.ended"), LOG_WAIT);
     assert!(
         d.logs()
             .lines()
@@ -235,7 +244,7 @@ async fn detached_connection_ends_when_peer_drops_tcp() {
     );
     drop(b);
     assert!(
-        d.wait_for_log("component session ended", Duration::from_secs(5)),
+        d.wait_for_log(event("session.ended"), Duration::from_secs(5)),
         "{}",
         d.logs()
     );
@@ -325,7 +334,7 @@ async fn detached_flood_is_read_and_discarded_in_bounded_memory() {
     let total = rounds * 16 + 1;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if d.logs().contains(&format!("discarded={total}")) {
+        if d.count_log(event("detached.discarded").with("discarded", total)) > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "flood not consumed");
@@ -489,7 +498,7 @@ async fn re_added_component_resets_its_detached_connection_and_gets_a_fresh_regi
         )
     );
     assert_eq!(
-        d.count_log("reload: component b.example re-added"),
+        d.count_log(event("reload.reset").domain("b.example")),
         1,
         "{}",
         d.logs()
@@ -517,13 +526,13 @@ async fn re_added_component_without_a_detached_connection_is_an_ordinary_add() {
     let b1 = Comp::login(d.addr(), "b.example", "sb").await;
     d.reload(&x_only);
     drop(b1);
-    d.expect_log("component session ended", LOG_WAIT);
+    d.expect_log(event("session.ended"), LOG_WAIT);
     d.reload(&both);
     assert_summary(
         &d,
         "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged",
     );
-    assert_eq!(d.count_log("re-added"), 0, "{}", d.logs());
+    assert_eq!(d.count_log(event("reload.reset")), 0, "{}", d.logs());
     let mut b2 = Comp::login(d.addr(), "b.example", "sb").await;
     let mut x = Comp::login(d.addr(), "x.example", "sx").await;
     round_trip(&mut b2, "b.example", &mut x, "x.example", "fresh").await;
@@ -549,7 +558,7 @@ async fn changed_secret_keeps_the_session_and_applies_to_the_next_handshake() {
         &d,
         "reload: 0 added, 0 removed (0 connections detached), 1 changed, 1 unchanged",
     );
-    d.expect_log("reload: component changed", LOG_WAIT);
+    d.expect_log(event("reload.changed"), LOG_WAIT);
     // Its handshake is checked against the secret in force now.
     match pending.handshake("old").await {
         Got::Stanza(s) if s.starts_with("<stream:error>") => {
@@ -658,7 +667,12 @@ async fn listen_bind_failure_is_logged_and_the_rest_applies() {
         "listen = [\"{addr1}\", \"{busy_addr}\"]\n{a}{}",
         comp("c.example", "sc", "")
     ));
-    d.expect_log(&format!("cannot listen on {busy_addr}"), LOG_WAIT);
+    d.expect_log(event("listen.failed"), LOG_WAIT);
+    assert!(
+        d.logs().contains(&format!("cannot listen on {busy_addr}")),
+        "{}",
+        d.logs()
+    );
     assert_summary(
         &d,
         "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged, 1 listen address(es) failed",
@@ -725,7 +739,7 @@ async fn unchanged_components_are_not_touched() {
     a.expect_silence(Duration::from_millis(200)).await;
     x.expect_silence(Duration::from_millis(200)).await;
     round_trip(&mut a, "a.example", &mut x, "x.example", "after").await;
-    assert_eq!(d.count_log("component session ended"), 0, "{}", d.logs());
+    assert_eq!(d.count_log(event("session.ended")), 0, "{}", d.logs());
 }
 
 // ---------------------------------------------------------------------------
@@ -1074,8 +1088,8 @@ async fn traffic_flows_without_loss_through_20_reloads() {
         "too little traffic: {sent_ad}, {sent_da}"
     );
     eprintln!("continuity: {sent_ad} a->d and {sent_da} d->a stanzas through 20 reloads");
-    assert_eq!(d.count_log("reload failed"), 0);
-    assert_eq!(d.count_log("SIGHUP: reloading config"), 20);
+    assert_eq!(d.count_log(event("reload.failed")), 0);
+    assert_eq!(d.count_log(event("reload.start")), 20);
 }
 
 // ---------------------------------------------------------------------------
@@ -1123,7 +1137,7 @@ async fn sighup_during_a_reload_is_not_lost() {
 
     // First SIGHUP: the reload blocks opening the FIFO.
     d.sighup();
-    d.expect_log("SIGHUP: reloading config", LOG_WAIT);
+    d.expect_log(event("reload.start"), LOG_WAIT);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Meanwhile: the served set keeps working, the file changes, a second SIGHUP.
     let mut ac = Comp::login(d.addr(), "a.example", "sa").await;
@@ -1140,7 +1154,7 @@ async fn sighup_during_a_reload_is_not_lost() {
     .unwrap();
     d.sighup();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(d.count_log("SIGHUP: reloading config"), 1);
+    assert_eq!(d.count_log(event("reload.start")), 1);
 
     // Unblock the first reload: it applies the file it read (unchanged) ...
     let fed = feed_fifo(fifo.clone(), "sf\n");
@@ -1148,7 +1162,7 @@ async fn sighup_during_a_reload_is_not_lost() {
         .expect("the reload did not read the fifo");
     // ... and the second SIGHUP runs another reload with the new file.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while d.count_log(" unchanged") < 2 {
+    while d.count_log(event("reload.done")) < 2 {
         assert!(
             Instant::now() < deadline,
             "the second SIGHUP was lost:\n{}",

@@ -179,7 +179,7 @@ impl Connection {
             .router
             .discarded_from_detached
             .fetch_add(1, Ordering::Relaxed);
-        debug!(peer = %self.peer, domain = self.domain_name(), discarded = n + 1, "stanza from detached component discarded");
+        debug!(event = "detached.discarded", peer = %self.peer, domain = self.domain_name(), discarded = n + 1, "stanza from detached component discarded");
     }
 
     /// A session the router ends for what its component did (a protocol
@@ -189,7 +189,7 @@ impl Connection {
         use StreamCondition::{Conflict, Reset, SystemShutdown};
         if self.authenticated && !matches!(err.condition, SystemShutdown | Conflict | Reset) {
             let domain = self.domain_name();
-            warn!(peer = %self.peer, domain, condition = err.condition.as_str(), "component session for {domain} ended by the router: stream error {err}");
+            warn!(event = "session.ended_by_router", peer = %self.peer, domain, condition = err.condition.as_str(), "component session for {domain} ended by the router: stream error {err}");
         } else {
             debug!(peer = %self.peer, "closing with stream error {err}");
         }

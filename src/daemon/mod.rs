@@ -77,6 +77,7 @@ fn announce(config: &Config) {
     check_open_files_limit(config.max_connections);
     let served = config.enabled_components().count();
     info!(
+        event = "ready",
         components = served,
         upstream = config
             .upstream

@@ -22,19 +22,25 @@ use crate::systemd;
 pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Config {
     let router = &env.router;
     systemd::reloading();
-    info!(file = %current.path.display(), "SIGHUP: reloading config");
+    info!(event = "reload.start", file = %current.path.display(), "SIGHUP: reloading config");
     // Reading the files (includes and globs too) blocks: off the runtime.
     let path = current.path.clone();
     let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
     let new = match loaded {
         Ok(Ok(c)) => c,
         Err(e) => {
-            error!("reload failed, keeping the running config: the config reader failed: {e}");
+            error!(
+                event = "reload.failed",
+                "reload failed, keeping the running config: the config reader failed: {e}"
+            );
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
         Ok(Err(e)) => {
-            error!("reload failed, keeping the running config: {e}");
+            error!(
+                event = "reload.failed",
+                "reload failed, keeping the running config: {e}"
+            );
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
@@ -56,16 +62,16 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     apply_upstream(env, current.upstream.as_ref(), new.upstream.as_ref());
     retry_down_links(env);
     for c in &diff.added {
-        info!(domain = %c.domain, "reload: component added, awaiting authentication");
+        info!(event = "reload.added", domain = %c.domain, "reload: component added, awaiting authentication");
     }
     for (d, n) in &reset {
-        info!(domain = %d, connections_reset = n, "reload: component {d} re-added: its {n} detached connection{} closed with reset (\"{READDED_TEXT}\"), so the component reconnects", if *n == 1 { "" } else { "s" });
+        info!(event = "reload.reset", domain = %d, connections_reset = n, "reload: component {d} re-added: its {n} detached connection{} closed with reset (\"{READDED_TEXT}\"), so the component reconnects", if *n == 1 { "" } else { "s" });
     }
     for (d, n) in &removed {
-        info!(domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
+        info!(event = "reload.removed", domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
     }
     for c in &diff.changed {
-        info!(domain = %c.domain, "reload: component changed; the next handshake uses the new settings");
+        info!(event = "reload.changed", domain = %c.domain, "reload: component changed; the next handshake uses the new settings");
     }
     let detached: usize = removed.iter().map(|(_, n)| n).sum();
     let bind_errors = listeners.reconcile(&new.listen).await;
@@ -83,7 +89,14 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
             format!(", {} listen address(es) failed", bind_errors.len())
         }
     );
-    info!("{summary}");
+    info!(
+        event = "reload.done",
+        added = diff.added.len(),
+        removed = removed.len(),
+        changed = diff.changed.len(),
+        unchanged = diff.unchanged,
+        "{summary}"
+    );
     if current.log_level != new.log_level {
         warn!("log_level changes take effect at the next restart");
     }
@@ -103,6 +116,7 @@ fn retry_down_links(env: &Env) {
         .collect();
     if !waiting.is_empty() {
         info!(
+            event = "reload.retry_links",
             links = waiting.len(),
             "reload: retrying now the upstream link(s) that were down: {}",
             waiting.join(", ")

@@ -67,6 +67,36 @@ pub enum LinkError {
     WriteStall(Duration),
 }
 
+impl LinkError {
+    /// A short, stable name of the failure, for the log's `kind` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkError::ConnectTimeout(_) => "connect-timeout",
+            LinkError::Connect(_) => "connect",
+            LinkError::HandshakeTimeout(_) => "handshake-timeout",
+            LinkError::NoStreamId => "no-stream-id",
+            LinkError::Refused(_) => "refused",
+            LinkError::Unexpected(_) => "unexpected",
+            LinkError::ClosedBeforeHeader | LinkError::ClosedInHandshake => "closed-early",
+            LinkError::StreamError(_) => "stream-error",
+            LinkError::StreamClosed => "stream-closed",
+            LinkError::Closed => "closed",
+            LinkError::InvalidXml(_) => "invalid-xml",
+            LinkError::Read(_) => "read",
+            LinkError::Write(_) => "write",
+            LinkError::PingTimeout(_) | LinkError::WriteStall(_) => "dead-link",
+        }
+    }
+
+    /// The stream error condition the server sent, if it sent one.
+    pub fn condition(&self) -> &str {
+        match self {
+            LinkError::Refused(e) | LinkError::StreamError(e) => &e.condition,
+            _ => "",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
