@@ -51,24 +51,33 @@ async fn stays_open_and_silent(c: &mut Comp, t: Duration, what: &str) {
     }
 }
 
-/// A line of the log ends with `summary` (the reload summary is the whole message).
-fn assert_summary(d: &Daemon, summary: &str) {
+/// The summaries the log holds so far: the messages of its `reload.done` lines
+/// (the same text goes to systemd as `STATUS=`, so its wording is the interface).
+fn summaries(d: &Daemon) -> Vec<String> {
     let logs = d.logs();
+    event("reload.done")
+        .lines(&logs)
+        .filter_map(|l| {
+            let from = l.find("reload: ")?;
+            let to = l.find(" event=")?;
+            Some(l[from..to].to_string())
+        })
+        .collect()
+}
+
+/// One of the reload summaries so far is exactly `summary`.
+fn assert_summary(d: &Daemon, summary: &str) {
     assert!(
-        logs.lines().any(|l| l.ends_with(summary)),
-        "no summary line {summary:?} in:\n{logs}"
+        summaries(d).iter().any(|s| s == summary),
+        "no summary line {summary:?} in:\n{}",
+        d.logs()
     );
 }
 
 fn last_summary(d: &Daemon) -> String {
-    let logs = d.logs();
-    let line = logs
-        .lines()
-        .rev()
-        .find(|l| l.contains("reload: ") && l.contains(" unchanged"))
-        .unwrap_or_else(|| panic!("no summary line in:\n{logs}"))
-        .to_string();
-    line[line.find("reload: ").unwrap()..].to_string()
+    summaries(d)
+        .pop()
+        .unwrap_or_else(|| panic!("no summary line in:\n{}", d.logs()))
 }
 
 // ---------------------------------------------------------------------------
