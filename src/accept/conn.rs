@@ -179,7 +179,20 @@ impl Connection {
             .router
             .discarded_from_detached
             .fetch_add(1, Ordering::Relaxed);
-        debug!(peer = %self.peer, domain = self.domain_name(), discarded = n + 1, "stanza from detached component discarded");
+        debug!(event = "detached.discarded", peer = %self.peer, domain = self.domain_name(), discarded = n + 1, "stanza from detached component discarded");
+    }
+
+    /// A session the router ends for what its component did (a protocol
+    /// violation, a dead peer) is worth a warning with the reason; shutdown,
+    /// a replace and a re-add are logged where they are decided.
+    fn log_end(&self, err: &StreamError) {
+        use StreamCondition::{Conflict, Reset, SystemShutdown};
+        if self.authenticated && !matches!(err.condition, SystemShutdown | Conflict | Reset) {
+            let domain = self.domain_name();
+            warn!(event = "session.ended_by_router", peer = %self.peer, domain, condition = err.condition.as_str(), "component session for {domain} ended by the router: stream error {err}");
+        } else {
+            debug!(peer = %self.peer, "closing with stream error {err}");
+        }
     }
 
     /// Hand the writer what the end calls for: it writes that and closes the
@@ -191,9 +204,7 @@ impl Connection {
             || matches!(&end, End::Error(e) if e.condition == StreamCondition::Conflict && self.authenticated);
         let bytes = match &end {
             End::Error(err) => {
-                if err.condition != StreamCondition::SystemShutdown {
-                    debug!(peer = %self.peer, "closing with stream error {err}");
-                }
+                self.log_end(err);
                 let mut v = Vec::new();
                 if !self.header_sent {
                     v.extend_from_slice(&error_header(self.domain.as_deref()));

@@ -177,7 +177,7 @@ fn end_session(env: &Env, l: Live, unwritten: Vec<Out>) {
     if let Some(new) = l.domain.left(env.router.upstream_queue()) {
         env.links.drive(&env.router, &l.domain, new);
     }
-    info!(peer = %l.session.peer, domain = %l.domain.name, "component session ended");
+    info!(event = "session.ended", peer = %l.session.peer, domain = %l.domain.name, "component session ended");
 }
 
 /// Bounce the stanzas a session's writer could not write (the session was

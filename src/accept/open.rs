@@ -61,7 +61,7 @@ impl Connection {
             ));
         }
         let Some(domain) = self.env.router.domain(&jid::routing_key(j.domain)) else {
-            info!(peer = %self.peer, domain = %to, "connection for unknown component refused (host-unknown)");
+            info!(event = "header.refused", condition = "host-unknown", peer = %self.peer, domain = %to, "connection for unknown component refused (host-unknown)");
             return Err(End::Error(StreamError::with_text(
                 StreamCondition::HostUnknown,
                 format!("{to} does not match any configured external component"),
@@ -113,7 +113,7 @@ impl Connection {
     /// `Some(end)` when the handshake fails.
     fn check_handshake(&self, domain: &Domain, stream_id: &str, st: &Stanza) -> Option<End> {
         let not_authorized = |why: &str| {
-            warn!(peer = %self.peer, domain = %domain.name, "authentication failed: {why}");
+            warn!(event = "handshake.failed", peer = %self.peer, domain = %domain.name, "authentication failed: {why}");
             Some(End::Error(StreamError::with_text(
                 StreamCondition::NotAuthorized,
                 "Given token does not match calculated token",
@@ -189,7 +189,7 @@ impl Connection {
             }
             Attach::Gone => return Err(End::Gone),
         };
-        info!(peer = %self.peer, domain = %domain.name, "component authenticated");
+        info!(event = "session.authenticated", peer = %self.peer, domain = %domain.name, "component authenticated");
         if let Some(new) = link {
             self.env.links.drive(router, domain, new);
         }

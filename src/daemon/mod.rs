@@ -77,6 +77,7 @@ fn announce(config: &Config) {
     check_open_files_limit(config.max_connections);
     let served = config.enabled_components().count();
     info!(
+        event = "ready",
         components = served,
         upstream = config
             .upstream
@@ -93,7 +94,10 @@ fn announce(config: &Config) {
 async fn shutdown(router: &Router, mut listeners: Listeners, tasks: &TaskTracker) {
     systemd::stopping();
     listeners.stop_all().await;
-    router.kill_all(&StreamError::new(StreamCondition::SystemShutdown));
+    router.kill_all(&StreamError::with_text(
+        StreamCondition::SystemShutdown,
+        "The component router is shutting down",
+    ));
     for d in router.domains() {
         d.close_upstream();
     }

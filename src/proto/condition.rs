@@ -20,6 +20,9 @@ pub enum StreamCondition {
     NotWellFormed,
     PolicyViolation,
     ResourceConstraint,
+    /// RFC 6120 4.9.3.16: the stream must be reset; used when a reload adds a
+    /// domain again whose old connection stayed open, detached (reconnect).
+    Reset,
     RestrictedXml,
     SystemShutdown,
     /// RFC 6120 4.9.3.22: the stream is not UTF-8 (an XML declaration naming another encoding).
@@ -42,6 +45,7 @@ impl StreamCondition {
             StreamCondition::NotWellFormed => "not-well-formed",
             StreamCondition::PolicyViolation => "policy-violation",
             StreamCondition::ResourceConstraint => "resource-constraint",
+            StreamCondition::Reset => "reset",
             StreamCondition::RestrictedXml => "restricted-xml",
             StreamCondition::SystemShutdown => "system-shutdown",
             StreamCondition::UnsupportedEncoding => "unsupported-encoding",

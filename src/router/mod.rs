@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use domain::{Attach, Domain, NewLink};
 pub use route::{deliver, Reserved, Routed, Source};
-pub use table::{Router, Settings};
+pub use table::{Router, Settings, READDED_TEXT};
 
 /// Drives the upstream links domains open (the upstream module's task), so
 /// that whoever makes a domain open one need not know how it is driven.

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 
 use super::domain::Domain;
-use crate::config::{Config, Diff, UpstreamConfig};
+use crate::config::{ComponentConfig, Config, Diff, UpstreamConfig};
+use crate::proto::StreamCondition;
 use crate::session::{Control, QueueLimits};
 use crate::wire::stanza::StreamError;
 use crate::wire::xml::Limits;
@@ -55,6 +56,10 @@ impl Settings {
 
 pub(super) type Table = HashMap<Arc<str>, Arc<Domain>>;
 
+/// The `<text/>` of the `reset` that closes a re-added domain's detached
+/// connections.
+pub const READDED_TEXT: &str = "Component re-added: reconnect";
+
 pub struct Router {
     pub(super) table: ArcSwap<Table>,
     pub(super) settings: ArcSwap<Settings>,
@@ -63,6 +68,9 @@ pub struct Router {
     /// Set by [`Router::kill_all`]: a connection registered afterwards is
     /// ended at once with the same error.
     final_error: Mutex<Option<StreamError>>,
+    /// Domains a reload removed while they had open connections (which stay
+    /// open, detached): closed with `reset` when the domain is added again.
+    detached: Mutex<Vec<Weak<Domain>>>,
     /// Stanzas read from detached sessions and discarded.
     pub discarded_from_detached: AtomicU64,
     /// Stanzas from the upstream server for detached sessions, discarded.
@@ -81,6 +89,7 @@ impl Router {
             next_id: AtomicU64::new(1),
             controls: Mutex::new(HashMap::new()),
             final_error: Mutex::new(None),
+            detached: Mutex::new(Vec::new()),
             discarded_from_detached: AtomicU64::new(0),
             discarded_for_detached: AtomicU64::new(0),
         })
@@ -174,9 +183,39 @@ impl Router {
         self.table.store(Arc::new(table));
         // Detach after the new table is visible: new lookups miss them, and
         // closing each gate waits for deliveries decided before the swap.
-        detached
-            .into_iter()
+        let removed: Vec<(String, usize)> = detached
+            .iter()
             .map(|dom| (dom.name.to_string(), dom.detach()))
-            .collect()
+            .collect();
+        let mut kept = self.detached.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.retain(|w| w.strong_count() > 0);
+        kept.extend(detached.iter().map(Arc::downgrade));
+        removed
+    }
+
+    /// Close, with the stream error `reset` ("Component re-added: reconnect"),
+    /// the detached connections of every domain a reload has just added
+    /// again: they would otherwise stay inert for ever while their components
+    /// believe they are connected; `reset` makes them reconnect. Returns each
+    /// such domain with the number of connections closed.
+    pub fn reset_readded(&self, added: &[ComponentConfig]) -> Vec<(String, usize)> {
+        let mut kept = self.detached.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reset = Vec::new();
+        kept.retain(|w| {
+            let Some(old) = w.upgrade() else {
+                return false;
+            };
+            if !added.iter().any(|c| *c.domain == *old.name) {
+                return true;
+            }
+            let sessions = old.sessions();
+            for s in sessions.iter() {
+                s.control
+                    .kill(StreamError::with_text(StreamCondition::Reset, READDED_TEXT));
+            }
+            reset.push((old.name.to_string(), sessions.len()));
+            false
+        });
+        reset
     }
 }

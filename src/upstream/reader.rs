@@ -400,7 +400,7 @@ impl Reader<'_> {
             .router
             .discarded_for_detached
             .fetch_add(1, Ordering::Relaxed);
-        debug!(domain = %self.domain.name, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
+        debug!(event = "detached.discarded_from_upstream", domain = %self.domain.name, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
     }
 
     /// Answer a stanza from the server with a stanza error over this link

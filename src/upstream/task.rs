@@ -129,19 +129,28 @@ impl LinkTask {
             self.first_wait = None;
             self.link.close_gate().await;
             self.bounce(unsent).await;
-            tokio::select! {
+            self.link.set_backing_off(true);
+            let ev = tokio::select! {
                 biased;
-                ev = self.link.event() => match ev {
-                    Event::Close => break,
-                    Event::Reconfigure => backoff.reset(),
-                },
-                _ = sleep(delay) => {}
+                ev = self.link.event() => Some(ev),
+                _ = self.link.retry_requested() => {
+                    let domain = &self.domain.name;
+                    info!(event = "upstream.retry_now", domain = %domain, "upstream link for {domain}: retrying now (SIGHUP)");
+                    None
+                }
+                _ = sleep(delay) => None,
+            };
+            self.link.set_backing_off(false);
+            match ev {
+                Some(Event::Close) => break,
+                Some(Event::Reconfigure) => backoff.reset(),
+                None => {}
             }
         }
         self.link.close_gate().await;
         self.bounce(Vec::new()).await;
         let domain = &self.domain.name;
-        info!(domain = %domain, "upstream link for {domain} closed");
+        info!(event = "upstream.closed", domain = %domain, "upstream link for {domain} closed");
     }
 
     /// One connection: connect, then serve it until it ends.
@@ -157,7 +166,7 @@ impl LinkTask {
         }
         if self.logged != Some(Logged::Up) {
             let domain = &self.domain.name;
-            info!(domain = %domain, address = %upstream.address, "upstream link for {domain} up");
+            info!(event = "upstream.up", domain = %domain, address = %upstream.address, "upstream link for {domain} up");
             self.logged = Some(Logged::Up);
         }
         let since = Instant::now();
@@ -222,11 +231,11 @@ impl LinkTask {
         let secs = delay.as_secs_f64();
         if let Some(Logged::Down(last)) = &self.logged {
             if *last == reason {
-                debug!(domain = %domain, address, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
+                info!(event = "upstream.still_down", domain = %domain, address, kind = reason.kind(), condition = reason.condition(), retry_in_s = secs, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
                 return;
             }
         }
-        warn!(domain = %domain, address, "upstream link for {domain} down: {reason}; retrying in {secs:.1} s");
+        warn!(event = "upstream.down", domain = %domain, address, kind = reason.kind(), condition = reason.condition(), retry_in_s = secs, "upstream link for {domain} down: {reason}; retrying in {secs:.1} s");
         self.logged = Some(Logged::Down(reason));
     }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::child::collect_lines;
+use crate::events::{event, Event, LogMatch};
 
 /// The router executable: in the router's own tests the one cargo built for
 /// this run (cargo names it in `CARGO_BIN_EXE_xmpp-component-router`); else
@@ -79,13 +80,13 @@ pub fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)])
 }
 
 /// What the router logs when `domain`'s upstream link comes up.
-pub fn up_line(domain: &str) -> String {
-    format!("upstream link for {domain} up")
+pub fn up_line(domain: &str) -> Event {
+    crate::events::upstream_up(domain)
 }
 
 /// What the router logs when `domain`'s upstream link goes down.
-pub fn down_line(domain: &str) -> String {
-    format!("upstream link for {domain} down")
+pub fn down_line(domain: &str) -> Event {
+    crate::events::upstream_down(domain)
 }
 
 /// KiB (as `/proc` gives them) in MiB, for printing.
@@ -166,7 +167,7 @@ impl Daemon {
         if !body.contains("listen") {
             d.wait_listening();
         } else {
-            d.wait_for_log("ready", Duration::from_secs(10));
+            d.wait_for_log(event("ready"), Duration::from_secs(10));
         }
         d
     }
@@ -178,7 +179,7 @@ impl Daemon {
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.wait_for_log("ready", Duration::from_millis(50)) {
+            if self.wait_for_log(event("ready"), Duration::from_millis(50)) {
                 return;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -227,12 +228,8 @@ impl Daemon {
     }
 
     fn reload_outcomes(&self) -> usize {
-        self.logs()
-            .lines()
-            .filter(|l| {
-                (l.contains("reload: ") && l.contains(" unchanged")) || l.contains("reload failed")
-            })
-            .count()
+        let logs = self.logs();
+        event("reload.done").count_in(&logs) + event("reload.failed").count_in(&logs)
     }
 
     /// Everything the daemon logged so far.
@@ -241,19 +238,19 @@ impl Daemon {
     }
 
     /// How often `pat` occurs in the log so far.
-    pub fn count_log(&self, pat: &str) -> usize {
-        self.logs().matches(pat).count()
+    pub fn count_log(&self, pat: impl LogMatch) -> usize {
+        pat.count_in(&self.logs())
     }
 
     /// Whether `pat` occurs in the log within `timeout`.
-    pub fn wait_for_log(&self, pat: &str, timeout: Duration) -> bool {
+    pub fn wait_for_log(&self, pat: impl LogMatch, timeout: Duration) -> bool {
         self.wait_log_count(pat, 1, timeout).is_some()
     }
 
     /// `pat` occurs in the log within `timeout`; panics with the log otherwise.
-    pub fn expect_log(&self, pat: &str, timeout: Duration) {
+    pub fn expect_log(&self, pat: impl LogMatch, timeout: Duration) {
         assert!(
-            self.wait_for_log(pat, timeout),
+            self.wait_for_log(&pat, timeout),
             "log line {pat:?} missing after {timeout:?}:\n{}",
             self.logs()
         );
@@ -261,10 +258,15 @@ impl Daemon {
 
     /// Wait until `pat` occurs at least `n` times in the log; how long that
     /// took, or `None` after `within`.
-    pub fn wait_log_count(&self, pat: &str, n: usize, within: Duration) -> Option<Duration> {
+    pub fn wait_log_count(
+        &self,
+        pat: impl LogMatch,
+        n: usize,
+        within: Duration,
+    ) -> Option<Duration> {
         let t0 = Instant::now();
         loop {
-            if self.count_log(pat) >= n {
+            if self.count_log(&pat) >= n {
                 return Some(t0.elapsed());
             }
             if t0.elapsed() >= within {
@@ -275,11 +277,11 @@ impl Daemon {
     }
 
     /// [`Daemon::wait_log_count`], panicking with the log on a timeout.
-    pub fn expect_log_count(&self, pat: &str, n: usize, within: Duration) -> Duration {
-        self.wait_log_count(pat, n, within).unwrap_or_else(|| {
+    pub fn expect_log_count(&self, pat: impl LogMatch, n: usize, within: Duration) -> Duration {
+        self.wait_log_count(&pat, n, within).unwrap_or_else(|| {
             panic!(
                 "router log has {} × {pat:?} after {within:?}, wanted {n}:\n{}",
-                self.count_log(pat),
+                self.count_log(&pat),
                 self.logs()
             )
         })

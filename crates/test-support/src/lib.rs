@@ -5,7 +5,8 @@
 //! - [`xcr`]: the daemon's library, re-exported; the one place that names its
 //!   module paths.
 //! - [`daemon`]: the router binary as a child process (start, reload, stop,
-//!   log waits, memory).
+//!   log waits, memory); [`events`]: what its log says happened, by the
+//!   structured `event` field.
 //! - [`comp`]: a raw XEP-0114 component client, and what tests expect of what
 //!   it receives (byte-exact routing, stream errors, clean closes, silence).
 //! - [`reader`]: how that client frames the router's output: with rxml, not
@@ -31,6 +32,7 @@ pub mod comp;
 pub mod daemon;
 pub mod ejabberd;
 pub mod el;
+pub mod events;
 pub mod fuzz_limits;
 pub mod inspect;
 pub mod not_run;
