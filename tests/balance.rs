@@ -536,7 +536,7 @@ async fn spread_through(upstream: std::net::SocketAddr, server: &str) -> (Daemon
     for _ in 0..3 {
         insts.push(Instance::login_as(&d, COMP, "sc").await);
     }
-    d.expect_log(&format!("upstream link for {COMP} up"), T);
+    d.expect_log(format!("upstream link for {COMP} up"), T);
     let mut src = Comp::login(upstream, SRC, "ss").await;
     let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
     src.send(&burst).await;
@@ -653,7 +653,7 @@ async fn through_prosody_with_one_upstream_link() {
     users_each_on_one_instance(&insts, &mut users).await;
     disco_to_each(&mut insts).await;
     // One link for the domain all along.
-    assert_eq!(d.count_log(&format!("upstream link for {COMP} up")), 1);
+    assert_eq!(d.count_log(format!("upstream link for {COMP} up")), 1);
     for c in users {
         c.close().await;
     }
@@ -810,5 +810,5 @@ async fn through_ejabberd_with_one_upstream_link() {
     }
     users_each_on_one_instance(&insts, &mut users).await;
     disco_to_each(&mut insts).await;
-    assert_eq!(d.count_log(&format!("upstream link for {COMP} up")), 1);
+    assert_eq!(d.count_log(format!("upstream link for {COMP} up")), 1);
 }
