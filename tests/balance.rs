@@ -671,6 +671,25 @@ async fn slix_messages(s: &mut test_support::slix::Slix, got: &mut Vec<(usize, u
     }
 }
 
+/// The messages instances `which` of `slixes` receive, until `n` came
+/// (within a minute).
+async fn slix_collect(
+    slixes: &mut [test_support::slix::Slix],
+    which: &[usize],
+    n: usize,
+) -> Vec<Vec<(usize, usize)>> {
+    let mut got = vec![Vec::new(); slixes.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.iter().map(Vec::len).sum::<usize>() < n {
+        let sum: usize = got.iter().map(Vec::len).sum();
+        assert!(Instant::now() < deadline, "slixmpp got {sum} of {n}");
+        for &i in which {
+            slix_messages(&mut slixes[i], &mut got[i]).await;
+        }
+    }
+    got
+}
+
 /// Each bare JID's (j) messages on one slixmpp instance, in order.
 fn slix_owners(got: &[Vec<(usize, usize)>], ks: std::ops::Range<usize>) -> BTreeMap<usize, usize> {
     let mut owner = BTreeMap::new();
@@ -707,18 +726,7 @@ async fn slixmpp_instances_share_a_domain() {
     }
     let (burst, n) = round(0, 0, |_| true);
     a.send(&burst).await;
-    let mut got = vec![Vec::new(), Vec::new(), Vec::new()];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while got.iter().map(Vec::len).sum::<usize>() < n {
-        assert!(
-            Instant::now() < deadline,
-            "slixmpp got {} of {n}",
-            got.iter().map(Vec::len).sum::<usize>()
-        );
-        for (s, g) in slixes.iter_mut().zip(got.iter_mut()) {
-            slix_messages(s, g).await;
-        }
-    }
+    let got = slix_collect(&mut slixes, &[0, 1, 2], n).await;
     let owner = slix_owners(&got, 0..PER_JID);
     assert_eq!(owner.len(), JIDS);
     for i in 0..3 {
@@ -762,18 +770,7 @@ async fn slixmpp_instances_share_a_domain() {
     d.expect_log("component session ended", T);
     let (burst, n2) = round(PER_JID, 0, |_| true);
     a.send(&burst).await;
-    let mut after = vec![Vec::new(), Vec::new(), Vec::new()];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while after[0].len() + after[2].len() < n2 {
-        assert!(
-            Instant::now() < deadline,
-            "after the kill: {} of {n2}",
-            after[0].len() + after[2].len()
-        );
-        for i in [0, 2] {
-            slix_messages(&mut slixes[i], &mut after[i]).await;
-        }
-    }
+    let after = slix_collect(&mut slixes, &[0, 2], n2).await;
     let moved = slix_owners(&after, PER_JID..2 * PER_JID);
     for (j, &o) in &owner {
         if o == 1 {
