@@ -66,6 +66,8 @@ pub mod defaults {
     pub const ON_CONFLICT: OnConflict = OnConflict::Replace;
     /// Per component.
     pub const ENABLED: bool = true;
+    /// Per component with `on_conflict = "balance"`: connections in its set.
+    pub const MAX_INSTANCES: usize = 16;
 }
 
 /// An integer key: its name and accepted range, and the unit its error names.
@@ -116,6 +118,8 @@ pub mod keys {
     );
     pub const UPSTREAM_KEEPALIVE_INTERVAL: IntKey =
         IntKey::new("upstream.keepalive_interval", 1, 86_400, "seconds");
+    /// Per component (`components."DOMAIN".max_instances`).
+    pub const MAX_INSTANCES: IntKey = IntKey::new("max_instances", 1, 1024, "connections");
 }
 
 /// The accepted values of `log_level`.
@@ -147,6 +151,10 @@ pub enum OnConflict {
     Replace,
     /// The new session gets `conflict` (Prosody's default `kick_new`).
     Reject,
+    /// The new session joins the domain's set (up to `max_instances`);
+    /// stanzas to the domain are spread over the set with affinity by the
+    /// bare `from` (README, "Several connections for one domain").
+    Balance,
 }
 
 impl Default for OnConflict {
@@ -160,6 +168,7 @@ impl fmt::Display for OnConflict {
         f.write_str(match self {
             OnConflict::Replace => "replace",
             OnConflict::Reject => "reject",
+            OnConflict::Balance => "balance",
         })
     }
 }
@@ -186,6 +195,8 @@ pub struct ComponentConfig {
     /// Secret for the upstream link; defaults to `secret`.
     pub upstream_secret: Secret,
     pub on_conflict: OnConflict,
+    /// With `on_conflict = "balance"`: connections the set may hold.
+    pub max_instances: usize,
     pub enabled: bool,
     pub origin: Origin,
 }
@@ -196,6 +207,7 @@ impl ComponentConfig {
         self.secret == other.secret
             && self.upstream_secret == other.upstream_secret
             && self.on_conflict == other.on_conflict
+            && self.max_instances == other.max_instances
             && self.enabled == other.enabled
     }
 }

@@ -196,9 +196,12 @@ impl Connection {
     }
 
     /// Hand the writer what the end calls for: it writes that and closes the
-    /// connection. A replaced session's queue is not written but bounced.
-    pub fn finish(&mut self, end: End) {
-        let abandon = matches!(&end, End::Error(e) if e.condition == StreamCondition::Conflict && self.authenticated);
+    /// connection. A replaced session's queue is not written but bounced;
+    /// with `hand_over` (a member of a balanced set leaving) it is not written
+    /// but re-routed to the other members.
+    pub fn finish(&mut self, end: End, hand_over: bool) {
+        let abandon = hand_over
+            || matches!(&end, End::Error(e) if e.condition == StreamCondition::Conflict && self.authenticated);
         let bytes = match &end {
             End::Error(err) => {
                 self.log_end(err);

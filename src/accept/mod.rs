@@ -88,17 +88,42 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
     let mut conn = Connection::new(id, peer, env.clone(), reader, out, close_tx, control);
     debug!(%peer, "connection accepted");
     let (end, live) = conn.run().await;
-    if let Some(l) = &live {
+    // A member of a balanced set with others stays routable until its queue
+    // is handed over; any other session is released at once.
+    let hand_over = live
+        .as_ref()
+        .is_some_and(|l| l.domain.hands_over(l.session.id));
+    if let Some(l) = live.as_ref().filter(|_| !hand_over) {
         // No new stanza is routed to it from here on.
         l.domain.release(l.session.id);
     }
-    conn.finish(end);
+    conn.finish(end, hand_over);
     drop(conn);
-    let unwritten = collect_unwritten(writer, peer).await;
+    let (rx, mut unwritten) = collect_unwritten(writer, peer).await;
     if let Some(l) = live {
+        if hand_over {
+            unwritten = hand_over_unwritten(&l, unwritten, rx);
+        } else {
+            unwritten.extend(close_and_drain(rx).await);
+        }
         end_session(&env, l, unwritten);
     }
     router.unregister_control(id);
+}
+
+/// A member of a balanced set leaves: its unwritten stanzas go to the other
+/// members (in order); what cannot is returned, to be bounced.
+fn hand_over_unwritten(l: &Live, unwritten: Vec<Out>, rx: Option<OutboxReceiver>) -> Vec<Out> {
+    let Some(mut rx) = rx else {
+        // The writer did not finish in time: nothing more can be taken.
+        l.domain.release(l.session.id);
+        return unwritten;
+    };
+    let (moved, failed) = l.domain.hand_over(l.session.id, unwritten, &mut rx);
+    if moved > 0 || !failed.is_empty() {
+        info!(event = "balance.handover", peer = %l.session.peer, domain = %l.domain.name, moved, failed = failed.len(), "a leaving connection's unwritten stanzas were re-routed to the rest of its set");
+    }
+    failed
 }
 
 /// The limits before authentication: those of the config, with elements (the
@@ -110,33 +135,38 @@ fn pre_auth_limits(limits: Limits) -> Limits {
     }
 }
 
-/// Wait for the writer task; take what it could not write and what is still
-/// queued.
+/// Wait for the writer task; take its queue and what it took and could not
+/// write.
 async fn collect_unwritten(
     mut writer: tokio::task::JoinHandle<(OutboxReceiver, Vec<Out>)>,
     peer: SocketAddr,
-) -> Vec<Out> {
+) -> (Option<OutboxReceiver>, Vec<Out>) {
     // The writer returns within its own grace periods; this bound is a backstop.
     match timeout(3 * CLOSE_GRACE, &mut writer).await {
-        Ok(Ok((mut rx, mut unwritten))) => {
-            // Whatever got into the queue is written or bounced, never dropped:
-            // close it, then take what is left, including what a sender that
-            // had already reserved room puts in now.
-            rx.close();
-            let _ = timeout(CLOSE_GRACE, async {
-                while let Some(b) = rx.recv().await {
-                    unwritten.push(b);
-                }
-            })
-            .await;
-            unwritten
-        }
+        Ok(Ok((rx, unwritten))) => (Some(rx), unwritten),
         _ => {
             debug!(%peer, "writer did not finish in time");
             writer.abort();
-            Vec::new()
+            (None, Vec::new())
         }
     }
+}
+
+/// Whatever got into a released session's queue is written or bounced, never
+/// dropped: close it, then take what is left, including what a sender that
+/// had already reserved room puts in now.
+async fn close_and_drain(rx: Option<OutboxReceiver>) -> Vec<Out> {
+    let mut left = Vec::new();
+    if let Some(mut rx) = rx {
+        rx.close();
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Some(b) = rx.recv().await {
+                left.push(b);
+            }
+        })
+        .await;
+    }
+    left
 }
 
 /// A session has ended: bounce what it could not write (bounces for remote
@@ -151,7 +181,8 @@ fn end_session(env: &Env, l: Live, unwritten: Vec<Out>) {
 }
 
 /// Bounce the stanzas a session's writer could not write (the session was
-/// replaced, or its peer is gone) to their senders: local components directly,
+/// replaced, or its peer is gone, or no other member could take them) to
+/// their senders: local components directly,
 /// anyone else over the domain's upstream link (still open here). A bounce
 /// that finds no room is dropped and counted in the log line.
 fn bounce_unwritten(router: &Router, domain: &Domain, unwritten: Vec<Out>) {

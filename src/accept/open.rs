@@ -174,6 +174,13 @@ impl Connection {
                     "Component already connected",
                 )));
             }
+            Attach::Full(max) => {
+                info!(domain = %domain.name, peer = %self.peer, max, "conflict: the component's set of connections is full (max_instances), new connection refused");
+                return Err(End::Error(StreamError::with_text(
+                    StreamCondition::Conflict,
+                    format!("Component already has {max} connections (max_instances)"),
+                )));
+            }
             Attach::Detached => {
                 return Err(End::Error(StreamError::with_text(
                     StreamCondition::HostUnknown,

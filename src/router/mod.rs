@@ -5,10 +5,13 @@
 //! - [`domain`]: one served domain: settings, its set of sessions, the gate
 //!   that makes a reload's detach exclusive with routing, its upstream link.
 //! - [`route`]: [`Router::route`], where every stanza from a component goes.
+//! - [`balance`]: how a balanced domain's stanzas are spread over its set
+//!   (rendezvous hashing of the bare `from`, `iq` responses to the requester).
 //!
 //! Delivery never waits: a full queue is reported to the sender, which bounces
 //! `resource-constraint`, so one slow reader cannot stall anyone else.
 
+pub mod balance;
 pub mod domain;
 pub mod route;
 pub mod table;

@@ -128,11 +128,20 @@ impl Router {
     }
 }
 
-/// To the session of served domain `d` (its gate is held): into the room
-/// reserved in that session's queue, or without waiting.
+/// To the session of served domain `d` that [`Domain::pick`] chooses (its
+/// gate is held): into the room reserved in that session's queue, or without
+/// waiting. A balanced set is read under its membership lock (shared), so a
+/// member's leaving is never overtaken.
 pub fn deliver(d: &Domain, env: Envelope, room: Option<Reserved<'_>>) -> Routed {
-    let sessions = d.sessions();
-    let Some(s) = sessions.pick() else {
+    let mut sessions = d.sessions();
+    let _members = if sessions.is_balanced() {
+        let g = d.members();
+        sessions = d.sessions();
+        Some(g)
+    } else {
+        None
+    };
+    let Some(s) = d.pick(&sessions, env.head.name, &env.attrs, true) else {
         return Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, Out::Stanza(env));
     };
     if let Some(r) = room.filter(|r| r.session == s.id) {

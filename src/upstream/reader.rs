@@ -305,7 +305,13 @@ impl Reader<'_> {
                 self.discard_for_detached();
                 return Next::Continue;
             }
-            let session = self.domain.sessions().pick().cloned();
+            let session = {
+                let set = self.domain.sessions();
+                // The request stays remembered until `deliver` takes it.
+                (self.domain)
+                    .pick(&set, st.head.name, &st.attrs, false)
+                    .cloned()
+            };
             let Some(session) = session.filter(|s| Some(s.id) != gone) else {
                 // Its connection is ending: the sender hears of it.
                 self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE)

@@ -292,11 +292,17 @@ impl LinkTask {
             return;
         }
         let (mut n, mut lost) = (0usize, 0usize);
-        // The senders are the domain's component.
-        let session = self.domain.sessions().pick().cloned();
         for st in &stanzas {
             let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.envelope(st.head.name, &st.attrs) else {
                 continue;
+            };
+            // The senders are the domain's members: the bounce goes where a
+            // stanza from its `from` would (an `iq` error to the requester).
+            let session = {
+                let set = self.domain.sessions();
+                (self.domain)
+                    .pick(&set, reply.head.name, &reply.attrs, true)
+                    .cloned()
             };
             let Some(session) = &session else {
                 lost += 1;
@@ -317,8 +323,8 @@ impl LinkTask {
             };
             match pushed {
                 Ok(()) => n += 1,
-                Err(PushError::Full) => lost += 1,
-                Err(PushError::Closed) => break,
+                // A member that is leaving: its queue is gone.
+                Err(PushError::Full | PushError::Closed) => lost += 1,
             }
         }
         let domain = &self.domain.name;
