@@ -810,3 +810,61 @@ async fn through_ejabberd_with_one_upstream_link() {
     disco_to_each(&mut insts).await;
     assert_eq!(d.count_log(up_line(COMP)), 1);
 }
+
+/// Several routers, one domain: two router processes in front of one
+/// ejabberd, each holding one link for COMP (each with one instance behind
+/// it). ejabberd accepts both links and spreads COMP's stanzas between them;
+/// when one router stops, the domain stays online through the other, and
+/// nothing sent after the stop is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_share_a_domain_in_front_of_ejabberd() {
+    use test_support::ejabberd::{self, Ejabberd, EjabberdOptions};
+    if !ejabberd::require() {
+        return;
+    }
+    let opts = EjabberdOptions::new("localhost")
+        .component(COMP, "sc")
+        .component(SRC, "ss");
+    let e = Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"));
+    let body = format!(
+        "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
+        e.service_addr(),
+        component(COMP, "sc", "")
+    );
+    let (mut d1, d2) = (Daemon::start(&body), Daemon::start(&body));
+    let insts = vec![
+        Instance::login_as(&d1, COMP, "sc").await,
+        Instance::login_as(&d2, COMP, "sc").await,
+    ];
+    d1.expect_log(up_line(COMP), T);
+    d2.expect_log(up_line(COMP), T);
+    let mut src = Comp::login(e.service_addr(), SRC, "ss").await;
+    let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
+    src.send(&burst).await;
+    until("3,000 stanzas through two routers", || total(&insts) == n).await;
+    let (one, two) = (insts[0].messages().len(), insts[1].messages().len());
+    eprintln!("ejabberd spread {n} stanzas over two routers: {one} / {two}");
+    assert!(
+        one > 0 && two > 0,
+        "ejabberd used one link only: {one} / {two}"
+    );
+
+    // Router 1 stops: its link closes with </stream:stream>, ejabberd keeps
+    // routing COMP over router 2's link; the domain never goes offline.
+    let st = d1.stop().expect("router 1 did not exit");
+    assert!(st.success(), "{st:?}");
+    let (burst, n2) = round_between(SRC, COMP, PER_JID, 0, |_| true);
+    src.send(&burst).await;
+    until("everything after the stop through router 2", || {
+        insts[1]
+            .messages()
+            .iter()
+            .filter(|(_, k)| *k >= PER_JID)
+            .count()
+            == n2
+    })
+    .await;
+    // No bounce came back to the sender.
+    src.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(d2.count_log(up_line(COMP)), 1, "{}", d2.logs());
+}
