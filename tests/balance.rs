@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use test_support::comp::{Comp, CompRx, Got};
-use test_support::daemon::{component, Daemon};
+use test_support::daemon::{component, up_line, Daemon};
+use test_support::events::event;
 use test_support::inspect::{attr, element_name};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -283,7 +284,7 @@ async fn leaving(how: Leave) {
             sleep(Duration::from_millis(100)).await;
         }
     }
-    d.expect_log("re-routed to the rest of its set", T);
+    d.expect_log(event("balance.handover"), T);
     let after_first = |insts: &[Instance], i: usize| -> usize {
         let m = insts[i].messages();
         m.iter().filter(|(_, k)| *k >= PER_JID).count()
@@ -463,7 +464,7 @@ async fn max_instances_refuses_with_conflict() {
     assert_eq!(cond, "conflict");
     assert!(text.unwrap_or_default().contains("max_instances"));
     drop(one);
-    d.expect_log("component session ended", T);
+    d.expect_log(event("session.ended"), T);
     let _three = Comp::login(d.addr(), B, "sb").await;
 }
 
@@ -536,7 +537,7 @@ async fn spread_through(upstream: std::net::SocketAddr, server: &str) -> (Daemon
     for _ in 0..3 {
         insts.push(Instance::login_as(&d, COMP, "sc").await);
     }
-    d.expect_log(format!("upstream link for {COMP} up"), T);
+    d.expect_log(up_line(COMP), T);
     let mut src = Comp::login(upstream, SRC, "ss").await;
     let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
     src.send(&burst).await;
@@ -653,7 +654,7 @@ async fn through_prosody_with_one_upstream_link() {
     users_each_on_one_instance(&insts, &mut users).await;
     disco_to_each(&mut insts).await;
     // One link for the domain all along.
-    assert_eq!(d.count_log(format!("upstream link for {COMP} up")), 1);
+    assert_eq!(d.count_log(up_line(COMP)), 1);
     for c in users {
         c.close().await;
     }
@@ -767,7 +768,7 @@ async fn slixmpp_instances_share_a_domain() {
 
     // SIGKILL instance 1: the others keep their JIDs, its JIDs move.
     slixes[1].kill();
-    d.expect_log("component session ended", T);
+    d.expect_log(event("session.ended"), T);
     let (burst, n2) = round(PER_JID, 0, |_| true);
     a.send(&burst).await;
     let after = slix_collect(&mut slixes, &[0, 2], n2).await;
@@ -807,5 +808,63 @@ async fn through_ejabberd_with_one_upstream_link() {
     }
     users_each_on_one_instance(&insts, &mut users).await;
     disco_to_each(&mut insts).await;
-    assert_eq!(d.count_log(format!("upstream link for {COMP} up")), 1);
+    assert_eq!(d.count_log(up_line(COMP)), 1);
+}
+
+/// Several routers, one domain: two router processes in front of one
+/// ejabberd, each holding one link for COMP (each with one instance behind
+/// it). ejabberd accepts both links and spreads COMP's stanzas between them;
+/// when one router stops, the domain stays online through the other, and
+/// nothing sent after the stop is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_share_a_domain_in_front_of_ejabberd() {
+    use test_support::ejabberd::{self, Ejabberd, EjabberdOptions};
+    if !ejabberd::require() {
+        return;
+    }
+    let opts = EjabberdOptions::new("localhost")
+        .component(COMP, "sc")
+        .component(SRC, "ss");
+    let e = Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"));
+    let body = format!(
+        "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
+        e.service_addr(),
+        component(COMP, "sc", "")
+    );
+    let (mut d1, d2) = (Daemon::start(&body), Daemon::start(&body));
+    let insts = vec![
+        Instance::login_as(&d1, COMP, "sc").await,
+        Instance::login_as(&d2, COMP, "sc").await,
+    ];
+    d1.expect_log(up_line(COMP), T);
+    d2.expect_log(up_line(COMP), T);
+    let mut src = Comp::login(e.service_addr(), SRC, "ss").await;
+    let (burst, n) = round_between(SRC, COMP, 0, 0, |_| true);
+    src.send(&burst).await;
+    until("3,000 stanzas through two routers", || total(&insts) == n).await;
+    let (one, two) = (insts[0].messages().len(), insts[1].messages().len());
+    eprintln!("ejabberd spread {n} stanzas over two routers: {one} / {two}");
+    assert!(
+        one > 0 && two > 0,
+        "ejabberd used one link only: {one} / {two}"
+    );
+
+    // Router 1 stops: its link closes with </stream:stream>, ejabberd keeps
+    // routing COMP over router 2's link; the domain never goes offline.
+    let st = d1.stop().expect("router 1 did not exit");
+    assert!(st.success(), "{st:?}");
+    let (burst, n2) = round_between(SRC, COMP, PER_JID, 0, |_| true);
+    src.send(&burst).await;
+    until("everything after the stop through router 2", || {
+        insts[1]
+            .messages()
+            .iter()
+            .filter(|(_, k)| *k >= PER_JID)
+            .count()
+            == n2
+    })
+    .await;
+    // No bounce came back to the sender.
+    src.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(d2.count_log(up_line(COMP)), 1, "{}", d2.logs());
 }

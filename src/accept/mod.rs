@@ -151,7 +151,7 @@ fn hand_over_unwritten(
         time_hold(env, &l.domain, gen);
     }
     if h.moved > 0 || !h.failed.is_empty() {
-        info!(peer = %l.session.peer, domain = %l.domain.name, moved = h.moved, failed = h.failed.len(), "a leaving connection's unwritten stanzas were re-routed to the rest of its set");
+        info!(event = "balance.handover", peer = %l.session.peer, domain = %l.domain.name, moved = h.moved, failed = h.failed.len(), "a leaving connection's unwritten stanzas were re-routed to the rest of its set");
     }
     h.failed
 }
