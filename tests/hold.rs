@@ -75,6 +75,25 @@ fn assert_bounce(s: &str, type_: &str, condition: &str) {
     assert_eq!(stanza_error_condition(s).as_deref(), Some(condition), "{s}");
 }
 
+/// A receives the bounces of `prefix` `r`, in order, each `type_`/`condition`;
+/// returns them.
+async fn expect_bounces(
+    a: &mut Comp,
+    prefix: &str,
+    r: std::ops::Range<usize>,
+    type_: &str,
+    condition: &str,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    for id in ids(prefix, r) {
+        let s = a.stanza().await;
+        assert_eq!(attr(&s, "id").as_deref(), Some(id.as_str()), "{s}");
+        assert_bounce(&s, type_, condition);
+        v.push(s);
+    }
+    v
+}
+
 async fn send_range(a: &mut Comp, prefix: &str, r: std::ops::Range<usize>) {
     for id in ids(prefix, r) {
         a.send(&msg(A, B, &id)).await;
@@ -167,11 +186,7 @@ async fn the_hold_queue_has_the_queue_bounds() {
     let b = Comp::login(d.addr(), B, "b").await;
     drop_and_hold(&d, b).await;
     send_range(&mut a, "h", 0..8).await;
-    for id in ids("h", 5..8) {
-        let s = a.stanza().await;
-        assert_eq!(attr(&s, "id").as_deref(), Some(id.as_str()), "{s}");
-        assert_bounce(&s, "wait", "resource-constraint");
-    }
+    expect_bounces(&mut a, "h", 5..8, "wait", "resource-constraint").await;
     let mut b = Comp::login(d.addr(), B, "b").await;
     assert_eq!(bodies(&stanzas(&mut b, 5).await), ids("h", 0..5));
     b.expect_silence(QUIET).await;
@@ -192,10 +207,7 @@ async fn expiry_bounces_every_held_stanza() {
     let held_at = Instant::now();
     send_range(&mut a, "h", 0..20).await;
     a.expect_silence(Duration::from_millis(300)).await;
-    for id in ids("h", 0..20) {
-        let s = a.stanza().await;
-        assert_eq!(attr(&s, "id").as_deref(), Some(id.as_str()), "{s}");
-        assert_bounce(&s, "wait", "remote-server-timeout");
+    for s in expect_bounces(&mut a, "h", 0..20, "wait", "remote-server-timeout").await {
         assert!(s.contains("Component unavailable"), "{s}");
         assert!(s.contains("<not-connected"), "{s}");
     }
@@ -231,11 +243,7 @@ async fn a_reload_removing_a_held_domain_bounces_at_once() {
     a.expect_silence(Duration::from_millis(200)).await;
     let t = Instant::now();
     d.reload(&router_config(None, &[(A, "a", "")]));
-    for id in ids("h", 0..5) {
-        let s = a.stanza().await;
-        assert_eq!(attr(&s, "id").as_deref(), Some(id.as_str()), "{s}");
-        assert_bounce(&s, "cancel", "remote-server-not-found");
-    }
+    expect_bounces(&mut a, "h", 0..5, "cancel", "remote-server-not-found").await;
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert_eq!(hold_end(&d, "outcome"), "removed");
     assert_eq!(hold_end(&d, "bounced"), "5");
@@ -263,11 +271,7 @@ async fn a_reload_changes_a_running_holds_length() {
     send_range(&mut a, "g", 0..3).await;
     a.expect_silence(Duration::from_millis(200)).await;
     d.reload(&config("hold_seconds = 0"));
-    for id in ids("g", 0..3) {
-        let s = a.stanza().await;
-        assert_eq!(attr(&s, "id").as_deref(), Some(id.as_str()), "{s}");
-        assert_bounce(&s, "wait", "remote-server-timeout");
-    }
+    expect_bounces(&mut a, "g", 0..3, "wait", "remote-server-timeout").await;
     assert_eq!(hold_end(&d, "outcome"), "expired");
     // And no hold begins any more.
     let b = Comp::login(d.addr(), B, "b").await;
@@ -291,11 +295,7 @@ async fn shutdown_bounces_what_was_held() {
     let t = Instant::now();
     d.stop_ok();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    for id in ids("h", 0..4) {
-        let s = a.stanza().await;
-        assert_eq!(attr(&s, "id").as_deref(), Some(id.as_str()), "{s}");
-        assert_bounce(&s, "wait", "remote-server-timeout");
-    }
+    expect_bounces(&mut a, "h", 0..4, "wait", "remote-server-timeout").await;
     let (cond, _) = a.stream_error().await;
     assert_eq!(cond, "system-shutdown");
     assert_eq!(hold_end(&d, "outcome"), "shutdown");

@@ -216,6 +216,18 @@ fn account(
     }
 }
 
+/// The log, and its last `hold.end` line for COMP.
+fn hold_end(d: &Daemon) -> (String, String) {
+    let logs = d.logs();
+    let end = event("hold.end")
+        .domain(COMP)
+        .lines(&logs)
+        .last()
+        .map(str::to_string);
+    let end = end.unwrap_or_else(|| panic!("no hold.end:\n{logs}"));
+    (logs, end)
+}
+
 struct Run {
     /// Dropped first: the router stops before the component and Prosody, so
     /// the checks on its log see nothing of the teardown.
@@ -347,13 +359,7 @@ async fn a_restart_within_the_hold_is_invisible_to_prosody_users() {
         "{}",
         r.d.logs()
     );
-    let logs = r.d.logs();
-    let end = event("hold.end")
-        .domain(COMP)
-        .lines(&logs)
-        .last()
-        .map(str::to_string);
-    let end = end.unwrap_or_else(|| panic!("no hold.end:\n{logs}"));
+    let (_, end) = hold_end(&r.d);
     assert_eq!(field(&end, "outcome"), Some("resumed"), "{end}");
 }
 
@@ -364,13 +370,7 @@ async fn a_restart_within_the_hold_is_invisible_to_prosody_users() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_after_the_hold_bounces_what_was_held() {
     let Some(r) = run(1).await else { return };
-    let logs = r.d.logs();
-    let end = event("hold.end")
-        .domain(COMP)
-        .lines(&logs)
-        .last()
-        .map(str::to_string);
-    let end = end.unwrap_or_else(|| panic!("no hold.end:\n{logs}"));
+    let (logs, end) = hold_end(&r.d);
     assert_eq!(field(&end, "outcome"), Some("expired"), "{end}");
     let n = |k: &str| -> usize {
         field(&end, k)
