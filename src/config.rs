@@ -68,6 +68,9 @@ pub mod defaults {
     pub const ENABLED: bool = true;
     /// Per component with `on_conflict = "balance"`: connections in its set.
     pub const MAX_INSTANCES: usize = 16;
+    /// Per component: seconds a domain is held after its last connection
+    /// ended (0: not held).
+    pub const HOLD_SECONDS: u64 = 0;
 }
 
 /// An integer key: its name and accepted range, and the unit its error names.
@@ -120,6 +123,9 @@ pub mod keys {
         IntKey::new("upstream.keepalive_interval", 1, 86_400, "seconds");
     /// Per component (`components."DOMAIN".max_instances`).
     pub const MAX_INSTANCES: IntKey = IntKey::new("max_instances", 1, 1024, "connections");
+    /// Per component (`components."DOMAIN".hold_seconds`).
+    pub const HOLD_SECONDS: IntKey =
+        IntKey::new("hold_seconds", 0, 3600, "seconds; 0 turns it off");
 }
 
 /// The accepted values of `log_level`.
@@ -197,6 +203,9 @@ pub struct ComponentConfig {
     pub on_conflict: OnConflict,
     /// With `on_conflict = "balance"`: connections the set may hold.
     pub max_instances: usize,
+    /// How long the domain is held once its last connection ended (zero:
+    /// not held; README, "Restart without loss").
+    pub hold: std::time::Duration,
     pub enabled: bool,
     pub origin: Origin,
 }
@@ -208,6 +217,7 @@ impl ComponentConfig {
             && self.upstream_secret == other.upstream_secret
             && self.on_conflict == other.on_conflict
             && self.max_instances == other.max_instances
+            && self.hold == other.hold
             && self.enabled == other.enabled
     }
 }

@@ -35,9 +35,9 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use crate::router::{Domain, LinkDriver, Routed, Router, Source};
+use crate::router::{hold, Domain, LinkDriver, Requeued, Router};
 use crate::session::{outbox, Control, OutboxReceiver};
 use crate::wire::out::Out;
 use crate::wire::reader::{FramedReader, Sizing};
@@ -93,16 +93,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
     let hand_over = live
         .as_ref()
         .is_some_and(|l| l.domain.hands_over(l.session.id));
+    let mut held = false;
     if let Some(l) = live.as_ref().filter(|_| !hand_over) {
-        // No new stanza is routed to it from here on.
-        l.domain.release(l.session.id);
+        // No new stanza is routed to it from here on (while the domain is
+        // held, they are queued for its next connection).
+        held = release(&env, l);
     }
-    conn.finish(end, hand_over);
+    // What a held domain's connection has not written goes to the next one.
+    conn.finish(end, hand_over || held);
     drop(conn);
     let (rx, mut unwritten) = collect_unwritten(writer, peer).await;
     if let Some(l) = live {
         if hand_over {
-            unwritten = hand_over_unwritten(&l, unwritten, rx);
+            unwritten = hand_over_unwritten(&env, &l, unwritten, rx);
         } else {
             unwritten.extend(close_and_drain(rx).await);
         }
@@ -111,19 +114,46 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
     router.unregister_control(id);
 }
 
+/// Release a session from its domain; true when that began a hold (whose
+/// expiry timer is then running).
+fn release(env: &Env, l: &Live) -> bool {
+    let queue = env.router.settings().queue;
+    let gen = l.domain.release(l.session.id, queue);
+    if let Some(gen) = gen {
+        time_hold(env, &l.domain, gen);
+    }
+    gen.is_some()
+}
+
+/// Run the expiry timer of hold `gen` of `domain`.
+fn time_hold(env: &Env, domain: &Arc<Domain>, gen: u64) {
+    let task = hold::expire(env.router.clone(), domain.clone(), gen);
+    env.tasks.spawn(task);
+}
+
 /// A member of a balanced set leaves: its unwritten stanzas go to the other
-/// members (in order); what cannot is returned, to be bounced.
-fn hand_over_unwritten(l: &Live, unwritten: Vec<Out>, rx: Option<OutboxReceiver>) -> Vec<Out> {
+/// members (in order), or to the hold if it was the last after all; what
+/// cannot is returned, to be bounced.
+fn hand_over_unwritten(
+    env: &Env,
+    l: &Live,
+    unwritten: Vec<Out>,
+    rx: Option<OutboxReceiver>,
+) -> Vec<Out> {
     let Some(mut rx) = rx else {
         // The writer did not finish in time: nothing more can be taken.
-        l.domain.release(l.session.id);
+        release(env, l);
         return unwritten;
     };
-    let (moved, failed) = l.domain.hand_over(l.session.id, unwritten, &mut rx);
-    if moved > 0 || !failed.is_empty() {
-        info!(event = "balance.handover", peer = %l.session.peer, domain = %l.domain.name, moved, failed = failed.len(), "a leaving connection's unwritten stanzas were re-routed to the rest of its set");
+    let queue = env.router.settings().queue;
+    let h = l.domain.hand_over(l.session.id, unwritten, &mut rx, queue);
+    if let Some(gen) = h.held {
+        time_hold(env, &l.domain, gen);
     }
-    failed
+    if h.moved > 0 || !h.failed.is_empty() {
+        info!(event = "balance.handover", peer = %l.session.peer, domain = %l.domain.name, moved = h.moved, failed = h.failed.len(), "a leaving connection's unwritten stanzas were re-routed to the rest of its set");
+    }
+    h.failed
 }
 
 /// The limits before authentication: those of the config, with elements (the
@@ -173,6 +203,19 @@ async fn close_and_drain(rx: Option<OutboxReceiver>) -> Vec<Out> {
 /// senders go over the domain's upstream link), then let the domain decide
 /// about its link.
 fn end_session(env: &Env, l: Live, unwritten: Vec<Out>) {
+    let unwritten = match l.domain.requeue(l.session.id, unwritten) {
+        Requeued::NotHeld(v) => v,
+        Requeued::Kept { overflow } => {
+            let n = overflow.len();
+            if n > 0 {
+                let (bounced, lost) =
+                    env.router
+                        .bounce_all(&l.domain, overflow, Bounce::QUEUE_FULL);
+                warn!(event = "hold.overflow", domain = %l.domain.name, bounced, lost, "{n} stanza(s) held for {} did not fit in its queue with the old connection's unwritten ones in front: {bounced} bounced (resource-constraint), {lost} could not be", l.domain.name);
+            }
+            Vec::new()
+        }
+    };
     bounce_unwritten(&env.router, &l.domain, unwritten);
     if let Some(new) = l.domain.left(env.router.upstream_queue()) {
         env.links.drive(&env.router, &l.domain, new);
@@ -186,20 +229,12 @@ fn end_session(env: &Env, l: Live, unwritten: Vec<Out>) {
 /// anyone else over the domain's upstream link (still open here). A bounce
 /// that finds no room is dropped and counted in the log line.
 fn bounce_unwritten(router: &Router, domain: &Domain, unwritten: Vec<Out>) {
-    let (mut bounced, mut lost) = (0usize, 0usize);
     // Our header, `<handshake/>` and keepalives are not stanzas.
-    for env in unwritten.into_iter().filter_map(Out::into_stanza) {
-        if !env.head.name.is_stanza() {
-            continue;
-        }
-        let Some(reply) = Bounce::NOT_DELIVERED.envelope(env.head.name, &env.attrs) else {
-            continue;
-        };
-        match router.route(Source::Bounce(domain), reply) {
-            Routed::Delivered => bounced += 1,
-            Routed::Bounce(..) | Routed::Discarded => lost += 1,
-        }
-    }
+    let stanzas = unwritten
+        .into_iter()
+        .filter_map(Out::into_stanza)
+        .filter(|env| env.head.name.is_stanza());
+    let (bounced, lost) = router.bounce_all(domain, stanzas, Bounce::NOT_DELIVERED);
     if bounced + lost > 0 {
         info!(domain = %domain.name, bounced, lost, "{} stanza(s) queued for {} were not written: {bounced} bounced to their senders, {lost} could not be", bounced + lost, domain.name);
     }

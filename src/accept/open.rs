@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::conn::{Connection, End, Input, Live};
 use super::stanzas::{is_peer_stream_error, HANDSHAKE};
 use crate::proto::{handshake_matches, handshake_token, jid, new_stream_id, StreamCondition};
-use crate::router::{Attach, Domain};
+use crate::router::{hold, Attach, Domain};
 use crate::session::Session;
 use crate::wire::out::Out;
 use crate::wire::reader::Sizing;
@@ -154,8 +154,12 @@ impl Connection {
                 .is_ok()
         };
         let router = &self.env.router;
-        let link = match domain.attach(session.clone(), router.upstream_queue(), confirm) {
-            Attach::Attached { replaced, link } => {
+        let (link, drain) = match domain.attach(session.clone(), router.upstream_queue(), confirm) {
+            Attach::Attached {
+                replaced,
+                link,
+                drain,
+            } => {
                 for old in replaced {
                     info!(domain = %domain.name, old_peer = %old.peer, new_peer = %self.peer, "conflict: replacing the existing session");
                     // The old connection bounces what it could not write, then
@@ -165,7 +169,7 @@ impl Connection {
                         "Replaced by a new connection",
                     ));
                 }
-                link
+                (link, drain)
             }
             Attach::Conflict => {
                 info!(domain = %domain.name, peer = %self.peer, "conflict: component already connected, new connection refused");
@@ -192,6 +196,10 @@ impl Connection {
         info!(event = "session.authenticated", peer = %self.peer, domain = %domain.name, "component authenticated");
         if let Some(new) = link {
             self.env.links.drive(router, domain, new);
+        }
+        if let Some(gen) = drain {
+            // The held stanzas go first, in order, then live traffic.
+            self.env.tasks.spawn(hold::drain(domain.clone(), gen));
         }
         self.authenticated = true;
         self.reader

@@ -73,6 +73,7 @@ pub(super) struct RawComponent {
     #[serde(default)]
     on_conflict: OnConflict,
     max_instances: Option<Spanned<i64>>,
+    hold_seconds: Option<Spanned<i64>>,
     #[serde(default = "default_enabled")]
     enabled: bool,
 }
@@ -295,11 +296,13 @@ impl<'a> Source<'a> {
             Some(s) => Secret::new(s.get_ref()),
         };
         let max_instances = self.max_instances(&domain, c)?;
+        let hold = self.int(&c.hold_seconds, &keys::HOLD_SECONDS)?;
         Ok(ComponentConfig {
             secret,
             upstream_secret,
             on_conflict: c.on_conflict,
             max_instances,
+            hold: Duration::from_secs(hold.unwrap_or(defaults::HOLD_SECONDS)),
             enabled: c.enabled,
             origin: Origin {
                 file: self.path.to_path_buf(),
@@ -486,6 +489,7 @@ fn prosody_component(
         secret,
         on_conflict: defaults::ON_CONFLICT,
         max_instances: defaults::MAX_INSTANCES,
+        hold: Duration::from_secs(defaults::HOLD_SECONDS),
         enabled: pcomp.enabled,
         origin,
     }))
@@ -689,6 +693,25 @@ mod tests {
         assert!(err_line("max_conections = 5\n")
             .1
             .contains("max_conections"));
+    }
+
+    #[test]
+    fn hold_seconds() {
+        let c = p("[components.\"a.x\"]\nsecret = \"a\"\n").unwrap();
+        assert_eq!(c.served("a.x").unwrap().hold, Duration::ZERO);
+        let c = p("[components.\"a.x\"]\nsecret = \"a\"\nhold_seconds = 30\n").unwrap();
+        assert_eq!(c.served("a.x").unwrap().hold, Duration::from_secs(30));
+        for n in ["-1", "3601", "\"30\""] {
+            let (line, reason) = err_line(&format!(
+                "[components.\"a.x\"]\nsecret = \"a\"\nhold_seconds = {n}\n"
+            ));
+            assert_eq!(line, 3, "{reason}");
+        }
+        let (_, reason) = err_line("[components.\"a.x\"]\nsecret = \"a\"\nhold_seconds = 3601\n");
+        assert!(
+            reason.starts_with("hold_seconds") && reason.contains("out of range"),
+            "{reason}"
+        );
     }
 
     #[test]

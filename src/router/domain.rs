@@ -18,12 +18,17 @@
 //! session while the previous one is still leaving) renews the link once the
 //! old session has left: the old link closes, and the new one connects once it
 //! has closed, so the server never sees two links for the domain.
+//!
+//! With `hold_seconds`, a domain whose set becomes empty is held
+//! ([`hold`](super::hold)): it keeps its link (no renewal either when a
+//! connection comes back) and queues what is routed to it.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::balance::{self, Requests};
+use super::hold::{Ended, Hold, Outcome, Requeued};
 use crate::config::{ComponentConfig, OnConflict};
 use crate::session::{Gate, Link, OutboxReceiver, QueueLimits, Routing, Session};
 use crate::wire::out::Out;
@@ -86,10 +91,13 @@ pub struct NewLink {
 
 /// Outcome of [`Domain::attach`].
 pub enum Attach {
-    /// Attached. `replaced` must be sent `conflict`; `link` must be driven.
+    /// Attached. `replaced` must be sent `conflict`; `link` must be driven;
+    /// `drain`: the domain was held, its queue must be handed to the set
+    /// ([`drain`](super::hold::drain) of that generation).
     Attached {
         replaced: Vec<Arc<Session>>,
         link: Option<NewLink>,
+        drain: Option<u64>,
     },
     /// `on_conflict = "reject"` and a session is live.
     Conflict,
@@ -126,6 +134,19 @@ pub struct Domain {
     members: RwLock<()>,
     /// The `iq` requests the members sent, for their responses.
     requests: Requests,
+    /// Held while the set is empty (`hold_seconds`).
+    hold: Hold,
+}
+
+/// What [`Domain::hand_over`] did with a leaving member's queue.
+pub struct HandOver {
+    /// Re-routed to the other members.
+    pub moved: usize,
+    /// To bounce (no member could take them).
+    pub failed: Vec<Out>,
+    /// The set became empty and the domain is held (the expiry timer's
+    /// generation); then the queue went to the hold.
+    pub held: Option<u64>,
 }
 
 impl Domain {
@@ -139,6 +160,7 @@ impl Domain {
             slot: Mutex::default(),
             members: RwLock::default(),
             requests: Requests::default(),
+            hold: Hold::new(cfg.hold),
         })
     }
 
@@ -152,6 +174,7 @@ impl Domain {
     pub fn set_settings(&self, cfg: &ComponentConfig) {
         let _slot = self.lock();
         self.settings.store(Arc::new(cfg.clone()));
+        self.hold.set_hold(cfg.hold);
         let now = self.sessions.load_full();
         let balance = cfg.on_conflict == OnConflict::Balance;
         self.sessions
@@ -198,6 +221,11 @@ impl Domain {
     /// The sessions now (a guard: no reference-count traffic per stanza).
     pub fn sessions(&self) -> arc_swap::Guard<Arc<Sessions>> {
         self.sessions.load()
+    }
+
+    /// The domain's hold (docs/behaviour.md#hold).
+    pub fn hold(&self) -> &Hold {
+        &self.hold
     }
 
     /// The open upstream link (a guard).
@@ -259,18 +287,29 @@ impl Domain {
             (vec![session], current.list.clone())
         };
         self.sessions.store(Arc::new(Sessions::new(set, balance)));
-        slot.holders += 1;
+        let held = self.hold.is_holding();
         let mut link = None;
         if let Some(limits) = upstream {
             if self.link.load().is_none() {
                 link = Some(self.open_link(&mut slot, limits));
-            } else if !balance || current.is_empty() {
+            } else if !held && slot.holders > 0 && (!balance || current.is_empty()) {
                 // The link is the replaced (or a leaving) session's; a
-                // balanced set's link stays the set's.
+                // balanced set's link stays the set's, a held domain's the
+                // domain's.
                 slot.renew = true;
             }
         }
-        Attach::Attached { replaced, link }
+        slot.holders += 1;
+        let drain = if current.is_empty() {
+            self.hold.resume(&self.name)
+        } else {
+            None
+        };
+        Attach::Attached {
+            replaced,
+            link,
+            drain,
+        }
     }
 
     fn open_link(&self, slot: &mut LinkSlot, limits: QueueLimits) -> NewLink {
@@ -285,15 +324,29 @@ impl Domain {
     }
 
     /// Stop routing to `session_id` (its connection is ending). It still holds
-    /// the link until [`Domain::left`].
-    pub fn release(&self, session_id: u64) {
+    /// the link until [`Domain::left`]. When it was the last and the domain
+    /// holds (`hold_seconds`), the hold begins, with a queue of `limits`: the
+    /// generation for its expiry timer is returned.
+    pub fn release(&self, session_id: u64, limits: QueueLimits) -> Option<u64> {
         let _slot = self.lock();
         let current = self.sessions.load();
-        if current.contains(session_id) {
-            let balance = self.settings.load().on_conflict == OnConflict::Balance;
-            self.sessions
-                .store(Arc::new(current.without(session_id, balance)));
+        if !current.contains(session_id) {
+            return None;
         }
+        let balance = self.settings.load().on_conflict == OnConflict::Balance;
+        let rest = current.without(session_id, balance);
+        // Before the empty set is published (see the hold's module doc).
+        let held = (rest.is_empty() && !self.is_detached())
+            .then(|| self.hold.begin(&self.name, session_id, limits))
+            .flatten();
+        self.sessions.store(Arc::new(rest));
+        held
+    }
+
+    /// A released session hands back what it did not write: kept in front
+    /// of the held queue if the domain is held for it (see [`Requeued`]).
+    pub fn requeue(&self, session_id: u64, unwritten: Vec<Out>) -> Requeued {
+        self.hold.requeue(session_id, unwritten)
     }
 
     /// Will `session_id`, ending now, hand its queue to other members? (It
@@ -315,13 +368,32 @@ impl Domain {
         session_id: u64,
         unwritten: Vec<Out>,
         rx: &mut OutboxReceiver,
-    ) -> (usize, Vec<Out>) {
+        limits: QueueLimits,
+    ) -> HandOver {
         let _slot = self.lock();
         let _members = self.members.write().unwrap_or_else(PoisonError::into_inner);
         let balance = self.settings.load().on_conflict == OnConflict::Balance;
         let rest = self.sessions.load().without(session_id, balance);
-        let (mut moved, mut failed) = (0, Vec::new());
         let detached = self.is_detached();
+        if rest.is_empty() && !detached {
+            // The others left meanwhile: the last one out starts the hold.
+            if let Some(gen) = self.hold.begin(&self.name, session_id, limits) {
+                self.sessions.store(Arc::new(rest));
+                rx.close();
+                let mut items = unwritten;
+                items.extend(rx.drain());
+                let failed = match self.hold.requeue(session_id, items) {
+                    Requeued::Kept { overflow } => overflow.into_iter().map(Out::Stanza).collect(),
+                    Requeued::NotHeld(v) => v,
+                };
+                return HandOver {
+                    moved: 0,
+                    failed,
+                    held: Some(gen),
+                };
+            }
+        }
+        let (mut moved, mut failed) = (0, Vec::new());
         let queued = rx.drain();
         for item in unwritten.into_iter().chain(queued) {
             let Out::Stanza(env) = item else {
@@ -344,7 +416,11 @@ impl Domain {
         // Nobody picks it any more (deliveries wait for this lock): close it.
         rx.close();
         failed.extend(rx.drain());
-        (moved, failed)
+        HandOver {
+            moved,
+            failed,
+            held: None,
+        }
     }
 
     /// A released session has bounced what it could not write: the link
@@ -356,7 +432,10 @@ impl Domain {
         let sessions = self.sessions.load();
         if sessions.is_empty() && slot.holders == 0 {
             slot.renew = false;
-            self.close_link();
+            // A held domain keeps its link until the hold ends.
+            if !self.hold.is_holding() {
+                self.close_link();
+            }
             return None;
         }
         if slot.renew && slot.holders == sessions.len() && !self.is_detached() {
@@ -391,12 +470,40 @@ impl Domain {
     }
 
     /// A reload removed the domain: wait for stanzas being routed from or to
-    /// it, close its link, and say how many sessions stay open, detached.
-    pub fn detach(&self) -> usize {
+    /// it, end its hold (`bounce` gets what was held, while the link is still
+    /// open), close its link, and say how many sessions stay open, detached.
+    pub fn detach(&self, bounce: impl FnOnce(&Domain, Ended)) -> usize {
         let mut slot = self.lock();
         self.gate.close();
         slot.renew = false;
+        if let Some(ended) = self.hold.end(Outcome::Removed) {
+            bounce(self, ended);
+        }
         self.close_link();
         self.sessions.load().len()
+    }
+
+    /// Hold `gen` reached its deadline: `bounce` gets what was held (the link
+    /// is still open), then the link closes unless a session holds it.
+    /// False if the hold had changed (nothing done).
+    pub fn expire_hold(&self, gen: u64, bounce: impl FnOnce(&Domain, Ended)) -> bool {
+        let slot = self.lock();
+        let Some(ended) = self.hold.expire(gen) else {
+            return false;
+        };
+        bounce(self, ended);
+        if self.sessions.load().is_empty() && slot.holders == 0 {
+            self.close_link();
+        }
+        true
+    }
+
+    /// Shutdown: no hold begins any more; `bounce` gets what a running one
+    /// held (the link is closed afterwards, by [`Domain::close_upstream`]).
+    pub fn shut(&self, bounce: impl FnOnce(&Domain, Ended)) {
+        let _slot = self.lock();
+        if let Some(ended) = self.hold.end(Outcome::Shutdown) {
+            bounce(self, ended);
+        }
     }
 }

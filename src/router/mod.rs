@@ -7,18 +7,22 @@
 //! - [`route`]: [`Router::route`], where every stanza from a component goes.
 //! - [`balance`]: how a balanced domain's stanzas are spread over its set
 //!   (rendezvous hashing of the bare `from`, `iq` responses to the requester).
+//! - [`hold`]: a domain held while its component restarts (`hold_seconds`):
+//!   its queue, its expiry, the hand-over to the next connection.
 //!
 //! Delivery never waits: a full queue is reported to the sender, which bounces
 //! `resource-constraint`, so one slow reader cannot stall anyone else.
 
 pub mod balance;
 pub mod domain;
+pub mod hold;
 pub mod route;
 pub mod table;
 
 use std::sync::Arc;
 
 pub use domain::{Attach, Domain, NewLink};
+pub use hold::Requeued;
 pub use route::{deliver, Reserved, Routed, Source};
 pub use table::{Router, Settings, READDED_TEXT};
 

@@ -185,7 +185,10 @@ impl Router {
         // closing each gate waits for deliveries decided before the swap.
         let removed: Vec<(String, usize)> = detached
             .iter()
-            .map(|dom| (dom.name.to_string(), dom.detach()))
+            .map(|dom| {
+                let open = dom.detach(|d, ended| self.end_hold(d, ended));
+                (dom.name.to_string(), open)
+            })
             .collect();
         let mut kept = self.detached.lock().unwrap_or_else(PoisonError::into_inner);
         kept.retain(|w| w.strong_count() > 0);

@@ -312,10 +312,15 @@ impl Reader<'_> {
                     .pick(&set, st.head.name, &st.attrs, false)
                     .cloned()
             };
-            let Some(session) = session.filter(|s| Some(s.id) != gone) else {
-                // Its connection is ending: the sender hears of it.
-                self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE)
-                    .await;
+            let session = session.filter(|s| Some(s.id) != gone);
+            let Some(session) = session.filter(|_| !self.domain.hold().is_holding()) else {
+                // No session, or the domain is held: routed without waiting
+                // (to the hold queue, or the sender hears of it).
+                let routed = match self.domain.routing() {
+                    Some(_routing) => deliver(self.domain, st, None),
+                    None => Routed::Discarded,
+                };
+                self.answer(routed).await;
                 return Next::Continue;
             };
             let give_up = self.give_up;

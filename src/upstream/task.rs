@@ -15,7 +15,7 @@ use super::error::LinkError;
 use super::reader::{Reader, Reason, Stop};
 use super::timing::{Backoff, FIRST_STANZAS_WAIT, STABLE_UP};
 use crate::config::UpstreamConfig;
-use crate::router::{Domain, Router};
+use crate::router::{Domain, Routed, Router};
 use crate::session::link::Event;
 use crate::session::{Link, OutboxReceiver, PushError};
 use crate::wire::out::{Envelope, Out};
@@ -305,7 +305,11 @@ impl LinkTask {
                     .cloned()
             };
             let Some(session) = &session else {
-                lost += 1;
+                // No member: kept for the next one if the domain is held.
+                match self.domain.hold().push(reply) {
+                    Ok(Routed::Delivered) => n += 1,
+                    _ => lost += 1,
+                }
                 continue;
             };
             // Wait for the component to make room (it is the sender), unless
