@@ -66,6 +66,11 @@ pub mod defaults {
     pub const ON_CONFLICT: OnConflict = OnConflict::Replace;
     /// Per component.
     pub const ENABLED: bool = true;
+    /// Per component with `on_conflict = "balance"`: connections in its set.
+    pub const MAX_INSTANCES: usize = 16;
+    /// Per component: seconds a domain is held after its last connection
+    /// ended (0: not held).
+    pub const HOLD_SECONDS: u64 = 0;
 }
 
 /// An integer key: its name and accepted range, and the unit its error names.
@@ -116,6 +121,11 @@ pub mod keys {
     );
     pub const UPSTREAM_KEEPALIVE_INTERVAL: IntKey =
         IntKey::new("upstream.keepalive_interval", 1, 86_400, "seconds");
+    /// Per component (`components."DOMAIN".max_instances`).
+    pub const MAX_INSTANCES: IntKey = IntKey::new("max_instances", 1, 1024, "connections");
+    /// Per component (`components."DOMAIN".hold_seconds`).
+    pub const HOLD_SECONDS: IntKey =
+        IntKey::new("hold_seconds", 0, 3600, "seconds; 0 turns it off");
 }
 
 /// The accepted values of `log_level`.
@@ -147,6 +157,10 @@ pub enum OnConflict {
     Replace,
     /// The new session gets `conflict` (Prosody's default `kick_new`).
     Reject,
+    /// The new session joins the domain's set (up to `max_instances`);
+    /// stanzas to the domain are spread over the set with affinity by the
+    /// bare `from` (README, "Several connections for one domain").
+    Balance,
 }
 
 impl Default for OnConflict {
@@ -160,6 +174,7 @@ impl fmt::Display for OnConflict {
         f.write_str(match self {
             OnConflict::Replace => "replace",
             OnConflict::Reject => "reject",
+            OnConflict::Balance => "balance",
         })
     }
 }
@@ -186,6 +201,11 @@ pub struct ComponentConfig {
     /// Secret for the upstream link; defaults to `secret`.
     pub upstream_secret: Secret,
     pub on_conflict: OnConflict,
+    /// With `on_conflict = "balance"`: connections the set may hold.
+    pub max_instances: usize,
+    /// How long the domain is held once its last connection ended (zero:
+    /// not held; README, "Restart without loss").
+    pub hold: std::time::Duration,
     pub enabled: bool,
     pub origin: Origin,
 }
@@ -196,6 +216,8 @@ impl ComponentConfig {
         self.secret == other.secret
             && self.upstream_secret == other.upstream_secret
             && self.on_conflict == other.on_conflict
+            && self.max_instances == other.max_instances
+            && self.hold == other.hold
             && self.enabled == other.enabled
     }
 }

@@ -38,3 +38,7 @@ pub mod wire;
 /// The framer, at the crate root for the tests, benchmarks and fuzz targets
 /// that drive it directly.
 pub use wire::xml;
+
+/// How a balanced domain's stanzas are spread, for its benchmark.
+#[doc(hidden)]
+pub use router::balance;

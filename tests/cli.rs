@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use test_support::comp::Comp;
 use test_support::daemon::{router_bin, Daemon};
+use test_support::events::event;
 use test_support::inspect::attr;
 use test_support::not_run;
 use test_support::stanza::handshake_token;
@@ -509,7 +510,10 @@ fn logs_have_no_ansi_escapes_when_stderr_is_a_pipe() {
         bad.open("unknown.example").await;
     });
     assert!(
-        d.wait_for_log("host-unknown", Duration::from_secs(5)),
+        d.wait_for_log(
+            event("header.refused").with("condition", "host-unknown"),
+            Duration::from_secs(5)
+        ),
         "{}",
         d.logs()
     );
@@ -631,17 +635,20 @@ secret_file = "{}"
         bad.send_handshake(UPSTREAM_SECRET).await;
         let cond = bad.expect_stream_error().await;
         assert_eq!(cond, "not-authorized");
+        // Both upstream links try to authenticate while their sessions are
+        // open (a session's end closes its link, even mid-handshake).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handshakes.lock().unwrap().len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop((a, b));
     });
     assert!(
-        d.wait_for_log("authentication failed", Duration::from_secs(5)),
+        d.wait_for_log(event("handshake.failed"), Duration::from_secs(5)),
         "{}",
         d.logs()
     );
-    // Both upstream links tried to authenticate, with the right secrets.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while handshakes.lock().unwrap().len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // ... with the right secrets.
     let got = handshakes.lock().unwrap().clone();
     for (domain, secret) in [("a.example", UPSTREAM_SECRET), ("b.example", SECRET_FILE)] {
         let want = handshake_token(UPSTREAM_ID, secret);

@@ -336,6 +336,40 @@ async fn queue_fill_and_health_during_shutdown() {
     drop(b);
 }
 
+/// A domain held while its component restarts: `held` state and the
+/// stanzas kept for it, then `connected` again once they are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_state_and_held_stanzas() {
+    let r = Router::start(
+        &(component("a.example", "sa", "") + &component("b.example", "sb", "hold_seconds = 30")),
+    );
+    let mut a = Comp::login(r.addr(), "a.example", "sa").await;
+    let mut b = Comp::login(r.addr(), "b.example", "sb").await;
+    b.close_cleanly("b restarts").await;
+    r.expect(&state("b.example", "held"), 1.0).await;
+    for i in 0..3 {
+        a.send(&msg("x@a.example", "y@b.example", &format!("h{i}")))
+            .await;
+    }
+    let s = r
+        .expect(&per_domain("held_stanzas", "b.example"), 3.0)
+        .await;
+    assert_eq!(
+        s.value(&per_domain("component_connections", "b.example")),
+        0.0
+    );
+    assert_eq!(s.get(&bounces("a.example", "remote-server-timeout")), None);
+    let mut b = Comp::login(r.addr(), "b.example", "sb").await;
+    for _ in 0..3 {
+        b.stanza().await;
+    }
+    let s = r
+        .expect(&per_domain("held_stanzas", "b.example"), 0.0)
+        .await;
+    assert_eq!(s.value(&state("b.example", "connected")), 1.0);
+    r.expect(&stanzas("b.example", "out"), 3.0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_ok_and_failed_and_the_detached_state() {
     let r = Router::start(&two_components());

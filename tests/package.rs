@@ -50,8 +50,10 @@ XMPP components (IRC, Matrix and SMS bridges, bots, MUC and upload services: any
 speaking XEP-0114) connect to xmpp-component-router instead of to the XMPP server. It \
 authenticates each with its shared secret, routes stanzas between its components itself \
 (forwarding the exact bytes the sender wrote) and, with an [upstream] server configured, \
-holds one XEP-0114 link per authenticated component to that server (e.g. Prosody), which \
-reconnects on its own, and relays everything not addressed to a local component over it.
+holds one XEP-0114 link per connected component domain to that server (e.g. Prosody), \
+which reconnects on its own, and relays everything not addressed to a local component over \
+it. Several instances of one component can share its domain (on_conflict = \"balance\"): \
+each user's stanzas go to one instance, and one link serves them all. A component that restarts can have its domain held (hold_seconds): the link to the server stays up and stanzas for it wait for it, in order and within the queue bounds, and are bounced if it does not come back in time.
 
 It runs in the foreground and logs to standard error; under systemd it speaks the \
 sd_notify protocol (Type=notify-reload) and its log lines carry syslog priorities for \

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use test_support::comp::{pass, round_trip, Comp, Got, T};
 use test_support::daemon::Daemon;
 use test_support::el::{parse_el, El};
+use test_support::events::event;
 use test_support::inspect::attr;
 use test_support::ns::{
     COMPONENT as NS_COMPONENT, PROSODY_COMPONENT as NS_PROSODY_COMPONENT,
@@ -1280,4 +1281,37 @@ async fn large_stanza_under_the_default_limit_is_delivered_intact() {
     assert_eq!(b.stanza().await, m);
     assert_eq!(b.stanza().await, small);
     a.expect_silence(SILENCE).await;
+}
+
+/// A session the router ends for what its component sent is logged as a
+/// warning with the condition and the reason, at the default log level; a
+/// component that closes its own stream is not.
+#[tokio::test]
+async fn a_session_ended_for_a_protocol_violation_is_a_warning_with_the_reason() {
+    let d = start();
+    let mut a = login(&d, "a.example", "sa").await;
+    a.send("<message from='x@b.example' to='y@b.example' id='w'/>")
+        .await;
+    assert_eq!(cond(&mut a).await, "invalid-from");
+    d.expect_log(event("session.ended_by_router"), Duration::from_secs(5));
+    let logs = d.logs();
+    let ended = event("session.ended_by_router")
+        .domain("a.example")
+        .with("condition", "invalid-from");
+    let line = ended.lines(&logs).next().unwrap_or_default().to_string();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("component session for a.example"), "{line}");
+    assert!(line.contains("invalid-from"), "{line}");
+    assert!(
+        line.contains("'from' must be an address at a.example (got x@b.example)"),
+        "{line}"
+    );
+    let mut a = login(&d, "a.example", "sa").await;
+    a.close_cleanly("a closing its own stream").await;
+    assert_eq!(
+        d.count_log(event("session.ended_by_router")),
+        1,
+        "{}",
+        d.logs()
+    );
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use test_support::comp::{header_refused, round_trip, Comp, CompRx, Got};
 use test_support::daemon::{component as comp, free_port, Daemon};
+use test_support::events::event;
 use test_support::inspect::{attr, condition_of, stanza_error_condition};
 use test_support::stanza::msg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,24 +51,33 @@ async fn stays_open_and_silent(c: &mut Comp, t: Duration, what: &str) {
     }
 }
 
-/// A line of the log ends with `summary` (the reload summary is the whole message).
-fn assert_summary(d: &Daemon, summary: &str) {
+/// The summaries the log holds so far: the messages of its `reload.done` lines
+/// (the same text goes to systemd as `STATUS=`, so its wording is the interface).
+fn summaries(d: &Daemon) -> Vec<String> {
     let logs = d.logs();
+    event("reload.done")
+        .lines(&logs)
+        .filter_map(|l| {
+            let from = l.find("reload: ")?;
+            let to = l.find(" event=")?;
+            Some(l[from..to].to_string())
+        })
+        .collect()
+}
+
+/// One of the reload summaries so far is exactly `summary`.
+fn assert_summary(d: &Daemon, summary: &str) {
     assert!(
-        logs.lines().any(|l| l.ends_with(summary)),
-        "no summary line {summary:?} in:\n{logs}"
+        summaries(d).iter().any(|s| s == summary),
+        "no summary line {summary:?} in:\n{}",
+        d.logs()
     );
 }
 
 fn last_summary(d: &Daemon) -> String {
-    let logs = d.logs();
-    let line = logs
-        .lines()
-        .rev()
-        .find(|l| l.contains("reload: ") && l.contains(" unchanged"))
-        .unwrap_or_else(|| panic!("no summary line in:\n{logs}"))
-        .to_string();
-    line[line.find("reload: ").unwrap()..].to_string()
+    summaries(d)
+        .pop()
+        .unwrap_or_else(|| panic!("no summary line in:\n{}", d.logs()))
 }
 
 // ---------------------------------------------------------------------------
@@ -161,7 +171,7 @@ async fn check_detached(after_b: &str) {
         "reload: 0 added, 1 removed (1 connection detached), 0 changed, 2 unchanged",
     );
     d.expect_log(
-        "reload: component removed (1 connection detached)",
+        event("reload.removed").with("connections_detached", 1),
         LOG_WAIT,
     );
 
@@ -170,8 +180,13 @@ async fn check_detached(after_b: &str) {
     b.send(&from_b).await;
     x.expect_silence(QUIET).await;
     b.expect_silence(QUIET).await;
-    d.expect_log("stanza from detached component discarded", LOG_WAIT);
-    assert!(d.logs().contains("discarded=1"), "{}", d.logs());
+    d.expect_log(event("detached.discarded"), LOG_WAIT);
+    assert_eq!(
+        d.count_log(event("detached.discarded").with("discarded", 1)),
+        1,
+        "{}",
+        d.logs()
+    );
 
     // Nothing routed to it: its domain is an unknown domain now.
     x.send(&msg("v@x.example", "u@b.example/r", "to-detached"))
@@ -195,7 +210,10 @@ async fn check_detached(after_b: &str) {
     b.send(&msg("u@b.example/r", "v@x.example", "still-nothing"))
         .await;
     x.expect_silence(QUIET).await;
-    assert!(d.wait_for_log("discarded=2", Duration::from_secs(5)));
+    assert!(d.wait_for_log(
+        event("detached.discarded").with("discarded", 2),
+        Duration::from_secs(5)
+    ));
 
     // The unchanged x still works, on the same connection.
     let mut a = Comp::login(d.addr(), "a.example", "sa").await;
@@ -203,7 +221,7 @@ async fn check_detached(after_b: &str) {
 
     // It ends when the peer closes.
     b.close_cleanly("detached b").await;
-    d.expect_log("component session ended", LOG_WAIT);
+    d.expect_log(event("session.ended"), LOG_WAIT);
     assert!(
         d.logs()
             .lines()
@@ -235,7 +253,7 @@ async fn detached_connection_ends_when_peer_drops_tcp() {
     );
     drop(b);
     assert!(
-        d.wait_for_log("component session ended", Duration::from_secs(5)),
+        d.wait_for_log(event("session.ended"), Duration::from_secs(5)),
         "{}",
         d.logs()
     );
@@ -276,8 +294,15 @@ async fn shutdown_closes_detached_connections_too() {
     d.reload(&base);
     let t0 = Instant::now();
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(b.expect_stream_error().await, "system-shutdown");
-    assert_eq!(a.expect_stream_error().await, "system-shutdown");
+    let text = Some("The component router is shutting down".to_string());
+    assert_eq!(
+        b.stream_error().await,
+        ("system-shutdown".to_string(), text.clone())
+    );
+    assert_eq!(
+        a.stream_error().await,
+        ("system-shutdown".to_string(), text)
+    );
     let st = d.wait(Duration::from_secs(6)).expect("daemon did not exit");
     assert!(st.success(), "{st:?}");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
@@ -318,7 +343,7 @@ async fn detached_flood_is_read_and_discarded_in_bounded_memory() {
     let total = rounds * 16 + 1;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if d.logs().contains(&format!("discarded={total}")) {
+        if d.count_log(event("detached.discarded").with("discarded", total)) > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "flood not consumed");
@@ -448,8 +473,11 @@ async fn detach_is_a_clean_cut_while_the_removed_component_sends() {
 // Re-added
 // ---------------------------------------------------------------------------
 
+/// A re-added domain is a fresh registration, and a detached connection of it
+/// that is still open is closed with `reset` ("Component re-added: reconnect")
+/// instead of staying inert while its component believes it is connected.
 #[tokio::test]
-async fn re_added_component_gets_a_fresh_registration() {
+async fn re_added_component_resets_its_detached_connection_and_gets_a_fresh_registration() {
     let x_only = comp("x.example", "sx", "");
     let d = Daemon::start(&format!("{x_only}{}", comp("b.example", "sb", "")));
     let mut b1 = Comp::login(d.addr(), "b.example", "sb").await;
@@ -460,8 +488,9 @@ async fn re_added_component_gets_a_fresh_registration() {
         &d,
         "reload: 0 added, 1 removed (1 connection detached), 0 changed, 1 unchanged",
     );
+    stays_open_and_silent(&mut b1, QUIET, "detached b before the re-add").await;
     // Re-added with on_conflict = "reject": any live session for b would make
-    // the new login fail, so success proves the detached one does not count.
+    // the new login fail.
     d.reload(&format!(
         "{x_only}{}",
         comp("b.example", "sb2", "on_conflict = \"reject\"")
@@ -470,23 +499,52 @@ async fn re_added_component_gets_a_fresh_registration() {
         &d,
         "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged",
     );
+    assert_eq!(
+        b1.stream_error().await,
+        (
+            "reset".to_string(),
+            Some("Component re-added: reconnect".to_string())
+        )
+    );
+    assert_eq!(
+        d.count_log(event("reload.reset").domain("b.example")),
+        1,
+        "{}",
+        d.logs()
+    );
+    // The component reconnects, with the new secret.
     let mut b2 = Comp::login(d.addr(), "b.example", "sb2").await;
-
-    // The old connection was not kicked and stays inert.
-    b1.send(&msg("u@b.example", "v@x.example", "from-old"))
-        .await;
-    x.expect_silence(QUIET).await;
-    // Traffic for b goes to the new connection only.
     round_trip(&mut b2, "b.example", &mut x, "x.example", "new").await;
-    stays_open_and_silent(&mut b1, DETACHED_OPEN, "old detached b").await;
-    b2.expect_silence(QUIET).await;
     // With reject in force, a third connection for b is refused (b2 is live).
     assert_eq!(
         handshake_refused(d.addr(), "b.example", "sb2").await,
         "conflict"
     );
-    b1.close_cleanly("old detached b").await;
+    // A later reload that changes nothing about b does not touch b2.
+    d.sighup_and_wait();
     round_trip(&mut b2, "b.example", &mut x, "x.example", "still").await;
+}
+
+/// A domain removed and re-added while no connection of it was left open:
+/// nothing to reset, the re-add is an ordinary add.
+#[tokio::test]
+async fn re_added_component_without_a_detached_connection_is_an_ordinary_add() {
+    let x_only = comp("x.example", "sx", "");
+    let both = format!("{x_only}{}", comp("b.example", "sb", ""));
+    let d = Daemon::start(&both);
+    let b1 = Comp::login(d.addr(), "b.example", "sb").await;
+    d.reload(&x_only);
+    drop(b1);
+    d.expect_log(event("session.ended"), LOG_WAIT);
+    d.reload(&both);
+    assert_summary(
+        &d,
+        "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged",
+    );
+    assert_eq!(d.count_log(event("reload.reset")), 0, "{}", d.logs());
+    let mut b2 = Comp::login(d.addr(), "b.example", "sb").await;
+    let mut x = Comp::login(d.addr(), "x.example", "sx").await;
+    round_trip(&mut b2, "b.example", &mut x, "x.example", "fresh").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -509,7 +567,7 @@ async fn changed_secret_keeps_the_session_and_applies_to_the_next_handshake() {
         &d,
         "reload: 0 added, 0 removed (0 connections detached), 1 changed, 1 unchanged",
     );
-    d.expect_log("reload: component changed", LOG_WAIT);
+    d.expect_log(event("reload.changed"), LOG_WAIT);
     // Its handshake is checked against the secret in force now.
     match pending.handshake("old").await {
         Got::Stanza(s) if s.starts_with("<stream:error>") => {
@@ -618,7 +676,12 @@ async fn listen_bind_failure_is_logged_and_the_rest_applies() {
         "listen = [\"{addr1}\", \"{busy_addr}\"]\n{a}{}",
         comp("c.example", "sc", "")
     ));
-    d.expect_log(&format!("cannot listen on {busy_addr}"), LOG_WAIT);
+    d.expect_log(event("listen.failed"), LOG_WAIT);
+    assert!(
+        d.logs().contains(&format!("cannot listen on {busy_addr}")),
+        "{}",
+        d.logs()
+    );
     assert_summary(
         &d,
         "reload: 1 added, 0 removed (0 connections detached), 0 changed, 1 unchanged, 1 listen address(es) failed",
@@ -685,7 +748,7 @@ async fn unchanged_components_are_not_touched() {
     a.expect_silence(Duration::from_millis(200)).await;
     x.expect_silence(Duration::from_millis(200)).await;
     round_trip(&mut a, "a.example", &mut x, "x.example", "after").await;
-    assert_eq!(d.count_log("component session ended"), 0, "{}", d.logs());
+    assert_eq!(d.count_log(event("session.ended")), 0, "{}", d.logs());
 }
 
 // ---------------------------------------------------------------------------
@@ -1034,8 +1097,8 @@ async fn traffic_flows_without_loss_through_20_reloads() {
         "too little traffic: {sent_ad}, {sent_da}"
     );
     eprintln!("continuity: {sent_ad} a->d and {sent_da} d->a stanzas through 20 reloads");
-    assert_eq!(d.count_log("reload failed"), 0);
-    assert_eq!(d.count_log("SIGHUP: reloading config"), 20);
+    assert_eq!(d.count_log(event("reload.failed")), 0);
+    assert_eq!(d.count_log(event("reload.start")), 20);
 }
 
 // ---------------------------------------------------------------------------
@@ -1083,7 +1146,7 @@ async fn sighup_during_a_reload_is_not_lost() {
 
     // First SIGHUP: the reload blocks opening the FIFO.
     d.sighup();
-    d.expect_log("SIGHUP: reloading config", LOG_WAIT);
+    d.expect_log(event("reload.start"), LOG_WAIT);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Meanwhile: the served set keeps working, the file changes, a second SIGHUP.
     let mut ac = Comp::login(d.addr(), "a.example", "sa").await;
@@ -1100,7 +1163,7 @@ async fn sighup_during_a_reload_is_not_lost() {
     .unwrap();
     d.sighup();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(d.count_log("SIGHUP: reloading config"), 1);
+    assert_eq!(d.count_log(event("reload.start")), 1);
 
     // Unblock the first reload: it applies the file it read (unchanged) ...
     let fed = feed_fifo(fifo.clone(), "sf\n");
@@ -1108,7 +1171,7 @@ async fn sighup_during_a_reload_is_not_lost() {
         .expect("the reload did not read the fifo");
     // ... and the second SIGHUP runs another reload with the new file.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while d.count_log(" unchanged") < 2 {
+    while d.count_log(event("reload.done")) < 2 {
         assert!(
             Instant::now() < deadline,
             "the second SIGHUP was lost:\n{}",

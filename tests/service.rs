@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use test_support::daemon::{router_bin, Daemon};
+use test_support::events::event;
 use test_support::not_run;
 
 const UNIT: &str = "systemd/xmpp-component-router.service";
@@ -225,7 +226,7 @@ fn under_journald_lines_carry_priority_and_no_timestamp() {
         let mut sink = Vec::new();
         let _ = c.read_to_end(&mut sink);
     }
-    assert!(d.wait_for_log("authentication failed", Duration::from_secs(5)));
+    assert!(d.wait_for_log(event("handshake.failed"), Duration::from_secs(5)));
     // An error: a reload with an invalid file keeps the old config and says so.
     d.reload("this is = = not toml");
     let st = d.stop().expect("daemon did not exit");
@@ -269,7 +270,7 @@ fn under_journald_lines_carry_priority_and_no_timestamp() {
 #[test]
 fn without_journald_lines_are_plain() {
     let mut d = Daemon::start_env(CONFIG, &[]);
-    assert!(d.wait_for_log("ready", Duration::from_secs(5)));
+    assert!(d.wait_for_log(event("ready"), Duration::from_secs(5)));
     let st = d.stop().expect("daemon did not exit");
     assert!(st.success());
     let logs = d.logs();

@@ -16,8 +16,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use test_support::c2s::C2s;
 use test_support::comp::{Comp, Got};
-use test_support::daemon::{component, mib, Daemon, RssPeak};
-use test_support::inspect::{attr, element_name, stanza_error_condition, text_of};
+use test_support::daemon::{down_line, mib, router_config, up_line, Daemon, RssPeak};
+use test_support::events::event;
+use test_support::inspect::{
+    attr, element_name, is_body, stanza_error_condition, text_of, with_id,
+};
 use test_support::prosody::{self, Prosody, ProsodyOptions};
 
 const T: Duration = Duration::from_secs(10);
@@ -39,18 +42,6 @@ fn start_prosody(opts: &ProsodyOptions) -> Prosody {
     Prosody::start(opts).unwrap_or_else(|e| panic!("Prosody failed to start: {e}"))
 }
 
-/// Router config: optional `[upstream]`, then `(domain, secret, extra lines)`.
-fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> String {
-    let mut s = String::from("log_level = \"info\"\n");
-    if let Some(a) = upstream {
-        s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
-    }
-    for (domain, secret, extra) in comps {
-        s.push_str(&component(domain, secret, extra));
-    }
-    s
-}
-
 /// `config` with `[upstream] keepalive_interval` set to `ms` (whole seconds).
 fn with_keepalive_interval(config: &str, ms: u64) -> String {
     config.replacen(
@@ -58,22 +49,6 @@ fn with_keepalive_interval(config: &str, ms: u64) -> String {
         &format!("[upstream]\nkeepalive_interval = {}\n", ms / 1000),
         1,
     )
-}
-
-fn up_line(domain: &str) -> String {
-    format!("upstream link for {domain} up")
-}
-
-fn down_line(domain: &str) -> String {
-    format!("upstream link for {domain} down")
-}
-
-fn is_body(s: &str, body: &str) -> bool {
-    element_name(s) == "message" && text_of(s, "body").as_deref() == Some(body)
-}
-
-fn with_id<'a>(name: &'a str, id: &'a str) -> impl Fn(&str) -> bool + 'a {
-    move |s| element_name(s) == name && attr(s, "id").as_deref() == Some(id)
 }
 
 /// An `Upstream server unavailable` bounce (docs/behaviour.md#routing).
@@ -173,7 +148,7 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    let t_up = d.expect_log_count(&up_line(COMP), 1, T);
+    let t_up = d.expect_log_count(up_line(COMP), 1, T);
     eprintln!("upstream link up {t_up:?} after the component authenticated");
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
 
@@ -246,8 +221,8 @@ async fn messages_and_iqs_flow_both_ways_through_the_router() {
         .unwrap_or_else(|| panic!("jabber:client message lost\n{}", p.log_tail()));
     assert_eq!(attr(&got, "from").as_deref(), Some("bot@comp.localhost"));
 
-    assert_eq!(d.count_log("component authenticated"), 1);
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(event("session.authenticated")), 1);
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
     assert!(
         !p.warnings().contains("Unhandled"),
         "Prosody dropped something:\n{}",
@@ -266,14 +241,14 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "before").await;
 
     let t_stop = Instant::now();
     p.stop();
     let stopped = t_stop.elapsed();
-    let noticed = d.expect_log_count(&down_line(COMP), 1, T);
+    let noticed = d.expect_log_count(down_line(COMP), 1, T);
     eprintln!("Prosody stopped in {stopped:?}; link down logged {noticed:?} later");
 
     // While Prosody is down: bounces, and the component stays connected.
@@ -306,7 +281,7 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
     p.restart()
         .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
     let prosody_ready = t_restart.elapsed();
-    let link_up = d.expect_log_count(&up_line(COMP), 2, RECOVERY) + prosody_ready;
+    let link_up = d.expect_log_count(up_line(COMP), 2, RECOVERY) + prosody_ready;
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "after").await;
     user_to_comp(&mut alice, COMP, &mut comp, "after, inbound").await;
@@ -317,8 +292,13 @@ async fn prosody_restart_is_invisible_to_the_component_except_bounces() {
     assert!(flowing < RECOVERY, "traffic flowed only after {flowing:?}");
 
     // Same component connection throughout; one log line per state change.
-    assert_eq!(d.count_log("component authenticated"), 1, "{}", d.logs());
-    let downs = d.count_log(&down_line(COMP));
+    assert_eq!(
+        d.count_log(event("session.authenticated")),
+        1,
+        "{}",
+        d.logs()
+    );
+    let downs = d.count_log(down_line(COMP));
     assert!(
         (1..=3).contains(&downs),
         "{downs} 'down' lines for one outage:\n{}",
@@ -340,8 +320,8 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
     let mut newc = Comp::login(d.addr(), NEW, NEW_SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
-    d.expect_log_count(&format!("{}: host-unknown", down_line(NEW)), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
+    d.expect_log_count(down_line(NEW).with("condition", "host-unknown"), 1, T);
 
     // Local routing between the router's components works meanwhile.
     newc.send(&format!(
@@ -381,7 +361,7 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     }
     let attempts = p.read_log().matches(&refusal).count();
     assert_eq!(
-        d.count_log(&down_line(NEW)),
+        d.count_log(down_line(NEW)),
         1,
         "one line per state change, not per retry ({attempts} attempts):\n{}",
         d.logs()
@@ -392,7 +372,7 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
     let t_restart = Instant::now();
     p.restart_with(&opts().component(NEW, NEW_SECRET))
         .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
-    d.expect_log_count(&up_line(NEW), 1, RECOVERY);
+    d.expect_log_count(up_line(NEW), 1, RECOVERY);
     let link_up = t_restart.elapsed();
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, NEW, &mut newc, "now you exist").await;
@@ -402,7 +382,12 @@ async fn domain_unknown_to_prosody_routes_locally_and_connects_once_prosody_know
         t_restart.elapsed()
     );
     assert!(t_restart.elapsed() < RECOVERY);
-    assert_eq!(d.count_log("component authenticated"), 2, "{}", d.logs());
+    assert_eq!(
+        d.count_log(event("session.authenticated")),
+        2,
+        "{}",
+        d.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +402,7 @@ async fn wrong_upstream_secret_is_reported_and_fixed_by_a_reload() {
         &[(COMP, SECRET, "upstream_secret = \"wrong\"")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&format!("{}: not-authorized", down_line(COMP)), 1, T);
+    d.expect_log_count(down_line(COMP).with("condition", "not-authorized"), 1, T);
 
     // The new upstream_secret applies at the next attempt; the component's
     // own session is untouched.
@@ -425,12 +410,12 @@ async fn wrong_upstream_secret_is_reported_and_fixed_by_a_reload() {
         upstream,
         &[(COMP, SECRET, "upstream_secret = \"s\"")],
     ));
-    let t = d.expect_log_count(&up_line(COMP), 1, RECOVERY);
+    let t = d.expect_log_count(up_line(COMP), 1, RECOVERY);
     eprintln!("link up {t:?} after the reload");
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, COMP, &mut comp, "fixed").await;
-    assert_eq!(d.count_log("component authenticated"), 1);
-    assert_eq!(d.count_log(&down_line(COMP)), 1, "{}", d.logs());
+    assert_eq!(d.count_log(event("session.authenticated")), 1);
+    assert_eq!(d.count_log(down_line(COMP)), 1, "{}", d.logs());
     assert!(
         !d.logs().contains("wrong"),
         "a secret appears in the log:\n{}",
@@ -449,13 +434,13 @@ async fn component_disconnect_takes_it_offline_in_prosody() {
         &[(COMP, SECRET, "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, COMP, &mut comp, "still there?").await;
 
     // The component goes away (TCP closed); its link is closed cleanly.
     drop(comp);
-    d.expect_log_count(&format!("upstream link for {COMP} closed"), 1, T);
+    d.expect_log_count(event("upstream.closed").domain(COMP), 1, T);
     user_gets_component_unavailable(&mut alice, COMP, "g1").await;
     assert!(
         p.read_log().contains("Received </stream:stream>"),
@@ -476,12 +461,12 @@ async fn reload_removing_the_component_closes_its_link_but_not_its_connection() 
         &[(COMP, SECRET, ""), ("keep.localhost", "k", "")],
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     user_to_comp(&mut alice, COMP, &mut comp, "before reload").await;
 
     d.reload(&router_config(upstream, &[("keep.localhost", "k", "")]));
-    d.expect_log_count(&format!("upstream link for {COMP} closed"), 1, T);
+    d.expect_log_count(event("upstream.closed").domain(COMP), 1, T);
     user_gets_component_unavailable(&mut alice, COMP, "r1").await;
     // Detached, not disconnected: what it sends is discarded, nothing comes back.
     comp.send(&format!(
@@ -523,7 +508,7 @@ async fn reload_adds_moves_and_removes_the_upstream() {
         Some(pa.component_addr()),
         &[(COMP, SECRET, "")],
     ));
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
     let mut alice = login_c2s(&pa, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "via A").await;
 
@@ -532,7 +517,7 @@ async fn reload_adds_moves_and_removes_the_upstream() {
         Some(pb.component_addr()),
         &[(COMP, SECRET, "")],
     ));
-    d.expect_log_count(&up_line(COMP), 2, T);
+    d.expect_log_count(up_line(COMP), 2, T);
     let mut bob = login_c2s(&pb, "bob", "bobpw").await;
     comp_to_user(&mut comp, COMP, &mut bob, "via B").await;
     user_to_comp(&mut bob, COMP, &mut comp, "from B").await;
@@ -540,7 +525,7 @@ async fn reload_adds_moves_and_removes_the_upstream() {
 
     // [upstream] disappears: the link is closed, the component stays.
     d.reload(&router_config(None, &[(COMP, SECRET, "")]));
-    d.expect_log_count(&format!("upstream link for {COMP} closed"), 1, T);
+    d.expect_log_count(event("upstream.closed").domain(COMP), 1, T);
     user_gets_component_unavailable(&mut bob, COMP, "b1").await;
     comp.send(&format!(
         "<message from='{COMP}' to='{}' id='n2'><body>x</body></message>",
@@ -555,7 +540,7 @@ async fn reload_adds_moves_and_removes_the_upstream() {
         )
         .await;
     assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
-    assert_eq!(d.count_log("component authenticated"), 1);
+    assert_eq!(d.count_log(event("session.authenticated")), 1);
 }
 
 /// A Prosody module that does what mod_privilege (XEP-0356) does on
@@ -631,8 +616,8 @@ async fn what_prosody_sends_right_after_authentication_reaches_the_component() {
         Some("alice@localhost/burst")
     );
     // (The log line may reach us after the stanzas did.)
-    d.expect_log_count(&up_line(COMP), 1, T);
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    d.expect_log_count(up_line(COMP), 1, T);
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -647,19 +632,19 @@ async fn dead_link_is_detected_and_replaced() {
         IDLE_MS,
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
 
     // Idle for several ping intervals: the pings loop through Prosody and are
     // swallowed (the component sees nothing), and the link stays up.
     assert_comp_still_open(&mut comp, Duration::from_millis(4 * IDLE_MS)).await;
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
 
     // A frozen server: TCP stays open, nothing answers.
     let pid = p.pid().expect("prosody pid") as i32;
     let _cont = ContOnDrop(pid);
     kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
     let t0 = Instant::now();
-    let detected = d.expect_log_count("(dead link)", 1, T);
+    let detected = d.expect_log_count(down_line(COMP).with("kind", "dead-link"), 1, T);
     eprintln!("dead link detected {detected:?} after SIGSTOP (idle {IDLE_MS} ms)");
     assert!(
         detected < Duration::from_millis(4 * IDLE_MS),
@@ -680,7 +665,7 @@ async fn dead_link_is_detected_and_replaced() {
 
     kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
     let t_cont = Instant::now();
-    d.expect_log_count(&up_line(COMP), 2, RECOVERY);
+    d.expect_log_count(up_line(COMP), 2, RECOVERY);
     let mut alice = login_c2s(&p, "alice", "alicepw").await;
     comp_to_user(&mut comp, COMP, &mut alice, "thawed").await;
     user_to_comp(&mut alice, COMP, &mut comp, "thawed too").await;
@@ -689,7 +674,7 @@ async fn dead_link_is_detected_and_replaced() {
         t_cont.elapsed(),
         t0.elapsed()
     );
-    assert_eq!(d.count_log("component authenticated"), 1);
+    assert_eq!(d.count_log(event("session.authenticated")), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -707,7 +692,7 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
         IDLE_MS,
     ));
     let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
 
     // Freeze Prosody, then send more than the kernel buffers and the link's
     // queue hold: the writer blocks, the queue fills, the rest is refused.
@@ -723,7 +708,12 @@ async fn stanzas_queued_for_a_link_that_dies_are_bounced() {
         .await;
     }
     let sent = t0.elapsed();
-    let detected = sent + d.expect_log_count("(dead link)", 1, Duration::from_secs(15));
+    let detected = sent
+        + d.expect_log_count(
+            down_line(COMP).with("kind", "dead-link"),
+            1,
+            Duration::from_secs(15),
+        );
     eprintln!(
         "burst of {N} × 60 kB sent in {sent:?}; dead link logged {detected:?} after the freeze"
     );
@@ -806,7 +796,7 @@ async fn gateway(
     let p = start_prosody(popts);
     let d = Daemon::start(&config(p.component_addr()));
     let comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(&up_line(COMP), 1, T);
+    d.expect_log_count(up_line(COMP), 1, T);
     let alice = login_c2s(&p, "alice", "alicepw").await;
     (p, d, comp, alice)
 }
@@ -887,7 +877,7 @@ async fn jabber_client_stanzas_are_rewritten_exactly_and_reach_prosody() {
         "Prosody dropped something:\n{}",
         p.warnings()
     );
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -933,7 +923,7 @@ async fn prosody_flooding_a_component_that_does_not_read_is_held_back_not_buffer
         assert_eq!(attr(&s, "id"), Some(format!("f{i}")), "out of order");
         assert_eq!(text_of(&s, "body").map(|b| b.len()), Some(BODY));
     }
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -955,7 +945,7 @@ async fn replace_closes_the_old_link_first_and_bounces_what_the_old_session_coul
 
     let t0 = Instant::now();
     let mut new = Comp::login(d.addr(), COMP, SECRET).await;
-    let up = d.expect_log_count(&up_line(COMP), 2, T);
+    let up = d.expect_log_count(up_line(COMP), 2, T);
     eprintln!("new upstream link up {up:?} after the replacing session logged in");
     // What the old session could not write comes back to alice.
     let mut bounced = std::collections::BTreeSet::new();
@@ -997,7 +987,7 @@ async fn replace_closes_the_old_link_first_and_bounces_what_the_old_session_coul
     assert!(!bounced.is_empty(), "nothing was bounced\n{}", d.logs());
     assert_eq!(read + bounced.len(), N, "stanzas lost\n{}", d.logs());
     // The new link never met the old one at Prosody: no conflict.
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
     user_to_comp(&mut alice, COMP, &mut new, "to the new session").await;
     comp_to_user(&mut new, COMP, &mut alice, "from the new session").await;
 }
@@ -1029,7 +1019,7 @@ async fn a_detached_component_gets_nothing_more_from_upstream_even_with_a_full_q
     ));
     let t0 = Instant::now();
     // The link closes although the component still does not read.
-    let closed = format!("upstream link for {COMP} closed");
+    let closed = event("upstream.closed").domain(COMP);
     let took = d
         .wait_log_count(&closed, 1, Duration::from_secs(12))
         .unwrap_or_else(|| {
@@ -1115,7 +1105,7 @@ async fn stanzas_from_upstream_in_a_foreign_namespace_are_bounced_not_delivered(
         (Some("modify".into()), Some("bad-request".into())),
         "{bounce}"
     );
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
 }
 
 /// Router config with `[upstream] max_stanza_size` set.
@@ -1192,8 +1182,8 @@ async fn what_any_client_can_send_through_prosody_arrives_and_the_link_stays_up(
 
     // And the link never went down.
     user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
-    assert_eq!(d.count_log(&up_line(COMP)), 1, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(up_line(COMP)), 1, "{}", d.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1238,8 +1228,8 @@ async fn a_stanza_past_the_upstream_max_stanza_size_is_bounced_and_the_link_stay
         .await;
     assert_eq!(attr(&got, "id").as_deref(), Some("small"), "{got}");
     user_to_comp(&mut alice, COMP, &mut comp, "still up").await;
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
-    assert_eq!(d.count_log(&up_line(COMP)), 1, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(up_line(COMP)), 1, "{}", d.logs());
     eprintln!(
         "oversized stanza skipped and bounced; VmRSS {:.1} MiB before, {:.1} MiB after",
         mib(before),
@@ -1288,7 +1278,7 @@ async fn first_stanzas_after_authentication_wait_for_the_link() {
         // Nothing bounced to the component.
         assert_comp_still_open(&mut comp, Duration::from_millis(300)).await;
         drop(comp);
-        d.expect_log_count(&format!("upstream link for {COMP} closed"), round + 1, T);
+        d.expect_log_count(event("upstream.closed").domain(COMP), round + 1, T);
     }
 }
 
@@ -1395,5 +1385,71 @@ async fn stanzas_on_a_link_are_routed_by_their_to() {
         .await;
     assert_eq!(attr(&cross, "to").as_deref(), Some(OTHER), "{cross}");
     assert!(cross.contains("for other"), "{cross}");
-    assert_eq!(d.count_log(&down_line(COMP)), 0, "{}", d.logs());
+    assert_eq!(d.count_log(down_line(COMP)), 0, "{}", d.logs());
+}
+
+/// The delays the log announced, in order ("retrying in N s").
+fn announced_delays(logs: &str) -> Vec<f64> {
+    logs.lines()
+        .filter_map(|l| l.split("retrying in ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Every retry is logged at the default level with its delay, and a SIGHUP
+/// makes a link that is down try at once instead of waiting out its backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_retries_a_down_link_at_once() {
+    if !prosody::require() {
+        return;
+    }
+    let mut p = start_prosody(&opts());
+    let d = Daemon::start(&router_config(
+        Some(p.component_addr()),
+        &[(COMP, SECRET, "")],
+    ));
+    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
+    d.expect_log_count(up_line(COMP), 1, T);
+    p.stop();
+    // Wait until the backoff has grown to at least 5 s (1, 2, 4, 8 s ± 25 %).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while announced_delays(&d.logs()).last().is_none_or(|&s| s < 5.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the backoff did not grow:\n{}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delays = announced_delays(&d.logs());
+    assert!(
+        delays.len() >= 3,
+        "retries are not all logged: {delays:?}\n{}",
+        d.logs()
+    );
+    assert!(
+        d.count_log(event("upstream.still_down").domain(COMP)) >= 2,
+        "{}",
+        d.logs()
+    );
+    p.restart()
+        .unwrap_or_else(|e| panic!("Prosody restart failed: {e}"));
+    let t = Instant::now();
+    d.sighup();
+    let up = d.expect_log_count(up_line(COMP), 2, T);
+    let waited = t.elapsed();
+    assert!(
+        waited < Duration::from_millis(2500),
+        "the link came up {waited:?} after the SIGHUP ({up:?}); its backoff was {:?} s\n{}",
+        delays.last(),
+        d.logs()
+    );
+    assert_eq!(d.count_log(event("upstream.retry_now")), 1, "{}", d.logs());
+    assert!(
+        d.count_log(event("reload.retry_links")) == 1,
+        "{}",
+        d.logs()
+    );
+    let mut alice = login_c2s(&p, "alice", "alicepw").await;
+    comp_to_user(&mut comp, COMP, &mut alice, "after the SIGHUP").await;
 }

@@ -187,18 +187,32 @@ impl Connection {
             .router
             .discarded_from_detached
             .fetch_add(1, Ordering::Relaxed);
-        debug!(peer = %self.peer, domain = self.domain_name(), discarded = n + 1, "stanza from detached component discarded");
+        debug!(event = "detached.discarded", peer = %self.peer, domain = self.domain_name(), discarded = n + 1, "stanza from detached component discarded");
+    }
+
+    /// A session the router ends for what its component did (a protocol
+    /// violation, a dead peer) is worth a warning with the reason; shutdown,
+    /// a replace and a re-add are logged where they are decided.
+    fn log_end(&self, err: &StreamError) {
+        use StreamCondition::{Conflict, Reset, SystemShutdown};
+        if self.authenticated && !matches!(err.condition, SystemShutdown | Conflict | Reset) {
+            let domain = self.domain_name();
+            warn!(event = "session.ended_by_router", peer = %self.peer, domain, condition = err.condition.as_str(), "component session for {domain} ended by the router: stream error {err}");
+        } else {
+            debug!(peer = %self.peer, "closing with stream error {err}");
+        }
     }
 
     /// Hand the writer what the end calls for: it writes that and closes the
-    /// connection. A replaced session's queue is not written but bounced.
-    pub fn finish(&mut self, end: End) {
-        let abandon = matches!(&end, End::Error(e) if e.condition == StreamCondition::Conflict && self.authenticated);
+    /// connection. A replaced session's queue is not written but bounced;
+    /// with `hand_over` (a member of a balanced set leaving) it is not written
+    /// but re-routed to the other members.
+    pub fn finish(&mut self, end: End, hand_over: bool) {
+        let abandon = hand_over
+            || matches!(&end, End::Error(e) if e.condition == StreamCondition::Conflict && self.authenticated);
         let bytes = match &end {
             End::Error(err) => {
-                if err.condition != StreamCondition::SystemShutdown {
-                    debug!(peer = %self.peer, "closing with stream error {err}");
-                }
+                self.log_end(err);
                 let mut v = Vec::new();
                 if !self.header_sent {
                     v.extend_from_slice(&error_header(self.domain.as_deref()));

@@ -35,10 +35,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::metrics::{Globals, RefusedReason, SessionCounters};
-use crate::router::{Domain, LinkDriver, Routed, Router, Source};
+use crate::router::{hold, Domain, LinkDriver, Requeued, Router};
 use crate::session::{outbox, Control, OutboxReceiver};
 use crate::wire::out::Out;
 use crate::wire::reader::{FramedReader, Sizing};
@@ -95,14 +95,27 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
     debug!(%peer, "connection accepted");
     let (end, live) = conn.run().await;
     count_end(&router.globals, &end, live.is_some());
-    if let Some(l) = &live {
-        // No new stanza is routed to it from here on.
-        l.domain.release(l.session.id);
+    // A member of a balanced set with others stays routable until its queue
+    // is handed over; any other session is released at once.
+    let hand_over = live
+        .as_ref()
+        .is_some_and(|l| l.domain.hands_over(l.session.id));
+    let mut held = false;
+    if let Some(l) = live.as_ref().filter(|_| !hand_over) {
+        // No new stanza is routed to it from here on (while the domain is
+        // held, they are queued for its next connection).
+        held = release(&env, l);
     }
-    conn.finish(end);
+    // What a held domain's connection has not written goes to the next one.
+    conn.finish(end, hand_over || held);
     drop(conn);
-    let unwritten = collect_unwritten(writer, peer).await;
+    let (rx, mut unwritten) = collect_unwritten(writer, peer).await;
     if let Some(l) = live {
+        if hand_over {
+            unwritten = hand_over_unwritten(&env, &l, unwritten, rx);
+        } else {
+            unwritten.extend(close_and_drain(rx).await);
+        }
         end_session(&env, l, unwritten);
     }
     router.unregister_control(id);
@@ -119,6 +132,48 @@ fn count_end(globals: &Globals, end: &End, authenticated: bool) {
     }
 }
 
+/// Release a session from its domain; true when that began a hold (whose
+/// expiry timer is then running).
+fn release(env: &Env, l: &Live) -> bool {
+    let queue = env.router.settings().queue;
+    let gen = l.domain.release(l.session.id, queue);
+    if let Some(gen) = gen {
+        time_hold(env, &l.domain, gen);
+    }
+    gen.is_some()
+}
+
+/// Run the expiry timer of hold `gen` of `domain`.
+fn time_hold(env: &Env, domain: &Arc<Domain>, gen: u64) {
+    let task = hold::expire(env.router.clone(), domain.clone(), gen);
+    env.tasks.spawn(task);
+}
+
+/// A member of a balanced set leaves: its unwritten stanzas go to the other
+/// members (in order), or to the hold if it was the last after all; what
+/// cannot is returned, to be bounced.
+fn hand_over_unwritten(
+    env: &Env,
+    l: &Live,
+    unwritten: Vec<Out>,
+    rx: Option<OutboxReceiver>,
+) -> Vec<Out> {
+    let Some(mut rx) = rx else {
+        // The writer did not finish in time: nothing more can be taken.
+        release(env, l);
+        return unwritten;
+    };
+    let queue = env.router.settings().queue;
+    let h = l.domain.hand_over(l.session.id, unwritten, &mut rx, queue);
+    if let Some(gen) = h.held {
+        time_hold(env, &l.domain, gen);
+    }
+    if h.moved > 0 || !h.failed.is_empty() {
+        info!(event = "balance.handover", peer = %l.session.peer, domain = %l.domain.name, moved = h.moved, failed = h.failed.len(), "a leaving connection's unwritten stanzas were re-routed to the rest of its set");
+    }
+    h.failed
+}
+
 /// The limits before authentication: those of the config, with elements (the
 /// stream header, the `<handshake/>`) at most [`PRE_AUTH_MAX_ELEMENT`] bytes.
 fn pre_auth_limits(limits: Limits) -> Limits {
@@ -128,70 +183,76 @@ fn pre_auth_limits(limits: Limits) -> Limits {
     }
 }
 
-/// Wait for the writer task; take what it could not write and what is still
-/// queued.
+/// Wait for the writer task; take its queue and what it took and could not
+/// write.
 async fn collect_unwritten(
     mut writer: tokio::task::JoinHandle<(OutboxReceiver, Vec<Out>)>,
     peer: SocketAddr,
-) -> Vec<Out> {
+) -> (Option<OutboxReceiver>, Vec<Out>) {
     // The writer returns within its own grace periods; this bound is a backstop.
     match timeout(3 * CLOSE_GRACE, &mut writer).await {
-        Ok(Ok((mut rx, mut unwritten))) => {
-            // Whatever got into the queue is written or bounced, never dropped:
-            // close it, then take what is left, including what a sender that
-            // had already reserved room puts in now.
-            rx.close();
-            let _ = timeout(CLOSE_GRACE, async {
-                while let Some(b) = rx.recv().await {
-                    unwritten.push(b);
-                }
-            })
-            .await;
-            unwritten
-        }
+        Ok(Ok((rx, unwritten))) => (Some(rx), unwritten),
         _ => {
             debug!(%peer, "writer did not finish in time");
             writer.abort();
-            Vec::new()
+            (None, Vec::new())
         }
     }
+}
+
+/// Whatever got into a released session's queue is written or bounced, never
+/// dropped: close it, then take what is left, including what a sender that
+/// had already reserved room puts in now.
+async fn close_and_drain(rx: Option<OutboxReceiver>) -> Vec<Out> {
+    let mut left = Vec::new();
+    if let Some(mut rx) = rx {
+        rx.close();
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Some(b) = rx.recv().await {
+                left.push(b);
+            }
+        })
+        .await;
+    }
+    left
 }
 
 /// A session has ended: bounce what it could not write (bounces for remote
 /// senders go over the domain's upstream link), then let the domain decide
 /// about its link.
 fn end_session(env: &Env, l: Live, unwritten: Vec<Out>) {
+    let unwritten = match l.domain.requeue(l.session.id, unwritten) {
+        Requeued::NotHeld(v) => v,
+        Requeued::Kept { overflow } => {
+            let n = overflow.len();
+            if n > 0 {
+                let (bounced, lost) =
+                    env.router
+                        .bounce_all(&l.domain, overflow, Bounce::QUEUE_FULL);
+                warn!(event = "hold.overflow", domain = %l.domain.name, bounced, lost, "{n} stanza(s) held for {} did not fit in its queue with the old connection's unwritten ones in front: {bounced} bounced (resource-constraint), {lost} could not be", l.domain.name);
+            }
+            Vec::new()
+        }
+    };
     bounce_unwritten(&env.router, &l.domain, unwritten);
     if let Some(new) = l.domain.left(env.router.upstream_queue()) {
         env.links.drive(&env.router, &l.domain, new);
     }
-    info!(peer = %l.session.peer, domain = %l.domain.name, "component session ended");
+    info!(event = "session.ended", peer = %l.session.peer, domain = %l.domain.name, "component session ended");
 }
 
 /// Bounce the stanzas a session's writer could not write (the session was
-/// replaced, or its peer is gone) to their senders: local components directly,
+/// replaced, or its peer is gone, or no other member could take them) to
+/// their senders: local components directly,
 /// anyone else over the domain's upstream link (still open here). A bounce
 /// that finds no room is dropped and counted in the log line.
 fn bounce_unwritten(router: &Router, domain: &Domain, unwritten: Vec<Out>) {
-    let (mut bounced, mut lost) = (0usize, 0usize);
     // Our header, `<handshake/>` and keepalives are not stanzas.
-    for env in unwritten.into_iter().filter_map(Out::into_stanza) {
-        if !env.head.name.is_stanza() {
-            continue;
-        }
-        // The ended session's counters are gone: the domain's own.
-        domain
-            .metrics
-            .counters()
-            .bounce(Bounce::NOT_DELIVERED.condition.into());
-        let Some(reply) = Bounce::NOT_DELIVERED.envelope(env.head.name, &env.attrs) else {
-            continue;
-        };
-        match router.route(Source::Bounce(domain), reply) {
-            Routed::Delivered => bounced += 1,
-            Routed::Bounce(..) | Routed::Discarded => lost += 1,
-        }
-    }
+    let stanzas = unwritten
+        .into_iter()
+        .filter_map(Out::into_stanza)
+        .filter(|env| env.head.name.is_stanza());
+    let (bounced, lost) = router.bounce_all(domain, stanzas, Bounce::NOT_DELIVERED);
     if bounced + lost > 0 {
         info!(domain = %domain.name, bounced, lost, "{} stanza(s) queued for {} were not written: {bounced} bounced to their senders, {lost} could not be", bounced + lost, domain.name);
     }

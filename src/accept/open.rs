@@ -12,7 +12,7 @@ use super::conn::{Connection, End, Input, Live};
 use super::stanzas::{is_peer_stream_error, HANDSHAKE};
 use crate::metrics::{ConnectionState, Outcome};
 use crate::proto::{handshake_matches, handshake_token, jid, new_stream_id, StreamCondition};
-use crate::router::{Attach, Domain};
+use crate::router::{hold, Attach, Domain};
 use crate::session::Session;
 use crate::wire::out::Out;
 use crate::wire::reader::Sizing;
@@ -62,7 +62,7 @@ impl Connection {
             ));
         }
         let Some(domain) = self.env.router.domain(&jid::routing_key(j.domain)) else {
-            info!(peer = %self.peer, domain = %to, "connection for unknown component refused (host-unknown)");
+            info!(event = "header.refused", condition = "host-unknown", peer = %self.peer, domain = %to, "connection for unknown component refused (host-unknown)");
             return Err(End::Error(StreamError::with_text(
                 StreamCondition::HostUnknown,
                 format!("{to} does not match any configured external component"),
@@ -115,7 +115,7 @@ impl Connection {
     fn check_handshake(&self, domain: &Domain, stream_id: &str, st: &Stanza) -> Option<End> {
         let not_authorized = |why: &str| {
             self.env.router.globals.handshake(Outcome::Failed);
-            warn!(peer = %self.peer, domain = %domain.name, "authentication failed: {why}");
+            warn!(event = "handshake.failed", peer = %self.peer, domain = %domain.name, "authentication failed: {why}");
             Some(End::Error(StreamError::with_text(
                 StreamCondition::NotAuthorized,
                 "Given token does not match calculated token",
@@ -167,8 +167,12 @@ impl Connection {
                 .is_ok()
         };
         let router = &self.env.router;
-        let link = match domain.attach(session.clone(), router.upstream_queue(), confirm) {
-            Attach::Attached { replaced, link } => {
+        let (link, drain) = match domain.attach(session.clone(), router.upstream_queue(), confirm) {
+            Attach::Attached {
+                replaced,
+                link,
+                drain,
+            } => {
                 for old in replaced {
                     info!(domain = %domain.name, old_peer = %old.peer, new_peer = %self.peer, "conflict: replacing the existing session");
                     // The old connection bounces what it could not write, then
@@ -178,13 +182,20 @@ impl Connection {
                         "Replaced by a new connection",
                     ));
                 }
-                link
+                (link, drain)
             }
             Attach::Conflict => {
                 info!(domain = %domain.name, peer = %self.peer, "conflict: component already connected, new connection refused");
                 return Err(End::Error(StreamError::with_text(
                     StreamCondition::Conflict,
                     "Component already connected",
+                )));
+            }
+            Attach::Full(max) => {
+                info!(domain = %domain.name, peer = %self.peer, max, "conflict: the component's set of connections is full (max_instances), new connection refused");
+                return Err(End::Error(StreamError::with_text(
+                    StreamCondition::Conflict,
+                    format!("Component already has {max} connections (max_instances)"),
                 )));
             }
             Attach::Detached => {
@@ -195,9 +206,13 @@ impl Connection {
             }
             Attach::Gone => return Err(End::Gone),
         };
-        info!(peer = %self.peer, domain = %domain.name, "component authenticated");
+        info!(event = "session.authenticated", peer = %self.peer, domain = %domain.name, "component authenticated");
         if let Some(new) = link {
             self.env.links.drive(router, domain, new);
+        }
+        if let Some(gen) = drain {
+            // The held stanzas go first, in order, then live traffic.
+            self.env.tasks.spawn(hold::drain(domain.clone(), gen));
         }
         self.authenticated = true;
         self.reader

@@ -86,6 +86,8 @@ impl Connection {
             if let Some(err) = check_from(&st, domain) {
                 return End::Error(err);
             }
+            // Its response comes back to this connection of a balanced set.
+            (live.domain).note_request(st.head.name, &st.attrs, live.session.id);
             let routed = self
                 .env
                 .router

@@ -81,6 +81,8 @@ pub(super) struct RawComponent {
     upstream_secret: Option<Spanned<toml::Value>>,
     #[serde(default)]
     on_conflict: OnConflict,
+    max_instances: Option<Spanned<i64>>,
+    hold_seconds: Option<Spanned<i64>>,
     #[serde(default = "default_enabled")]
     enabled: bool,
 }
@@ -317,10 +319,14 @@ impl<'a> Source<'a> {
             }
             Some(s) => Secret::new(s.get_ref()),
         };
+        let max_instances = self.max_instances(&domain, c)?;
+        let hold = self.int(&c.hold_seconds, &keys::HOLD_SECONDS)?;
         Ok(ComponentConfig {
             secret,
             upstream_secret,
             on_conflict: c.on_conflict,
+            max_instances,
+            hold: Duration::from_secs(hold.unwrap_or(defaults::HOLD_SECONDS)),
             enabled: c.enabled,
             origin: Origin {
                 file: self.path.to_path_buf(),
@@ -328,6 +334,23 @@ impl<'a> Source<'a> {
             },
             domain,
         })
+    }
+
+    /// `max_instances`: only with `on_conflict = "balance"`.
+    fn max_instances(&self, domain: &str, c: &RawComponent) -> Result<usize, ConfigError> {
+        let Some(v) = &c.max_instances else {
+            return Ok(defaults::MAX_INSTANCES);
+        };
+        if c.on_conflict != OnConflict::Balance {
+            return Err(self.error(
+                v.span().start,
+                format!("components.{domain}: max_instances needs on_conflict = \"balance\" (it is \"{}\")", c.on_conflict),
+            ));
+        }
+        let n = self.int(&c.max_instances, &keys::MAX_INSTANCES)?;
+        Ok(n.map_or(defaults::MAX_INSTANCES, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }))
     }
 
     /// The component's secret: exactly one of `secret` and `secret_file`, not empty.
@@ -489,6 +512,8 @@ fn prosody_component(
         upstream_secret: secret.clone(),
         secret,
         on_conflict: defaults::ON_CONFLICT,
+        max_instances: defaults::MAX_INSTANCES,
+        hold: Duration::from_secs(defaults::HOLD_SECONDS),
         enabled: pcomp.enabled,
         origin,
     }))
@@ -705,5 +730,53 @@ mod tests {
         assert!(err_line("max_conections = 5\n")
             .1
             .contains("max_conections"));
+    }
+
+    #[test]
+    fn hold_seconds() {
+        let c = p("[components.\"a.x\"]\nsecret = \"a\"\n").unwrap();
+        assert_eq!(c.served("a.x").unwrap().hold, Duration::ZERO);
+        let c = p("[components.\"a.x\"]\nsecret = \"a\"\nhold_seconds = 30\n").unwrap();
+        assert_eq!(c.served("a.x").unwrap().hold, Duration::from_secs(30));
+        for n in ["-1", "3601", "\"30\""] {
+            let (line, reason) = err_line(&format!(
+                "[components.\"a.x\"]\nsecret = \"a\"\nhold_seconds = {n}\n"
+            ));
+            assert_eq!(line, 3, "{reason}");
+        }
+        let (_, reason) = err_line("[components.\"a.x\"]\nsecret = \"a\"\nhold_seconds = 3601\n");
+        assert!(
+            reason.starts_with("hold_seconds") && reason.contains("out of range"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn balance_and_max_instances() {
+        let c = p("[components.\"a.x\"]\nsecret = \"a\"\non_conflict = \"balance\"\n").unwrap();
+        let a = c.served("a.x").unwrap();
+        assert_eq!(a.on_conflict, OnConflict::Balance);
+        assert_eq!(a.max_instances, defaults::MAX_INSTANCES);
+        let c = p(
+            "[components.\"a.x\"]\nsecret = \"a\"\non_conflict = \"balance\"\nmax_instances = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.served("a.x").unwrap().max_instances, 3);
+        let (line, reason) = err_line("[components.\"a.x\"]\nsecret = \"a\"\nmax_instances = 3\n");
+        assert_eq!(line, 3, "{reason}");
+        assert!(
+            reason.contains("needs on_conflict = \"balance\""),
+            "{reason}"
+        );
+        for n in [0, 1025] {
+            let (line, reason) = err_line(&format!(
+                "[components.\"a.x\"]\nsecret = \"a\"\non_conflict = \"balance\"\nmax_instances = {n}\n"
+            ));
+            assert_eq!(line, 4, "{reason}");
+            assert!(
+                reason.starts_with("max_instances") && reason.contains("out of range"),
+                "{reason}"
+            );
+        }
     }
 }

@@ -94,7 +94,7 @@ impl Listeners {
         for a in wanted {
             if !self.tasks.contains_key(a) {
                 if let Err(e) = self.bind(*a) {
-                    error!("{e}");
+                    error!(event = "listen.failed", "{e}");
                     errors.push(e);
                 }
             }
@@ -190,6 +190,7 @@ async fn accept_loop(listener: TcpListener, env: Env, admission: Arc<Admission>)
                     globals.stream_error(StreamCondition::ResourceConstraint.into());
                     if let Some(n) = admission.refusals.hit() {
                         warn!(
+                            event = "connection.refused",
                             %peer,
                             "connection limit reached (max_connections = {}): refused {n} connection(s) with resource-constraint since the last message",
                             settings.max_connections

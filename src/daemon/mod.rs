@@ -9,7 +9,8 @@
 //!
 //! Signal handlers are installed before anything tells systemd we are ready
 //! (SIGHUP's default action would kill the process). SIGTERM and SIGINT shut
-//! down: stop accepting, end every connection with `system-shutdown`, close
+//! down: stop accepting, bounce what held domains hold, end every connection
+//! with `system-shutdown`, close
 //! the upstream links (each flushes what it holds and ends its stream), then
 //! wait for every connection and link task, at most [`SHUTDOWN_GRACE`].
 //! Every task that serves a peer is spawned on one [`TaskTracker`], so the
@@ -83,6 +84,7 @@ fn announce(config: &Config) {
     check_open_files_limit(config.max_connections);
     let served = config.enabled_components().count();
     info!(
+        event = "ready",
         components = served,
         upstream = config
             .upstream
@@ -99,7 +101,15 @@ fn announce(config: &Config) {
 async fn shutdown(router: &Router, mut listeners: Listeners, tasks: &TaskTracker) {
     systemd::stopping();
     listeners.stop_all().await;
-    router.kill_all(&StreamError::new(StreamCondition::SystemShutdown));
+    // Held stanzas are bounced first, while the links are open; no hold
+    // begins once the connections are ended below.
+    for d in router.domains() {
+        d.shut(|d, ended| router.end_hold(d, ended));
+    }
+    router.kill_all(&StreamError::with_text(
+        StreamCondition::SystemShutdown,
+        "The component router is shutting down",
+    ));
     for d in router.domains() {
         d.close_upstream();
     }

@@ -6,6 +6,8 @@
 //! (listen addresses), and the outcome is logged: one line per added, removed and
 //! changed component, then a summary line.
 
+use std::sync::Arc;
+
 use tracing::{error, info, warn};
 
 use crate::config::UpstreamConfig;
@@ -17,7 +19,7 @@ use super::scrape::Metrics;
 use crate::accept::Env;
 use crate::config::{self, Config};
 use crate::metrics::Outcome;
-use crate::router::Settings;
+use crate::router::{Settings, READDED_TEXT};
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
@@ -29,20 +31,26 @@ pub async fn reload(
 ) -> Config {
     let router = &env.router;
     systemd::reloading();
-    info!(file = %current.path.display(), "SIGHUP: reloading config");
+    info!(event = "reload.start", file = %current.path.display(), "SIGHUP: reloading config");
     // Reading the files (includes and globs too) blocks: off the runtime.
     let path = current.path.clone();
     let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
     let new = match loaded {
         Ok(Ok(c)) => c,
         Err(e) => {
-            error!("reload failed, keeping the running config: the config reader failed: {e}");
+            error!(
+                event = "reload.failed",
+                "reload failed, keeping the running config: the config reader failed: {e}"
+            );
             router.globals.reload(Outcome::Failed, SystemTime::now());
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
         Ok(Err(e)) => {
-            error!("reload failed, keeping the running config: {e}");
+            error!(
+                event = "reload.failed",
+                "reload failed, keeping the running config: {e}"
+            );
             router.globals.reload(Outcome::Failed, SystemTime::now());
             systemd::ready("reload failed; serving the previous config");
             return current;
@@ -61,15 +69,20 @@ pub async fn reload(
     }
     let diff = config::diff(&current, &new);
     let removed = router.apply(&diff, Settings::from_config(&new));
+    let reset = router.reset_readded(&diff.added);
     apply_upstream(env, current.upstream.as_ref(), new.upstream.as_ref());
+    retry_down_links(env);
     for c in &diff.added {
-        info!(domain = %c.domain, "reload: component added, awaiting authentication");
+        info!(event = "reload.added", domain = %c.domain, "reload: component added, awaiting authentication");
+    }
+    for (d, n) in &reset {
+        info!(event = "reload.reset", domain = %d, connections_reset = n, "reload: component {d} re-added: its {n} detached connection{} closed with reset (\"{READDED_TEXT}\"), so the component reconnects", if *n == 1 { "" } else { "s" });
     }
     for (d, n) in &removed {
-        info!(domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
+        info!(event = "reload.removed", domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
     }
     for c in &diff.changed {
-        info!(domain = %c.domain, "reload: component changed; the next handshake uses the new settings");
+        info!(event = "reload.changed", domain = %c.domain, "reload: component changed; the next handshake uses the new settings");
     }
     let detached: usize = removed.iter().map(|(_, n)| n).sum();
     let bind_errors = listeners.reconcile(&new.listen).await;
@@ -90,13 +103,40 @@ pub async fn reload(
             format!(", {} listen address(es) failed", bind_errors.len())
         }
     );
-    info!("{summary}");
+    info!(
+        event = "reload.done",
+        added = diff.added.len(),
+        removed = removed.len(),
+        changed = diff.changed.len(),
+        unchanged = diff.unchanged,
+        "{summary}"
+    );
     if current.log_level != new.log_level {
         warn!("log_level changes take effect at the next restart");
     }
     router.globals.reload(Outcome::Ok, SystemTime::now());
     systemd::ready(&summary);
     new
+}
+
+/// An operator's "try now": every link that is down and waiting for its next
+/// attempt tries at once, whatever its backoff.
+fn retry_down_links(env: &Env) {
+    let waiting: Vec<Arc<str>> = env
+        .router
+        .domains()
+        .into_iter()
+        .filter(|d| d.link().as_ref().is_some_and(|l| l.retry_now()))
+        .map(|d| d.name.clone())
+        .collect();
+    if !waiting.is_empty() {
+        info!(
+            event = "reload.retry_links",
+            links = waiting.len(),
+            "reload: retrying now the upstream link(s) that were down: {}",
+            waiting.join(", ")
+        );
+    }
 }
 
 /// Apply a change of `[upstream]` from a reload: when it appears, every domain

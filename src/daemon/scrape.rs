@@ -23,10 +23,12 @@ impl Source for RouterSource {
         let router = &self.0;
         let upstream = router.settings().upstream.is_some();
         for d in router.domains() {
-            let state = if d.sessions().is_empty() {
-                DomainState::Offline
-            } else {
+            let state = if !d.sessions().is_empty() {
                 DomainState::Connected
+            } else if d.hold().is_holding() {
+                DomainState::Held
+            } else {
+                DomainState::Offline
             };
             out.push(row(&d, state, upstream));
         }
@@ -39,13 +41,15 @@ impl Source for RouterSource {
 /// One domain's row: its counters, its sessions' queues, its upstream link.
 fn row(d: &Domain, state: DomainState, upstream: bool) -> DomainRow {
     let mut r = DomainRow::new(&d.metrics, state);
+    r.held_stanzas = d.hold().queued() as u64;
     for s in d.sessions().iter() {
         let (items, bytes) = s.outbox.depth();
         r.queue_stanzas += items as u64;
         r.queue_bytes += bytes as u64;
     }
     if upstream {
-        // No link while the domain has no session (or once it is detached).
+        // No link while the domain has no session and is not held (or once
+        // it is detached).
         let status = d.link().as_ref().map(|l| l.status());
         let (up, next) = status.map_or((false, None), |s| (s.up, s.next_retry));
         r = r.with_upstream(&d.metrics, up, next);

@@ -22,6 +22,9 @@ pub enum StreamCondition {
     NotWellFormed,
     PolicyViolation,
     ResourceConstraint,
+    /// RFC 6120 4.9.3.16: the stream must be reset; used when a reload adds a
+    /// domain again whose old connection stayed open, detached (reconnect).
+    Reset,
     RestrictedXml,
     SystemShutdown,
     /// RFC 6120 4.9.3.22: the stream is not UTF-8 (an XML declaration naming another encoding).
@@ -44,6 +47,7 @@ impl StreamCondition {
             StreamCondition::NotWellFormed => "not-well-formed",
             StreamCondition::PolicyViolation => "policy-violation",
             StreamCondition::ResourceConstraint => "resource-constraint",
+            StreamCondition::Reset => "reset",
             StreamCondition::RestrictedXml => "restricted-xml",
             StreamCondition::SystemShutdown => "system-shutdown",
             StreamCondition::UnsupportedEncoding => "unsupported-encoding",
@@ -122,6 +126,7 @@ impl From<StreamCondition> for metrics::StreamErrorCondition {
             StreamCondition::NotAuthorized => M::NotAuthorized,
             StreamCondition::NotWellFormed => M::NotWellFormed,
             StreamCondition::PolicyViolation => M::PolicyViolation,
+            StreamCondition::Reset => M::Reset,
             StreamCondition::ResourceConstraint => M::ResourceConstraint,
             StreamCondition::RestrictedXml => M::RestrictedXml,
             StreamCondition::SystemShutdown => M::SystemShutdown,
@@ -166,6 +171,7 @@ mod metric_label_tests {
             S::NotAuthorized,
             S::NotWellFormed,
             S::PolicyViolation,
+            S::Reset,
             S::ResourceConstraint,
             S::RestrictedXml,
             S::SystemShutdown,

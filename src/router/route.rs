@@ -3,6 +3,7 @@
 //!
 //! A stanza goes by the domain of its `to`:
 //! - a served domain: to its session, if it has one and its queue has room;
+//!   while the domain is held (its component restarting), to its hold queue;
 //! - any other domain: over the upstream link of the domain it came from (for
 //!   a component's stanza, with the `jabber:client` rewrite), never back up a
 //!   link it came from (a stanza from a link for a domain not served here
@@ -128,11 +129,36 @@ impl Router {
     }
 }
 
-/// To the session of served domain `d` (its gate is held): into the room
-/// reserved in that session's queue, or without waiting.
-pub fn deliver(d: &Domain, env: Envelope, room: Option<Reserved<'_>>) -> Routed {
-    let sessions = d.sessions();
-    let Some(s) = sessions.pick() else {
+/// To the session of served domain `d` that [`Domain::pick`] chooses (its
+/// gate is held): into the room reserved in that session's queue, or without
+/// waiting. A balanced set is read under its membership lock (shared), so a
+/// member's leaving is never overtaken.
+///
+/// While the domain is held, the stanza goes to its hold queue instead (also
+/// while the queue is being handed to a new connection: nothing overtakes a
+/// held stanza). The hold is checked after the set is read: a hold begins
+/// before its empty set is published.
+pub fn deliver(d: &Domain, mut env: Envelope, room: Option<Reserved<'_>>) -> Routed {
+    let mut sessions = d.sessions();
+    let _members = if sessions.is_balanced() {
+        let g = d.members();
+        sessions = d.sessions();
+        Some(g)
+    } else {
+        None
+    };
+    if d.hold().is_holding() {
+        match d.hold().push(env) {
+            Ok(routed) => return routed,
+            // The hold has just ended: its queue was handed over, so the
+            // set read now may take it directly.
+            Err(e) => {
+                env = e;
+                sessions = d.sessions();
+            }
+        }
+    }
+    let Some(s) = d.pick(&sessions, env.head.name, &env.attrs, true) else {
         return Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, Out::Stanza(env));
     };
     if let Some(r) = room.filter(|r| r.session == s.id) {
@@ -145,6 +171,47 @@ pub fn deliver(d: &Domain, env: Envelope, room: Option<Reserved<'_>>) -> Routed 
             why: PushError::Full,
             item,
         }) => Routed::Bounce(Bounce::QUEUE_FULL, item),
-        Err(Refused { item, .. }) => Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, item),
+        Err(Refused { item, .. }) => closed(d, item),
+    }
+}
+
+/// The session picked from a set read earlier has closed its queue: held if
+/// the domain is held now, otherwise the component is unavailable.
+fn closed(d: &Domain, item: Out) -> Routed {
+    match item {
+        Out::Stanza(env) if d.hold().is_holding() => match d.hold().push(env) {
+            Ok(routed) => routed,
+            Err(env) => Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, Out::Stanza(env)),
+        },
+        item => Routed::Bounce(Bounce::COMPONENT_UNAVAILABLE, item),
+    }
+}
+
+impl Router {
+    /// Bounce `items` (stanzas to `from` that will not reach it) to their
+    /// senders with `b`, as [`Source::Bounce`]: local components directly,
+    /// senders behind the upstream server over `from`'s link. Returns how
+    /// many were bounced and how many bounces found no room (or no way);
+    /// `error` and `result` stanzas get no bounce and count in neither.
+    pub fn bounce_all(
+        &self,
+        from: &Domain,
+        items: impl IntoIterator<Item = Envelope>,
+        b: Bounce,
+    ) -> (usize, usize) {
+        let (mut bounced, mut lost) = (0, 0);
+        let counters = from.metrics.counters();
+        for env in items {
+            // Counted for the domain they were for, answered or not.
+            counters.bounce(b.condition.into());
+            let Some(reply) = b.envelope(env.head.name, &env.attrs) else {
+                continue;
+            };
+            match self.route(Source::Bounce(from), reply) {
+                Routed::Delivered => bounced += 1,
+                Routed::Bounce(..) | Routed::Discarded => lost += 1,
+            }
+        }
+        (bounced, lost)
     }
 }

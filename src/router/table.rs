@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use arc_swap::ArcSwap;
 
 use super::domain::Domain;
-use crate::config::{Config, Diff, UpstreamConfig};
+use crate::config::{ComponentConfig, Config, Diff, UpstreamConfig};
 use crate::metrics::{DomainMetrics, Globals};
+use crate::proto::StreamCondition;
 use crate::session::{Control, QueueLimits};
 use crate::wire::stanza::StreamError;
 use crate::wire::xml::Limits;
@@ -56,6 +57,10 @@ impl Settings {
 
 pub(super) type Table = HashMap<Arc<str>, Arc<Domain>>;
 
+/// The `<text/>` of the `reset` that closes a re-added domain's detached
+/// connections.
+pub const READDED_TEXT: &str = "Component re-added: reconnect";
+
 pub struct Router {
     pub(super) table: ArcSwap<Table>,
     pub(super) settings: ArcSwap<Settings>,
@@ -64,6 +69,10 @@ pub struct Router {
     /// Set by [`Router::kill_all`]: a connection registered afterwards is
     /// ended at once with the same error.
     final_error: Mutex<Option<StreamError>>,
+    /// Domains a reload removed while they had open connections (which stay
+    /// open, detached): closed with `reset` when the domain is added again,
+    /// whose metrics the re-added domain takes over; `status` lists them.
+    detached: Mutex<Vec<Weak<Domain>>>,
     /// Stanzas read from detached sessions and discarded.
     pub discarded_from_detached: AtomicU64,
     /// Stanzas from the upstream server for detached sessions, discarded.
@@ -71,9 +80,6 @@ pub struct Router {
     /// Process-wide counters (connections, refusals, handshakes, stream
     /// errors, reloads).
     pub globals: Arc<Globals>,
-    /// Domains a reload detached, while a connection of theirs may still be
-    /// open (`status` lists them; a re-added domain takes over their metrics).
-    detached: Mutex<Vec<Weak<Domain>>>,
 }
 
 impl Router {
@@ -88,10 +94,10 @@ impl Router {
             next_id: AtomicU64::new(1),
             controls: Mutex::new(HashMap::new()),
             final_error: Mutex::new(None),
+            detached: Mutex::new(Vec::new()),
             discarded_from_detached: AtomicU64::new(0),
             discarded_for_detached: AtomicU64::new(0),
             globals: Globals::new(),
-            detached: Mutex::default(),
         })
     }
 
@@ -188,7 +194,6 @@ impl Router {
     /// number of its connections left open.
     pub fn apply(&self, d: &Diff, settings: Settings) -> Vec<(String, usize)> {
         let mut table: Table = (**self.table.load()).clone();
-        self.lock_detached().retain(|d| d.strong_count() > 0);
         for c in &d.added {
             let metrics = self.metrics_of_detached(&c.domain);
             table.insert(Arc::from(c.domain.as_str()), Domain::new(c, metrics));
@@ -203,15 +208,46 @@ impl Router {
             .iter()
             .filter_map(|name| table.remove(name.as_str()))
             .collect();
-        self.lock_detached()
-            .extend(detached.iter().map(Arc::downgrade));
         self.settings.store(Arc::new(settings));
         self.table.store(Arc::new(table));
         // Detach after the new table is visible: new lookups miss them, and
         // closing each gate waits for deliveries decided before the swap.
-        detached
-            .into_iter()
-            .map(|dom| (dom.name.to_string(), dom.detach()))
-            .collect()
+        let removed: Vec<(String, usize)> = detached
+            .iter()
+            .map(|dom| {
+                let open = dom.detach(|d, ended| self.end_hold(d, ended));
+                (dom.name.to_string(), open)
+            })
+            .collect();
+        let mut kept = self.lock_detached();
+        kept.retain(|w| w.strong_count() > 0);
+        kept.extend(detached.iter().map(Arc::downgrade));
+        removed
+    }
+
+    /// Close, with the stream error `reset` ("Component re-added: reconnect"),
+    /// the detached connections of every domain a reload has just added
+    /// again: they would otherwise stay inert for ever while their components
+    /// believe they are connected; `reset` makes them reconnect. Returns each
+    /// such domain with the number of connections closed.
+    pub fn reset_readded(&self, added: &[ComponentConfig]) -> Vec<(String, usize)> {
+        let mut kept = self.lock_detached();
+        let mut reset = Vec::new();
+        kept.retain(|w| {
+            let Some(old) = w.upgrade() else {
+                return false;
+            };
+            if !added.iter().any(|c| *c.domain == *old.name) {
+                return true;
+            }
+            let sessions = old.sessions();
+            for s in sessions.iter() {
+                s.control
+                    .kill(StreamError::with_text(StreamCondition::Reset, READDED_TEXT));
+            }
+            reset.push((old.name.to_string(), sessions.len()));
+            false
+        });
+        reset
     }
 }

@@ -10,6 +10,13 @@ use tokio::sync::Notify;
 
 use super::outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits, Refused};
 use super::wait_until;
+
+/// Resolves once `flag` is set (by whoever then calls `notify_one`).
+async fn wait_until_flag(notify: &Notify, flag: &AtomicBool) {
+    while !flag.load(Ordering::Acquire) {
+        notify.notified().await;
+    }
+}
 use crate::wire::out::Out;
 
 /// A request from outside the link task.
@@ -36,6 +43,11 @@ pub struct Link {
     gate: AtomicUsize,
     closing: AtomicBool,
     reconfig: AtomicBool,
+    /// The task is waiting out its backoff after a failure.
+    backing_off: AtomicBool,
+    /// [`Link::retry_now`] was called while it was.
+    retry: AtomicBool,
+    retry_wake: Notify,
     wake: Notify,
     queue: Outbox,
     /// The link's task has ended: its connection (if any) is closed.
@@ -77,6 +89,9 @@ impl Link {
             gate: AtomicUsize::new(OPEN),
             closing: AtomicBool::new(false),
             reconfig: AtomicBool::new(false),
+            backing_off: AtomicBool::new(false),
+            retry: AtomicBool::new(false),
+            retry_wake: Notify::new(),
             wake: Notify::new(),
             queue,
             done: AtomicBool::new(false),
@@ -185,6 +200,30 @@ impl Link {
     pub fn reconfigure(&self) {
         self.reconfig.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// A SIGHUP: if the link is down and waiting for its next attempt, make
+    /// that attempt now. Returns whether it was waiting.
+    pub fn retry_now(&self) -> bool {
+        if !self.backing_off.load(Ordering::Acquire) || self.is_closing() {
+            return false;
+        }
+        self.retry.store(true, Ordering::Release);
+        self.retry_wake.notify_one();
+        true
+    }
+
+    /// The task: waiting out the backoff (or not any more).
+    pub fn set_backing_off(&self, on: bool) {
+        // A request that came too late for the previous wait does not cut
+        // this one short.
+        self.retry.store(false, Ordering::Release);
+        self.backing_off.store(on, Ordering::Release);
+    }
+
+    /// Resolves when [`Link::retry_now`] was called during the backoff.
+    pub async fn retry_requested(&self) {
+        wait_until_flag(&self.retry_wake, &self.retry).await
     }
 
     /// Resolves once the link's task has ended (its connection closed).

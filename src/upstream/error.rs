@@ -49,10 +49,11 @@ pub enum LinkError {
     #[error("{0} from the server")]
     StreamError(ServerError),
     /// `</stream:stream>` from the server.
-    #[error("the server closed the stream")]
+    #[error("the server closed the stream (</stream:stream>, no stream error: it is shutting down or was told to drop the link)")]
     StreamClosed,
-    /// EOF on the TCP connection.
-    #[error("connection closed by the server")]
+    /// EOF on the TCP connection, with neither a stream error nor
+    /// `</stream:stream>` before it.
+    #[error("the server closed the TCP connection without a stream error or </stream:stream> (it crashed, was killed, or something between dropped the connection)")]
     Closed,
     #[error("invalid XML from the server: {0}")]
     InvalidXml(FrameError),
@@ -64,6 +65,36 @@ pub enum LinkError {
     PingTimeout(Duration),
     #[error("the server read nothing for {:.1} s (dead link)", .0.as_secs_f64())]
     WriteStall(Duration),
+}
+
+impl LinkError {
+    /// A short, stable name of the failure, for the log's `kind` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkError::ConnectTimeout(_) => "connect-timeout",
+            LinkError::Connect(_) => "connect",
+            LinkError::HandshakeTimeout(_) => "handshake-timeout",
+            LinkError::NoStreamId => "no-stream-id",
+            LinkError::Refused(_) => "refused",
+            LinkError::Unexpected(_) => "unexpected",
+            LinkError::ClosedBeforeHeader | LinkError::ClosedInHandshake => "closed-early",
+            LinkError::StreamError(_) => "stream-error",
+            LinkError::StreamClosed => "stream-closed",
+            LinkError::Closed => "closed",
+            LinkError::InvalidXml(_) => "invalid-xml",
+            LinkError::Read(_) => "read",
+            LinkError::Write(_) => "write",
+            LinkError::PingTimeout(_) | LinkError::WriteStall(_) => "dead-link",
+        }
+    }
+
+    /// The stream error condition the server sent, if it sent one.
+    pub fn condition(&self) -> &str {
+        match self {
+            LinkError::Refused(e) | LinkError::StreamError(e) => &e.condition,
+            _ => "",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -305,11 +305,22 @@ impl Reader<'_> {
                 self.discard_for_detached();
                 return Next::Continue;
             }
-            let session = self.domain.sessions().pick().cloned();
-            let Some(session) = session.filter(|s| Some(s.id) != gone) else {
-                // Its connection is ending: the sender hears of it.
-                self.bounce_upstream(&st, Bounce::COMPONENT_UNAVAILABLE)
-                    .await;
+            let session = {
+                let set = self.domain.sessions();
+                // The request stays remembered until `deliver` takes it.
+                (self.domain)
+                    .pick(&set, st.head.name, &st.attrs, false)
+                    .cloned()
+            };
+            let session = session.filter(|s| Some(s.id) != gone);
+            let Some(session) = session.filter(|_| !self.domain.hold().is_holding()) else {
+                // No session, or the domain is held: routed without waiting
+                // (to the hold queue, or the sender hears of it).
+                let routed = match self.domain.routing() {
+                    Some(_routing) => deliver(self.domain, st, None),
+                    None => Routed::Discarded,
+                };
+                self.answer(routed).await;
                 return Next::Continue;
             };
             let give_up = self.give_up;
@@ -395,7 +406,7 @@ impl Reader<'_> {
             .router
             .discarded_for_detached
             .fetch_add(1, Ordering::Relaxed);
-        debug!(domain = %self.domain.name, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
+        debug!(event = "detached.discarded_from_upstream", domain = %self.domain.name, discarded = n + 1, "stanza from the upstream server for a detached component discarded");
     }
 
     /// Answer a stanza from the server with a stanza error over this link

@@ -15,7 +15,7 @@ use super::error::LinkError;
 use super::reader::{Reader, Reason, Stop};
 use super::timing::{Backoff, FIRST_STANZAS_WAIT, STABLE_UP};
 use crate::config::UpstreamConfig;
-use crate::router::{Domain, Router};
+use crate::router::{Domain, Routed, Router};
 use crate::session::link::Event;
 use crate::session::{Link, OutboxReceiver, PushError};
 use crate::wire::out::{Envelope, Out};
@@ -130,20 +130,29 @@ impl LinkTask {
             self.first_wait = None;
             self.link.close_gate().await;
             self.bounce(unsent).await;
-            tokio::select! {
+            self.link.set_backing_off(true);
+            let ev = tokio::select! {
                 biased;
-                ev = self.link.event() => match ev {
-                    Event::Close => break,
-                    Event::Reconfigure => backoff.reset(),
-                },
-                _ = sleep(delay) => {}
+                ev = self.link.event() => Some(ev),
+                _ = self.link.retry_requested() => {
+                    let domain = &self.domain.name;
+                    info!(event = "upstream.retry_now", domain = %domain, "upstream link for {domain}: retrying now (SIGHUP)");
+                    None
+                }
+                _ = sleep(delay) => None,
+            };
+            self.link.set_backing_off(false);
+            match ev {
+                Some(Event::Close) => break,
+                Some(Event::Reconfigure) => backoff.reset(),
+                None => {}
             }
         }
         self.link.set_up(false);
         self.link.close_gate().await;
         self.bounce(Vec::new()).await;
         let domain = &self.domain.name;
-        info!(domain = %domain, "upstream link for {domain} closed");
+        info!(event = "upstream.closed", domain = %domain, "upstream link for {domain} closed");
     }
 
     /// One connection: connect, then serve it until it ends.
@@ -160,7 +169,7 @@ impl LinkTask {
         }
         if self.logged != Some(Logged::Up) {
             let domain = &self.domain.name;
-            info!(domain = %domain, address = %upstream.address, "upstream link for {domain} up");
+            info!(event = "upstream.up", domain = %domain, address = %upstream.address, "upstream link for {domain} up");
             self.logged = Some(Logged::Up);
         }
         let since = Instant::now();
@@ -228,11 +237,11 @@ impl LinkTask {
         let secs = delay.as_secs_f64();
         if let Some(Logged::Down(last)) = &self.logged {
             if *last == reason {
-                debug!(domain = %domain, address, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
+                info!(event = "upstream.still_down", domain = %domain, address, kind = reason.kind(), condition = reason.condition(), retry_in_s = secs, "upstream link for {domain} still down: {reason}; retrying in {secs:.1} s");
                 return;
             }
         }
-        warn!(domain = %domain, address, "upstream link for {domain} down: {reason}; retrying in {secs:.1} s");
+        warn!(event = "upstream.down", domain = %domain, address, kind = reason.kind(), condition = reason.condition(), retry_in_s = secs, "upstream link for {domain} down: {reason}; retrying in {secs:.1} s");
         self.logged = Some(Logged::Down(reason));
     }
 
@@ -289,16 +298,26 @@ impl LinkTask {
             return;
         }
         let (mut n, mut lost) = (0usize, 0usize);
-        // The senders are the domain's component.
-        let session = self.domain.sessions().pick().cloned();
         let counters = self.domain.metrics.counters();
         for st in &stanzas {
             counters.bounce(Bounce::UPSTREAM_UNAVAILABLE.condition.into());
             let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.envelope(st.head.name, &st.attrs) else {
                 continue;
             };
+            // The senders are the domain's members: the bounce goes where a
+            // stanza from its `from` would (an `iq` error to the requester).
+            let session = {
+                let set = self.domain.sessions();
+                (self.domain)
+                    .pick(&set, reply.head.name, &reply.attrs, true)
+                    .cloned()
+            };
             let Some(session) = &session else {
-                lost += 1;
+                // No member: kept for the next one if the domain is held.
+                match self.domain.hold().push(reply) {
+                    Ok(Routed::Delivered) => n += 1,
+                    _ => lost += 1,
+                }
                 continue;
             };
             // Wait for the component to make room (it is the sender), unless
@@ -316,8 +335,8 @@ impl LinkTask {
             };
             match pushed {
                 Ok(()) => n += 1,
-                Err(PushError::Full) => lost += 1,
-                Err(PushError::Closed) => break,
+                // A member that is leaving: its queue is gone.
+                Err(PushError::Full | PushError::Closed) => lost += 1,
             }
         }
         let domain = &self.domain.name;

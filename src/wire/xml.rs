@@ -65,12 +65,14 @@
 mod lex;
 mod names;
 mod ns;
+mod resolve;
 mod tag;
 
 use bytes::{Buf, Bytes, BytesMut};
 use lex::{nwf, restricted, Collect, QName, RefLex};
 use ns::{DupSet, Keys, Scope, NO_NS};
-use tag::{AttrKind, AttrTok, EndCx, EndLex, Expect, Hashing, ResolveCx, TagCx, TagLex, TagStep};
+use resolve::ResolveCx;
+use tag::{AttrKind, AttrTok, EndCx, EndLex, Expect, Hashing, TagCx, TagLex, TagStep};
 
 use crate::proto::ns::{NS_CLIENT, NS_COMPONENT, NS_STREAMS};
 use crate::proto::StreamCondition;

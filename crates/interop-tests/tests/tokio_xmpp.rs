@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use test_support::comp::Comp;
 use test_support::daemon::{component, Daemon};
+use test_support::events::event;
 use test_support::inspect::attr;
 use tokio::time::timeout;
 use tokio_xmpp::connect::DnsConfig;
@@ -164,6 +165,10 @@ async fn tokio_xmpp_for_unknown_domain_fails() {
     let mut router = start_router(&components());
     let r = tokio_xmpp_login(router.addr(), "c.localhost", SA).await;
     assert!(r.is_err(), "logged in for an unknown domain");
-    assert!(router.wait_for_log("host-unknown", T), "{}", router.logs());
+    assert!(
+        router.wait_for_log(event("header.refused").with("condition", "host-unknown"), T),
+        "{}",
+        router.logs()
+    );
     router.stop_ok();
 }

@@ -2,13 +2,15 @@
 //! temporary config: start, signal, reload, stop; its log, and waits on it;
 //! its memory.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::child::collect_lines;
+use crate::events::{event, Event, LogMatch};
 
 /// The router executable: in the router's own tests the one cargo built for
 /// this run (cargo names it in `CARGO_BIN_EXE_xmpp-component-router`); else
@@ -62,6 +64,29 @@ fn cargo_build_router() -> PathBuf {
 /// `extra` lines.
 pub fn component(domain: &str, secret: &str, extra: &str) -> String {
     format!("[components.\"{domain}\"]\nsecret = \"{secret}\"\n{extra}\n")
+}
+
+/// A router config: `log_level = "info"`, `[upstream]` at `upstream` if any,
+/// then a component table per `(domain, secret, extra lines)`.
+pub fn router_config(upstream: Option<SocketAddr>, comps: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from("log_level = \"info\"\n");
+    if let Some(a) = upstream {
+        s.push_str(&format!("[upstream]\naddress = \"{a}\"\n"));
+    }
+    for (domain, secret, extra) in comps {
+        s.push_str(&component(domain, secret, extra));
+    }
+    s
+}
+
+/// What the router logs when `domain`'s upstream link comes up.
+pub fn up_line(domain: &str) -> Event {
+    crate::events::upstream_up(domain)
+}
+
+/// What the router logs when `domain`'s upstream link goes down.
+pub fn down_line(domain: &str) -> Event {
+    crate::events::upstream_down(domain)
 }
 
 /// KiB (as `/proc` gives them) in MiB, for printing.
@@ -130,17 +155,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
             let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("ROUTER_TEST_LOG").is_some() {
-                        eprintln!("[router] {line}");
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push_str(&line);
-                        l.push('\n');
-                    }
-                }
-            });
+            std::thread::spawn(move || collect_lines(stderr, log, "router"));
         }
         let mut d = Daemon {
             child: Some(child),
@@ -152,7 +167,7 @@ impl Daemon {
         if !body.contains("listen") {
             d.wait_listening();
         } else {
-            d.wait_for_log("ready", Duration::from_secs(10));
+            d.wait_for_log(event("ready"), Duration::from_secs(10));
         }
         d
     }
@@ -164,7 +179,7 @@ impl Daemon {
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.wait_for_log("ready", Duration::from_millis(50)) {
+            if self.wait_for_log(event("ready"), Duration::from_millis(50)) {
                 return;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -213,12 +228,8 @@ impl Daemon {
     }
 
     fn reload_outcomes(&self) -> usize {
-        self.logs()
-            .lines()
-            .filter(|l| {
-                (l.contains("reload: ") && l.contains(" unchanged")) || l.contains("reload failed")
-            })
-            .count()
+        let logs = self.logs();
+        event("reload.done").count_in(&logs) + event("reload.failed").count_in(&logs)
     }
 
     /// Everything the daemon logged so far.
@@ -227,19 +238,19 @@ impl Daemon {
     }
 
     /// How often `pat` occurs in the log so far.
-    pub fn count_log(&self, pat: &str) -> usize {
-        self.logs().matches(pat).count()
+    pub fn count_log(&self, pat: impl LogMatch) -> usize {
+        pat.count_in(&self.logs())
     }
 
     /// Whether `pat` occurs in the log within `timeout`.
-    pub fn wait_for_log(&self, pat: &str, timeout: Duration) -> bool {
+    pub fn wait_for_log(&self, pat: impl LogMatch, timeout: Duration) -> bool {
         self.wait_log_count(pat, 1, timeout).is_some()
     }
 
     /// `pat` occurs in the log within `timeout`; panics with the log otherwise.
-    pub fn expect_log(&self, pat: &str, timeout: Duration) {
+    pub fn expect_log(&self, pat: impl LogMatch, timeout: Duration) {
         assert!(
-            self.wait_for_log(pat, timeout),
+            self.wait_for_log(&pat, timeout),
             "log line {pat:?} missing after {timeout:?}:\n{}",
             self.logs()
         );
@@ -247,10 +258,15 @@ impl Daemon {
 
     /// Wait until `pat` occurs at least `n` times in the log; how long that
     /// took, or `None` after `within`.
-    pub fn wait_log_count(&self, pat: &str, n: usize, within: Duration) -> Option<Duration> {
+    pub fn wait_log_count(
+        &self,
+        pat: impl LogMatch,
+        n: usize,
+        within: Duration,
+    ) -> Option<Duration> {
         let t0 = Instant::now();
         loop {
-            if self.count_log(pat) >= n {
+            if self.count_log(&pat) >= n {
                 return Some(t0.elapsed());
             }
             if t0.elapsed() >= within {
@@ -261,11 +277,11 @@ impl Daemon {
     }
 
     /// [`Daemon::wait_log_count`], panicking with the log on a timeout.
-    pub fn expect_log_count(&self, pat: &str, n: usize, within: Duration) -> Duration {
-        self.wait_log_count(pat, n, within).unwrap_or_else(|| {
+    pub fn expect_log_count(&self, pat: impl LogMatch, n: usize, within: Duration) -> Duration {
+        self.wait_log_count(&pat, n, within).unwrap_or_else(|| {
             panic!(
                 "router log has {} × {pat:?} after {within:?}, wanted {n}:\n{}",
-                self.count_log(pat),
+                self.count_log(&pat),
                 self.logs()
             )
         })

@@ -119,3 +119,13 @@ pub fn stanza_error_condition(s: &str) -> Option<String> {
             .to_string(),
     )
 }
+
+/// A `<message/>` whose `<body/>` is `body`.
+pub fn is_body(s: &str, body: &str) -> bool {
+    element_name(s) == "message" && text_of(s, "body").as_deref() == Some(body)
+}
+
+/// A predicate: a `name` element (`message`, `iq`, ...) with this `id`.
+pub fn with_id<'a>(name: &'a str, id: &'a str) -> impl Fn(&str) -> bool + 'a {
+    move |s| element_name(s) == name && attr(s, "id").as_deref() == Some(id)
+}

@@ -19,16 +19,14 @@
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::child::Kept;
 use crate::daemon::free_port;
 use crate::not_run;
 use crate::xcr::metrics::client;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
@@ -102,7 +100,7 @@ fn promtool_result(what: &str, out: &std::process::Output, silent: bool) -> Resu
 pub struct Prometheus {
     pub port: u16,
     pub dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: Option<Kept>,
 }
 
 impl Prometheus {
@@ -146,7 +144,7 @@ impl Prometheus {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(Kept::id)
     }
 
     async fn spawn_and_wait(&mut self) -> io::Result<()> {
@@ -165,16 +163,10 @@ impl Prometheus {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-        // SAFETY: set_pdeathsig only calls prctl(2), async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
-            });
-        }
-        self.child = Some(cmd.spawn()?);
+        self.child = Some(Kept::spawn(cmd, "prometheus")?);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = self.child.as_mut().and_then(Kept::exited) {
                 return Err(io::Error::other(format!(
                     "prometheus exited ({status}):\n{}",
                     self.log()
@@ -244,21 +236,9 @@ impl Prometheus {
 
     /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; reaps the process.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(None) = child.try_wait() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_GRACE;
-            while let Ok(None) = child.try_wait() {
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if let Some(child) = self.child.take() {
+            child.stop(STOP_GRACE);
         }
-        let _ = child.wait();
     }
 }
 

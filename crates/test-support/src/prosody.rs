@@ -22,23 +22,18 @@
 //! * `pgrep -a prosody` does not see it: the process name is `lua5.4`; use
 //!   `pgrep -af /usr/bin/prosody`.
 
-use std::collections::hash_map::RandomState;
-use std::collections::BTreeSet;
 use std::fs;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::child::{log_and_console_tail, pick_port, probe_c2s, probe_tcp, read_from, Kept};
 use crate::not_run;
-use crate::stanza::c2s_header;
 
 pub const PROSODY_BIN: &str = "/usr/bin/prosody";
 pub const PROSODYCTL_BIN: &str = "/usr/bin/prosodyctl";
@@ -142,12 +137,8 @@ pub struct Prosody {
     /// How long the last (re)start took until both ports served XMPP.
     pub last_start_duration: Duration,
     opts: ProsodyOptions,
-    child: Option<Child>,
-    /// Keeps the thread that spawned the child alive: the child has
-    /// PR_SET_PDEATHSIG=SIGKILL, which fires when that *thread* exits, so
-    /// Prosody dies with the test process even if Drop never runs (SIGKILL,
-    /// abort), but not when an arbitrary spawning thread ends.
-    spawner_keepalive: Option<mpsc::Sender<()>>,
+    /// Dies with the test process even if Drop never runs.
+    child: Option<Kept>,
 }
 
 impl Prosody {
@@ -174,7 +165,6 @@ impl Prosody {
             last_start_duration: Duration::ZERO,
             opts: opts.clone(),
             child: None,
-            spawner_keepalive: None,
         };
         prosody.write_config()?;
         prosody.register_users()?;
@@ -209,10 +199,7 @@ impl Prosody {
 
     /// Is the process still alive?
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child.as_mut().is_some_and(|c| c.exited().is_none())
     }
 
     /// Register (or re-register, which overwrites the password) an account on
@@ -231,28 +218,9 @@ impl Prosody {
 
     /// SIGTERM, wait up to 5 s, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(None) = child.try_wait() {
-                let pid = Pid::from_raw(child.id() as i32);
-                let _ = kill(pid, Signal::SIGTERM);
-                let deadline = Instant::now() + STOP_GRACE;
-                loop {
-                    match child.try_wait() {
-                        Ok(Some(_)) | Err(_) => break,
-                        Ok(None) if Instant::now() >= deadline => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            break;
-                        }
-                        Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                    }
-                }
-            }
-            // Reap in every case (no-op if already reaped).
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.stop(STOP_GRACE);
         }
-        // Only now let the spawner thread exit (its exit would SIGKILL the child).
-        self.spawner_keepalive = None;
     }
 
     /// Stop and start again with the same config on the same ports.
@@ -313,30 +281,8 @@ impl Prosody {
     /// Last 60 lines of Prosody's (debug level) log, plus anything it printed
     /// on stdout/stderr.
     pub fn log_tail(&self) -> String {
-        let mut out = String::new();
-        let log = self.read_log();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(60);
-        out.push_str(&format!(
-            "--- {} (last {} lines) ---\n",
-            self.log_path().display(),
-            lines.len() - from
-        ));
-        for l in &lines[from..] {
-            out.push_str(l);
-            out.push('\n');
-        }
-        let console = fs::read_to_string(self.dir.path().join(CONSOLE_FILE)).unwrap_or_default();
-        if !console.trim().is_empty() {
-            let lines: Vec<&str> = console.lines().collect();
-            let from = lines.len().saturating_sub(20);
-            out.push_str("--- prosody stdout/stderr ---\n");
-            for l in &lines[from..] {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
+        let console = self.dir.path().join(CONSOLE_FILE);
+        log_and_console_tail(&self.log_path(), &console, "prosody stdout/stderr")
     }
 
     /// Full debug log (all starts of this instance).
@@ -504,15 +450,7 @@ impl Prosody {
             .stdin(Stdio::null())
             .stdout(Stdio::from(console.try_clone()?))
             .stderr(Stdio::from(console));
-        // SAFETY: only an async-signal-safe syscall (prctl) runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
-            });
-        }
-        let (child, keepalive) = spawn_on_keeper_thread(cmd)?;
-        self.child = Some(child);
-        self.spawner_keepalive = Some(keepalive);
+        self.child = Some(Kept::spawn(cmd, "prosody")?);
 
         let deadline = started + START_TIMEOUT;
         let c2s_marker = format!("Activated service 'c2s' on [127.0.0.1]:{}", self.c2s_port);
@@ -523,10 +461,7 @@ impl Prosody {
         let need_component = !self.opts.components.is_empty();
         loop {
             if !self.is_running() {
-                let status = self
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten());
+                let status = self.child.as_mut().and_then(|c| c.exited());
                 let err = self.failure(&format!("Prosody exited during startup ({status:?})"));
                 self.stop();
                 return Err(err);
@@ -559,75 +494,6 @@ impl Drop for Prosody {
     }
 }
 
-/// Spawn `cmd` from a dedicated thread that stays alive until the returned
-/// sender is dropped (see `Prosody::spawner_keepalive`).
-fn spawn_on_keeper_thread(mut cmd: Command) -> io::Result<(Child, mpsc::Sender<()>)> {
-    let (result_tx, result_rx) = mpsc::channel::<io::Result<Child>>();
-    let (keep_tx, keep_rx) = mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("prosody-spawner".into())
-        .spawn(move || {
-            let spawned = cmd.spawn();
-            let ok = spawned.is_ok();
-            let _ = result_tx.send(spawned);
-            if ok {
-                // Blocks until the Prosody handle drops the sender.
-                let _ = keep_rx.recv();
-            }
-        })?;
-    let child = result_rx
-        .recv()
-        .map_err(|_| io::Error::other("prosody spawner thread died"))??;
-    Ok((child, keep_tx))
-}
-
-fn read_from(path: &Path, offset: u64) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = fs::File::open(path) {
-        if f.seek(SeekFrom::Start(offset)).is_ok() {
-            let mut bytes = Vec::new();
-            let _ = f.read_to_end(&mut bytes);
-            s = String::from_utf8_lossy(&bytes).into_owned();
-        }
-    }
-    s
-}
-
-fn probe_tcp(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((LOOPBACK, port)),
-        Duration::from_millis(500),
-    )
-    .is_ok()
-}
-
-/// Open a client stream and wait for the server's stream header: proves the
-/// event loop is running (not only that the socket is listening).
-fn probe_c2s(port: u16, to: &str) -> io::Result<()> {
-    let mut s = TcpStream::connect_timeout(
-        &SocketAddr::from((LOOPBACK, port)),
-        Duration::from_millis(500),
-    )?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(c2s_header(to).as_bytes())?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&got).contains("stream:stream") {
-            let _ = s.write_all(b"</stream:stream>");
-            return Ok(());
-        }
-    }
-    Err(io::Error::other("no stream header from Prosody"))
-}
-
 /// Lua string literal.
 fn lua_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -644,57 +510,4 @@ fn lua_str(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Ports handed out by this process, never handed out twice.
-static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-
-fn ephemeral_range() -> Option<(u16, u16)> {
-    let s = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut it = s.split_whitespace().map(|x| x.parse::<u16>());
-    Some((it.next()?.ok()?, it.next()?.ok()?))
-}
-
-fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// A free loopback port. Verified free by binding it and releasing it.
-/// Prefers ports below the kernel's ephemeral range: a port given by binding
-/// port 0 comes from that range, and while Prosody restarts on the same port
-/// an outgoing connection (or another test binding port 0) could grab it.
-/// Falls back to binding port 0. A process-wide registry makes sure parallel
-/// tests in one test binary never get the same port.
-pub fn pick_port() -> io::Result<u16> {
-    let mut used = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((lo, _)) = ephemeral_range() {
-        const BASE: u16 = 10000;
-        if lo > BASE + 1000 {
-            for _ in 0..200 {
-                let port = BASE + (random_u64() % u64::from(lo - BASE)) as u16;
-                if used.contains(&port) {
-                    continue;
-                }
-                if TcpListener::bind((LOOPBACK, port)).is_ok() {
-                    used.insert(port);
-                    return Ok(port);
-                }
-            }
-        }
-    }
-    for _ in 0..100 {
-        let l = TcpListener::bind((LOOPBACK, 0))?;
-        let port = l.local_addr()?.port();
-        if used.insert(port) {
-            return Ok(port);
-        }
-    }
-    Err(io::Error::other("could not find a free loopback port"))
 }

@@ -146,7 +146,7 @@ impl Framer {
             exact: !self.skip,
             stream_bound,
         };
-        tag::resolve(
+        resolve::resolve(
             &mut cx,
             &mut self.dups,
             r.open,

@@ -107,11 +107,13 @@ fn serve(mut s: TcpStream, reg: Registry) -> Option<()> {
         );
         return None;
     }
-    s.write_all(b"<handshake/>").ok()?;
+    // Registered before `<handshake/>` goes out, as a real router does: a
+    // client that starts sending once authenticated must find it routable.
     let me = Arc::new(Mutex::new(s.try_clone().ok()?));
     if !to.starts_with("void") {
         reg.lock().ok()?.insert(to.clone(), me.clone());
     }
+    s.write_all(b"<handshake/>").ok()?;
     let result = (|| -> Option<()> {
         loop {
             let n = s.read(&mut tmp).ok()?;
