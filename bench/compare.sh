@@ -19,6 +19,10 @@
 #   base      with ROUTER_BASE=/path/to/xmpp-component-router: the same router tests with
 #             another build (e.g. the previous commit's), side by side in the same rounds;
 #             the summary gives router/base ratios round by round
+#             With ROUTER_METRICS=1 the `router` system (never `base`) also serves
+#             `[metrics] listen` and is scraped (GET /metrics) every SCRAPE_INTERVAL s
+#             (default 1) for as long as it runs: ROUTER_BASE set to the same binary
+#             gives metrics on (router) against metrics off (base) in the same rounds.
 #   direct    (throughput only) the load generator's raw sender straight to its own
 #             raw receiver: shows when the load generator, not the relay, is the limit
 # Per round, for each test, each system in turn (router prosody ejabberd relay ...):
@@ -43,7 +47,8 @@
 # TPUT_N_EJABBERD TPUT_N_RELAY LAT_RATES LAT_DURATION LAT_WARMUP MANY_ROUNDS
 # MANY_COUNT_ROUTER MANY_COUNT_PROSODY MANY_COUNT_EJABBERD MANY_CONCURRENCY MANY_IDLE
 # QUIET_SECONDS QUIET_MAX_CORES QUIET_TIMEOUT EJABBERD_START_TIMEOUT NO_INSTALL NO_BUILD
-# WARMUP RESULTS BENCH_COMMIT BENCH_TMPDIR KEEP_TMP ROUTER_BASE; defaults just below. The servers'
+# WARMUP RESULTS BENCH_COMMIT BENCH_TMPDIR KEEP_TMP ROUTER_BASE ROUTER_METRICS SCRAPE_INTERVAL;
+# defaults just below. The servers'
 # configs, logs and spools live in a temp dir under BENCH_TMPDIR (default /tmp).
 set -euo pipefail
 
@@ -62,6 +67,8 @@ if [ "$QUICK" = 1 ]; then
 fi
 ROUNDS=${ROUNDS:-5}
 ROUTER_BASE=${ROUTER_BASE:-}
+ROUTER_METRICS=${ROUTER_METRICS:-0}
+SCRAPE_INTERVAL=${SCRAPE_INTERVAL:-1}
 if [ -n "$ROUTER_BASE" ]; then
   SYSTEMS=${SYSTEMS:-"router base prosody ejabberd relay"}
 else
@@ -240,10 +247,11 @@ as_user() {
 
 # ---------------------------------------------------------------- servers
 # Each start_* sets SRV_PID and SRV_PORT (component port), or returns 1.
-start_router() { # name extra_components [binary]
-  local name=$1 count=$2 bin=${3:-$ROUTER} d=$TMP/router-$1 i
+start_router() { # name extra_components [binary [metrics]]
+  local name=$1 count=$2 bin=${3:-$ROUTER} metrics=${4:-0} d=$TMP/router-$1 i mport=""
   mkdir -p "$d"
   SRV_PORT=$(free_port)
+  [ "$metrics" = 1 ] && mport=$(free_port)
   {
     echo "listen = [\"127.0.0.1:$SRV_PORT\"]"
     echo 'log_level = "warn"'
@@ -254,11 +262,28 @@ start_router() { # name extra_components [binary]
     for ((i = 0; i < count; i++)); do
       printf '[components."c%d.bench.local"]\nsecret = "secret-%d"\n' "$i" "$i"
     done
+    if [ -n "$mport" ]; then printf '[metrics]\nlisten = "127.0.0.1:%s"\n' "$mport"; fi
   } > "$d/config.toml"
   "$bin" --config "$d/config.toml" > "$d/router.log" 2>&1 &
   SRV_PID=$!
   STARTED_PIDS+=("$SRV_PID")
   wait_port "$SRV_PORT" 60 "$SRV_PID" || { say "router $name did not start:"; tail -5 "$d/router.log" >&2; return 1; }
+  if [ -n "$mport" ]; then start_scraper "$mport" "$SRV_PID" "$d"; fi
+}
+
+# Scrape http://127.0.0.1:PORT/metrics every SCRAPE_INTERVAL s while PID lives
+# (the scraper's own pid is in STARTED_PIDS; the failed scrapes are counted in DIR).
+start_scraper() { # port pid dir
+  local port=$1 pid=$2 d=$3
+  (
+    n=0; failed=0
+    while kill -0 "$pid" 2>/dev/null; do
+      curl -sf -o /dev/null "http://127.0.0.1:$port/metrics" || failed=$((failed + 1))
+      n=$((n + 1)); echo "$n $failed" > "$d/scrapes"
+      sleep "$SCRAPE_INTERVAL"
+    done
+  ) &
+  STARTED_PIDS+=("$!")
 }
 
 start_base() { # name extra_components: the router built elsewhere (ROUTER_BASE)
@@ -465,7 +490,7 @@ main() {
   for sys in $SYSTEMS; do
     s_ok=1
     case $sys in
-      router) start_router main 0 || s_ok=0 ;;
+      router) start_router main 0 "$ROUTER" "$ROUTER_METRICS" || s_ok=0 ;;
       base) start_base main 0 || s_ok=0 ;;
       prosody) command -v prosody >/dev/null && start_prosody main 0 || s_ok=0 ;;
       ejabberd) start_ejabberd main 0 || { s_ok=0; say "NOTE: ejabberd skipped (not installed or did not start)"; } ;;
@@ -490,7 +515,7 @@ main() {
   dirty=${dirty:-0}
   versions="prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '?'), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '?'), erlang $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo '?')"
   META_SYSTEMS="${active[*]}" META_COMMIT="$commit" META_DIRTY="$dirty" META_VERSIONS="$versions" \
-  META_CMD="QUICK=$QUICK ROUNDS=$ROUNDS${ROUTER_BASE:+ ROUTER_BASE=$ROUTER_BASE} bench/compare.sh" python3 - >> "$RESULTS" <<EOF
+  META_CMD="QUICK=$QUICK ROUNDS=$ROUNDS${ROUTER_BASE:+ ROUTER_BASE=$ROUTER_BASE}$([ "$ROUTER_METRICS" = 1 ] && echo " ROUTER_METRICS=1 SCRAPE_INTERVAL=$SCRAPE_INTERVAL") bench/compare.sh" python3 - >> "$RESULTS" <<EOF
 import json, os, platform
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(json.dumps({"meta": True, "date": "$STAMP", "nproc": os.cpu_count(), "cpu": cpu,

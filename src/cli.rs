@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 
@@ -17,7 +17,13 @@ pub const EXIT_FATAL: u8 = 1;
 /// upstream server (e.g. Prosody) over one component link per domain.
 /// SIGHUP re-reads the config; SIGTERM/SIGINT shut down.
 #[derive(Debug, Parser)]
-#[command(name = "xmpp-component-router", version, about, long_about = None)]
+#[command(
+    name = "xmpp-component-router",
+    version,
+    about,
+    long_about = None,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Config file (TOML) to serve. Re-read on SIGHUP (`systemctl reload`).
     ///
@@ -26,7 +32,7 @@ pub struct Cli {
     /// a Prosody config whose external components are served too (`prosody_config`).
     /// On SIGHUP the file is re-read and only the difference is applied; an invalid
     /// file changes nothing. The Debian package installs a commented example there.
-    #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH, global = true)]
     pub config: PathBuf,
 
     /// Validate the config, print what would be served (never a secret), and exit:
@@ -39,6 +45,21 @@ pub struct Cli {
     /// every start).
     #[arg(long)]
     pub check: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask the running daemon what it serves and print a table.
+    ///
+    /// One row per component: state, connections, peers, connected since,
+    /// stanzas in and out, bounces, queue, upstream link and its next retry.
+    /// The daemon is asked through its metrics listener, `[metrics] listen` in
+    /// the config file. Exit 0; 3 when the daemon is not running or the config
+    /// has no `[metrics] listen`; 78 when the config is invalid.
+    Status,
 }
 
 /// The `--check` output: listen and upstream addresses, then one aligned row per component.

@@ -304,6 +304,9 @@ pub struct Config {
     pub log_level: String,
     pub prosody_config: Option<PathBuf>,
     pub upstream: Option<UpstreamConfig>,
+    /// `[metrics]`: the HTTP listener for `/metrics`, `/health` and `/status`
+    /// (README, "Monitoring"); none by default.
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     /// Every declared component, enabled or not, keyed by canonical domain.
     pub components: BTreeMap<String, Declared>,
     /// Warnings found while loading (e.g. from the Prosody config file).
@@ -331,6 +334,7 @@ impl Config {
             log_level: defaults::LOG_LEVEL.to_string(),
             prosody_config: None,
             upstream: None,
+            metrics: None,
             components: BTreeMap::new(),
             warnings: Vec::new(),
             prosody: None,
@@ -385,6 +389,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     src.top_level(&raw, &mut c)?;
     c.upstream = match &raw.upstream {
         Some(u) => Some(src.upstream(u.get_ref())?),
+        None => None,
+    };
+    c.metrics = match &raw.metrics {
+        Some(m) => Some(src.metrics(m.get_ref())?),
         None => None,
     };
     c.components = src.components(&raw.components)?;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use xmpp_component_router::{cli, config, daemon, logging};
+use xmpp_component_router::{cli, config, daemon, logging, metrics};
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -14,6 +14,16 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::EXIT_CONFIG);
         }
     };
+    if let Some(cli::Command::Status) = args.command {
+        let listen = config.metrics.as_ref().map(|m| m.listen);
+        let code = metrics::status::run(
+            &args.config,
+            listen,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        );
+        return ExitCode::from(code);
+    }
     if args.check {
         print!("{}", cli::summary(&config));
         return ExitCode::SUCCESS;

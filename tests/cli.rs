@@ -391,7 +391,7 @@ fn help() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
-    for flag in ["--config", "--check", "--version", "--help"] {
+    for flag in ["--config", "--check", "--version", "--help", "status"] {
         assert!(stdout.contains(flag), "--help lacks {flag}:\n{stdout}");
     }
 }

@@ -61,7 +61,11 @@ the journal. The config is re-read on SIGHUP and only the difference is applied,
 the semantics of Prosody's mod_reload_components: unchanged components are not touched.";
 
 /// Sections clap does not know about, in roff, after OPTIONS.
-const EXTRA_SECTIONS: &str = r#".SH "EXIT STATUS"
+const EXTRA_SECTIONS: &str = r#".SH COMMANDS
+.TP
+\fBstatus\fR [\fB\-\-config\fR \fIPATH\fR]
+Ask the running daemon, through the metrics listener named by [metrics] listen in the config, what it serves, and print a table: one row per component (and per removed domain whose connection is still open) with its state (connected, offline, detached), connections, peer addresses, connected since, stanzas in and out, bounces, queue, upstream link state and the time until its next retry. Exit 0; 3 when the daemon cannot be asked; 78 for an invalid config.
+.SH "EXIT STATUS"
 .TP
 \fB0\fR
 Clean shutdown after SIGTERM or SIGINT, or a valid config with \fB\-\-check\fR.
@@ -71,6 +75,9 @@ Any other fatal error, e.g. a listen address already in use; the message names t
 .TP
 \fB2\fR
 Usage error (unknown option, missing value).
+.TP
+\fB3\fR
+\fBstatus\fR only: the daemon cannot be asked, because it is not running (nothing answers at its metrics listener) or the config has no [metrics] listen address; the message says which.
 .TP
 \fB78\fR
 Invalid config (EX_CONFIG) at start or with \fB\-\-check\fR; the message names the file, the line and the problem. Under the systemd unit a start that fails so is retried at most twice (StartLimitBurst=3), and the daemon exiting with it is not restarted.
@@ -114,6 +121,12 @@ Apply a changed config to the running service, then read its log:
 systemctl reload xmpp\-component\-router
 .br
 journalctl \-u xmpp\-component\-router \-n 20
+.RE
+.PP
+Show what the running daemon serves (needs [metrics] listen in the config):
+.PP
+.RS
+xmpp\-component\-router status
 .RE
 .SH "SEE ALSO"
 \fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBsystemd.service\fR(5), \fBsystemd.exec\fR(5), \fBprosodyctl\fR(1)

@@ -12,6 +12,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use super::{Env, PRE_AUTH_MAX_ELEMENT};
+use crate::metrics::{ConnectionMetrics, SessionCounters};
 use crate::proto::StreamCondition;
 use crate::router::Domain;
 use crate::session::{Control, Outbox, PushError, Session};
@@ -58,6 +59,11 @@ pub(super) struct Connection {
     pub domain: Option<Arc<str>>,
     /// The handshake succeeded: the full limits and read sizes apply.
     pub authenticated: bool,
+    /// Its place in the `connections{state}` gauge until it authenticates
+    /// (then its session holds it).
+    pub metrics: Option<ConnectionMetrics>,
+    /// Its stanza counters (shared with its writer).
+    pub counters: Arc<SessionCounters>,
 }
 
 impl Connection {
@@ -81,6 +87,8 @@ impl Connection {
             header_sent: false,
             domain: None,
             authenticated: false,
+            metrics: None,
+            counters: Arc::default(),
         }
     }
 

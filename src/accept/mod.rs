@@ -37,6 +37,7 @@ use tokio::time::timeout;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{Globals, RefusedReason, SessionCounters};
 use crate::router::{hold, Domain, LinkDriver, Requeued, Router};
 use crate::session::{outbox, Control, OutboxReceiver};
 use crate::wire::out::Out;
@@ -45,7 +46,7 @@ use crate::wire::stanza::Bounce;
 use crate::wire::writer::{Closing, Writer, CLOSE_GRACE};
 use crate::wire::xml::Limits;
 
-use conn::{Connection, Live};
+use conn::{Connection, End, Live};
 
 /// Before authentication the stream header and the `<handshake/>` element may
 /// each be at most this large (`policy-violation` beyond), so an
@@ -75,8 +76,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
     let (rd, wr) = stream.into_split();
     let (out, out_rx) = outbox(settings.queue);
     let (close_tx, close_rx) = oneshot::channel();
+    // The session's counters (they join its domain's at authentication):
+    // the reader counts `in`, the writer `out`.
+    let counters = Arc::new(SessionCounters::default());
     let writer = tokio::spawn(write_task(
-        Writer::new(wr, settings.keepalive_interval, None),
+        Writer::new(wr, settings.keepalive_interval, None).counting(counters.clone()),
         out_rx,
         close_rx,
     ));
@@ -86,8 +90,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
         Sizing::fixed(PRE_AUTH_READ),
     );
     let mut conn = Connection::new(id, peer, env.clone(), reader, out, close_tx, control);
+    conn.metrics = Some(router.globals.connection_opened());
+    conn.counters = counters;
     debug!(%peer, "connection accepted");
     let (end, live) = conn.run().await;
+    count_end(&router.globals, &end, live.is_some());
     // A member of a balanced set with others stays routable until its queue
     // is handed over; any other session is released at once.
     let hand_over = live
@@ -112,6 +119,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, env: Env) {
         end_session(&env, l, unwritten);
     }
     router.unregister_control(id);
+}
+
+/// A stream error the connection ends with is counted, and before
+/// authentication it is why the connection was refused.
+fn count_end(globals: &Globals, end: &End, authenticated: bool) {
+    if let End::Error(e) = end {
+        globals.stream_error(e.condition.into());
+        if !authenticated {
+            globals.refused(RefusedReason::Stream(e.condition.into()));
+        }
+    }
 }
 
 /// Release a session from its domain; true when that began a hold (whose

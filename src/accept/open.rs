@@ -1,7 +1,7 @@
 //! Phases 1 and 2 of a component connection: the stream header and the
 //! handshake, then the session joins its domain under the conflict policy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::conn::{Connection, End, Input, Live};
 use super::stanzas::{is_peer_stream_error, HANDSHAKE};
+use crate::metrics::{ConnectionState, Outcome};
 use crate::proto::{handshake_matches, handshake_token, jid, new_stream_id, StreamCondition};
 use crate::router::{hold, Attach, Domain};
 use crate::session::Session;
@@ -113,6 +114,7 @@ impl Connection {
     /// `Some(end)` when the handshake fails.
     fn check_handshake(&self, domain: &Domain, stream_id: &str, st: &Stanza) -> Option<End> {
         let not_authorized = |why: &str| {
+            self.env.router.globals.handshake(Outcome::Failed);
             warn!(event = "handshake.failed", peer = %self.peer, domain = %domain.name, "authentication failed: {why}");
             Some(End::Error(StreamError::with_text(
                 StreamCondition::NotAuthorized,
@@ -129,18 +131,29 @@ impl Connection {
         if !handshake_matches(stream_id, settings.secret.expose(), token) {
             return not_authorized("wrong secret");
         }
+        self.env.router.globals.handshake(Outcome::Ok);
         None
     }
 
     /// Join the domain under its conflict policy and confirm the handshake.
     async fn attach(&mut self, domain: &Arc<Domain>) -> Result<Live, End> {
+        let since = SystemTime::now();
+        let mut state = self
+            .metrics
+            .take()
+            .unwrap_or_else(|| self.env.router.globals.connection_opened());
+        state.set_state(ConnectionState::Authenticated);
         let session = Arc::new(Session {
             id: self.id,
             domain: domain.name.clone(),
             peer: self.peer,
-            since: SystemTime::now(),
+            since,
             outbox: self.out.clone(),
             control: self.control.clone(),
+            metrics: domain
+                .metrics
+                .adopt_session(self.counters.clone(), self.peer, since),
+            state: Mutex::new(state),
         });
         // `<handshake/>` is queued only once the conflict policy accepted the
         // session (a connection refused with `conflict` must not be told it

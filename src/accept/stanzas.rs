@@ -78,6 +78,7 @@ impl Connection {
                 self.log_peer_error(&st);
                 return End::PeerClosed;
             }
+            self.counters.stanza_in(st.bytes.len());
             if live.domain.is_detached() {
                 self.discard();
                 continue;
@@ -104,6 +105,7 @@ impl Connection {
             Routed::Delivered => {}
             Routed::Discarded => self.discard(),
             Routed::Bounce(b, item) => {
+                self.counters.bounce(b.condition.into());
                 let reply = item
                     .into_stanza()
                     .and_then(|e| b.envelope(e.head.name, &e.attrs));

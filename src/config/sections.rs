@@ -16,6 +16,7 @@ use super::{
     canonical_domain, defaults, keys, ComponentConfig, Config, ConfigError, Declared, IntKey,
     OnConflict, Origin, Secret, UpstreamConfig, LOG_LEVELS, MAX_SECRET_FILE,
 };
+use crate::metrics::MetricsConfig;
 use crate::prosody_config;
 use crate::proto::jid;
 
@@ -50,6 +51,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) upstream: Option<Spanned<RawUpstream>>,
     #[serde(default)]
+    pub(super) metrics: Option<Spanned<RawMetrics>>,
+    #[serde(default)]
     pub(super) components: BTreeMap<Spanned<String>, Spanned<RawComponent>>,
 }
 
@@ -59,6 +62,12 @@ pub(super) struct RawUpstream {
     address: Spanned<String>,
     max_stanza_size: Option<Spanned<i64>>,
     keepalive_interval: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +249,21 @@ impl<'a> Source<'a> {
             max_stanza_size,
             keepalive_interval,
         })
+    }
+
+    /// `[metrics]`.
+    pub(super) fn metrics(&self, m: &RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let a = &m.listen;
+        let listen = a.get_ref().parse().map_err(|_| {
+            self.error(
+                a.span().start,
+                format!(
+                    "metrics.listen: {:?} is not an IP address with a port (e.g. \"127.0.0.1:9617\" or \"[::1]:9617\")",
+                    a.get_ref()
+                ),
+            )
+        })?;
+        Ok(MetricsConfig { listen })
     }
 
     /// Every `[components."DOMAIN"]`, in file order, so that a duplicate is reported
@@ -618,6 +642,19 @@ mod tests {
         .unwrap();
         let e = parse(toml, &cfg).unwrap_err().to_string();
         assert!(e.contains("also declared at"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_checked() {
+        assert_eq!(p("").unwrap().metrics, None);
+        let c = p("[metrics]\nlisten = \"[::1]:9617\"\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "[::1]:9617".parse().unwrap());
+        let (line, reason) = err_line("log_level = \"info\"\n[metrics]\nlisten = \"localhost\"\n");
+        assert_eq!(line, 3);
+        assert!(reason.contains("metrics.listen"), "{reason}");
+        let (line, reason) = err_line("[metrics]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
+        assert_eq!(line, 3);
+        assert!(reason.contains("port"), "{reason}");
     }
 
     #[test]

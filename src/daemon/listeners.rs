@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::accept::Env;
+use crate::metrics::RefusedReason;
 use crate::proto::StreamCondition;
 use crate::wire::socket::SocketOptions;
 use crate::wire::stanza::{error_header, StreamError};
@@ -37,6 +38,8 @@ pub enum ServerError {
     },
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::ListenError),
 }
 
 /// The running accept loops, by address.
@@ -182,6 +185,9 @@ async fn accept_loop(listener: TcpListener, env: Env, admission: Arc<Admission>)
                 let settings = env.router.settings();
                 let Some(admitted) = admission.admit(settings.max_connections) else {
                     refuse(&stream);
+                    let globals = &env.router.globals;
+                    globals.refused(RefusedReason::Limit);
+                    globals.stream_error(StreamCondition::ResourceConstraint.into());
                     if let Some(n) = admission.refusals.hit() {
                         warn!(
                             event = "connection.refused",

@@ -18,9 +18,10 @@
 
 mod listeners;
 mod reload;
+mod scrape;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::task::TaskTracker;
@@ -56,17 +57,22 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     for addr in &config.listen {
         listeners.bind(*addr)?;
     }
+    let mut metrics = scrape::Metrics::start(&router, config.metrics.as_ref().map(|m| m.listen))?;
+    router.globals.config_loaded(SystemTime::now());
     announce(&config);
 
     let mut current = config;
     loop {
         tokio::select! {
-            _ = hup.recv() => current = reload::reload(current, &env, &mut listeners).await,
+            _ = hup.recv() => current = reload::reload(current, &env, &mut listeners, &mut metrics).await,
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
     }
+    // `/health` says so at once; the metrics listener is closed last.
+    metrics.begin_shutdown();
     shutdown(&router, listeners, &tasks).await;
+    metrics.stop().await;
     Ok(())
 }
 

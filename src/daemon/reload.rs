@@ -12,14 +12,23 @@ use tracing::{error, info, warn};
 
 use crate::config::UpstreamConfig;
 
+use std::time::SystemTime;
+
 use super::listeners::Listeners;
+use super::scrape::Metrics;
 use crate::accept::Env;
 use crate::config::{self, Config};
+use crate::metrics::Outcome;
 use crate::router::{Settings, READDED_TEXT};
 use crate::systemd;
 
 /// Reload from `current.path`; returns the config now in force.
-pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Config {
+pub async fn reload(
+    current: Config,
+    env: &Env,
+    listeners: &mut Listeners,
+    metrics: &mut Metrics,
+) -> Config {
     let router = &env.router;
     systemd::reloading();
     info!(event = "reload.start", file = %current.path.display(), "SIGHUP: reloading config");
@@ -33,6 +42,7 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
                 event = "reload.failed",
                 "reload failed, keeping the running config: the config reader failed: {e}"
             );
+            router.globals.reload(Outcome::Failed, SystemTime::now());
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
@@ -41,6 +51,7 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
                 event = "reload.failed",
                 "reload failed, keeping the running config: {e}"
             );
+            router.globals.reload(Outcome::Failed, SystemTime::now());
             systemd::ready("reload failed; serving the previous config");
             return current;
         }
@@ -75,6 +86,9 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     }
     let detached: usize = removed.iter().map(|(_, n)| n).sum();
     let bind_errors = listeners.reconcile(&new.listen).await;
+    metrics
+        .reconcile(new.metrics.as_ref().map(|m| m.listen))
+        .await;
     let summary = format!(
         "reload: {} added, {} removed ({} connection{} detached), {} changed, {} unchanged{}",
         diff.added.len(),
@@ -100,6 +114,7 @@ pub async fn reload(current: Config, env: &Env, listeners: &mut Listeners) -> Co
     if current.log_level != new.log_level {
         warn!("log_level changes take effect at the next restart");
     }
+    router.globals.reload(Outcome::Ok, SystemTime::now());
     systemd::ready(&summary);
     new
 }

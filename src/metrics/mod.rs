@@ -4,8 +4,8 @@
 //! - [`model`]: what the daemon fills. Each authenticated connection owns a
 //!   [`SessionMetrics`] (from [`DomainMetrics::open_session`]) and counts every
 //!   stanza it reads (`stanza_in`) and writes (`stanza_out`) and every bounce it
-//!   causes (`bounce`) with a relaxed atomic add on counters no other
-//!   connection touches. Each served domain has a [`DomainMetrics`] (connections
+//!   causes (`bounce`) with relaxed atomics on counters no other connection
+//!   touches (a load and a store for stanzas: one writer per direction). Each served domain has a [`DomainMetrics`] (connections
 //!   and their peers, totals of ended connections, upstream attempts). Every
 //!   open connection holds a [`ConnectionMetrics`] from [`Globals`], which also
 //!   counts refusals, handshakes, stream errors and reloads.

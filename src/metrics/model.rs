@@ -4,7 +4,8 @@
 //! Three kinds of state, each kept where it is cheapest to keep:
 //! - Per-stanza counters live in a [`SessionMetrics`] that one authenticated
 //!   connection owns. Its reader counts `in`, its writer counts `out`, each on its
-//!   own cache line, with a relaxed atomic add: no lock, no sharing with other
+//!   own cache line, with a relaxed load and store (each direction has one
+//!   writer): no lock, no locked instruction, no sharing with other
 //!   connections. When the connection ends, its totals are folded into its
 //!   domain's [`DomainMetrics`] under the same lock a scrape reads them with, so a
 //!   counter never goes down.
@@ -28,6 +29,11 @@ use super::labels::{
 
 /// Stanzas and bytes of one direction, alone on its cache line so that a
 /// connection's reader and writer never contend.
+///
+/// Each direction has exactly one writer (the connection's reader task counts
+/// `in`, its writer task `out`), so an update is a relaxed load and store,
+/// plain moves on every common CPU, instead of a locked read-modify-write on
+/// every stanza. Readers (a scrape) see a value at most one stanza old.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 struct Flow {
@@ -38,8 +44,10 @@ struct Flow {
 impl Flow {
     #[inline]
     fn add(&self, bytes: usize) {
-        self.stanzas.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
+        let n = self.stanzas.load(Relaxed);
+        self.stanzas.store(n.wrapping_add(1), Relaxed);
+        let b = self.bytes.load(Relaxed);
+        self.bytes.store(b.wrapping_add(bytes as u64), Relaxed);
     }
 }
 
@@ -65,6 +73,8 @@ impl Default for SessionCounters {
 impl SessionCounters {
     /// A stanza of `bytes` bytes was read from the connection (the stanza's own
     /// bytes: not the stream header, the handshake or whitespace keepalives).
+    /// One task only may count `in` on these counters (and one `out`): two
+    /// would lose updates.
     #[inline]
     pub fn stanza_in(&self, bytes: usize) {
         self.inbound.add(bytes);
@@ -77,7 +87,7 @@ impl SessionCounters {
     }
 
     /// The router generated a stanza error with `condition` for a stanza this
-    /// connection (or domain) sent.
+    /// connection (or domain) sent. Any number of tasks may count bounces.
     #[inline]
     pub fn bounce(&self, condition: StanzaErrorCondition) {
         self.bounces[condition.index()].fetch_add(1, Relaxed);
@@ -137,7 +147,7 @@ pub struct Peer {
 
 #[derive(Debug)]
 struct LiveSession {
-    counters: SessionCounters,
+    counters: Arc<SessionCounters>,
     peer: Peer,
 }
 
@@ -179,8 +189,21 @@ impl DomainMetrics {
     /// A connection of this domain authenticated: the counters it owns from now
     /// until it is dropped (when the connection has left the domain).
     pub fn open_session(self: &Arc<Self>, addr: SocketAddr, since: SystemTime) -> SessionMetrics {
+        self.adopt_session(Arc::default(), addr, since)
+    }
+
+    /// [`DomainMetrics::open_session`] with counters the connection created
+    /// earlier (at accept), so that its writer task, which starts before the
+    /// connection authenticates, holds them from the start. What they counted
+    /// before is counted for this domain too.
+    pub fn adopt_session(
+        self: &Arc<Self>,
+        counters: Arc<SessionCounters>,
+        addr: SocketAddr,
+        since: SystemTime,
+    ) -> SessionMetrics {
         let live = Arc::new(LiveSession {
-            counters: SessionCounters::default(),
+            counters,
             peer: Peer { addr, since },
         });
         self.lock().live.push(live.clone());
@@ -192,7 +215,8 @@ impl DomainMetrics {
 
     /// Counters for events of this domain outside any connection (e.g. a bounce
     /// the upstream link generates while the domain has no connection). Shared by
-    /// every task that uses them: not for a per-stanza path of a live session.
+    /// every task that uses them: for bounces (never for a per-stanza path of
+    /// a live session; `stanza_in`/`stanza_out` need a single writer).
     pub fn counters(&self) -> &SessionCounters {
         &self.shared
     }

@@ -249,8 +249,13 @@ fn row(d: &DomainStatus, now: SystemTime) -> [String; 12] {
     let dash = || "-".to_string();
     let since = d.peers.iter().map(|p| p.since_unix).min();
     let peers = d.peers.iter().map(|p| p.addr.as_str()).collect::<Vec<_>>();
+    // A domain without a connection has no upstream link (none is tried).
+    let linked = matches!(d.state.as_str(), "connected" | "held");
     let (link, retry) = match &d.upstream {
         None => (dash(), dash()),
+        Some(u) if !u.up && !linked && u.next_retry_seconds.is_none() => {
+            ("none".to_string(), dash())
+        }
         Some(u) if u.up => ("up".to_string(), dash()),
         Some(u) => (
             "down".to_string(),

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::metrics;
+
 /// RFC 6120 §4.9.3 stream error conditions the router sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamCondition {
@@ -104,6 +106,90 @@ impl ErrorType {
             ErrorType::Cancel => "cancel",
             ErrorType::Modify => "modify",
             ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// The `condition` label of the metrics for a stream error the router sends.
+impl From<StreamCondition> for metrics::StreamErrorCondition {
+    fn from(c: StreamCondition) -> Self {
+        use metrics::StreamErrorCondition as M;
+        match c {
+            StreamCondition::BadFormat => M::BadFormat,
+            StreamCondition::BadNamespacePrefix => M::BadNamespacePrefix,
+            StreamCondition::Conflict => M::Conflict,
+            StreamCondition::ConnectionTimeout => M::ConnectionTimeout,
+            StreamCondition::HostUnknown => M::HostUnknown,
+            StreamCondition::ImproperAddressing => M::ImproperAddressing,
+            StreamCondition::InvalidFrom => M::InvalidFrom,
+            StreamCondition::InvalidNamespace => M::InvalidNamespace,
+            StreamCondition::NotAuthorized => M::NotAuthorized,
+            StreamCondition::NotWellFormed => M::NotWellFormed,
+            StreamCondition::PolicyViolation => M::PolicyViolation,
+            StreamCondition::Reset => M::Reset,
+            StreamCondition::ResourceConstraint => M::ResourceConstraint,
+            StreamCondition::RestrictedXml => M::RestrictedXml,
+            StreamCondition::SystemShutdown => M::SystemShutdown,
+            StreamCondition::UnsupportedEncoding => M::UnsupportedEncoding,
+            StreamCondition::UnsupportedStanzaType => M::UnsupportedStanzaType,
+        }
+    }
+}
+
+/// The `condition` label of `bounces_total` for a stanza error the router sends.
+impl From<StanzaCondition> for metrics::StanzaErrorCondition {
+    fn from(c: StanzaCondition) -> Self {
+        use metrics::StanzaErrorCondition as M;
+        match c {
+            StanzaCondition::BadRequest => M::BadRequest,
+            StanzaCondition::JidMalformed => M::JidMalformed,
+            StanzaCondition::PolicyViolation => M::PolicyViolation,
+            StanzaCondition::RemoteServerNotFound => M::RemoteServerNotFound,
+            StanzaCondition::RemoteServerTimeout => M::RemoteServerTimeout,
+            StanzaCondition::ResourceConstraint => M::ResourceConstraint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod metric_label_tests {
+    use super::*;
+
+    /// Each condition maps to the metrics label of the same RFC 6120 name.
+    #[test]
+    fn labels_carry_the_same_names() {
+        use StreamCondition as S;
+        for c in [
+            S::BadFormat,
+            S::BadNamespacePrefix,
+            S::Conflict,
+            S::ConnectionTimeout,
+            S::HostUnknown,
+            S::ImproperAddressing,
+            S::InvalidFrom,
+            S::InvalidNamespace,
+            S::NotAuthorized,
+            S::NotWellFormed,
+            S::PolicyViolation,
+            S::Reset,
+            S::ResourceConstraint,
+            S::RestrictedXml,
+            S::SystemShutdown,
+            S::UnsupportedEncoding,
+            S::UnsupportedStanzaType,
+        ] {
+            assert_eq!(metrics::StreamErrorCondition::from(c).as_str(), c.as_str());
+        }
+        use StanzaCondition as T;
+        for c in [
+            T::BadRequest,
+            T::JidMalformed,
+            T::PolicyViolation,
+            T::RemoteServerNotFound,
+            T::RemoteServerTimeout,
+            T::ResourceConstraint,
+        ] {
+            assert_eq!(metrics::StanzaErrorCondition::from(c).as_str(), c.as_str());
         }
     }
 }

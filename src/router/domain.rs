@@ -30,6 +30,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use super::balance::{self, Requests};
 use super::hold::{Ended, Hold, Outcome, Requeued};
 use crate::config::{ComponentConfig, OnConflict};
+use crate::metrics::DomainMetrics;
 use crate::session::{Gate, Link, OutboxReceiver, QueueLimits, Routing, Session};
 use crate::wire::out::Out;
 use crate::wire::xml::{Attrs, Name};
@@ -122,6 +123,10 @@ struct LinkSlot {
 
 pub struct Domain {
     pub name: Arc<str>,
+    /// What its sessions and its upstream link count. A domain removed and
+    /// re-added by reload while a connection of it is still open shares the
+    /// old one, so its counters never go down.
+    pub metrics: Arc<DomainMetrics>,
     settings: ArcSwap<ComponentConfig>,
     sessions: ArcSwap<Sessions>,
     /// Closed when a reload detaches the domain.
@@ -150,9 +155,11 @@ pub struct HandOver {
 }
 
 impl Domain {
-    pub fn new(cfg: &ComponentConfig) -> Arc<Self> {
+    /// `metrics`: `None` for fresh ones.
+    pub fn new(cfg: &ComponentConfig, metrics: Option<Arc<DomainMetrics>>) -> Arc<Self> {
         Arc::new(Domain {
             name: Arc::from(cfg.domain.as_str()),
+            metrics: metrics.unwrap_or_else(|| DomainMetrics::new(&cfg.domain)),
             settings: ArcSwap::from_pointee(cfg.clone()),
             sessions: ArcSwap::from_pointee(Sessions::default()),
             gate: Gate::default(),
@@ -480,7 +487,11 @@ impl Domain {
             bounce(self, ended);
         }
         self.close_link();
-        self.sessions.load().len()
+        let sessions = self.sessions.load();
+        for s in sessions.iter() {
+            s.mark_detached();
+        }
+        sessions.len()
     }
 
     /// Hold `gen` reached its deadline: `bounce` gets what was held (the link

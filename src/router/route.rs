@@ -200,7 +200,10 @@ impl Router {
         b: Bounce,
     ) -> (usize, usize) {
         let (mut bounced, mut lost) = (0, 0);
+        let counters = from.metrics.counters();
         for env in items {
+            // Counted for the domain they were for, answered or not.
+            counters.bounce(b.condition.into());
             let Some(reply) = b.envelope(env.head.name, &env.attrs) else {
                 continue;
             };

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use super::domain::Domain;
 use crate::config::{ComponentConfig, Config, Diff, UpstreamConfig};
+use crate::metrics::{DomainMetrics, Globals};
 use crate::proto::StreamCondition;
 use crate::session::{Control, QueueLimits};
 use crate::wire::stanza::StreamError;
@@ -69,19 +70,23 @@ pub struct Router {
     /// ended at once with the same error.
     final_error: Mutex<Option<StreamError>>,
     /// Domains a reload removed while they had open connections (which stay
-    /// open, detached): closed with `reset` when the domain is added again.
+    /// open, detached): closed with `reset` when the domain is added again,
+    /// whose metrics the re-added domain takes over; `status` lists them.
     detached: Mutex<Vec<Weak<Domain>>>,
     /// Stanzas read from detached sessions and discarded.
     pub discarded_from_detached: AtomicU64,
     /// Stanzas from the upstream server for detached sessions, discarded.
     pub discarded_for_detached: AtomicU64,
+    /// Process-wide counters (connections, refusals, handshakes, stream
+    /// errors, reloads).
+    pub globals: Arc<Globals>,
 }
 
 impl Router {
     pub fn new(config: &Config) -> Arc<Self> {
         let table: Table = config
             .enabled_components()
-            .map(|c| (Arc::from(c.domain.as_str()), Domain::new(c)))
+            .map(|c| (Arc::from(c.domain.as_str()), Domain::new(c, None)))
             .collect();
         Arc::new(Router {
             table: ArcSwap::from_pointee(table),
@@ -92,7 +97,30 @@ impl Router {
             detached: Mutex::new(Vec::new()),
             discarded_from_detached: AtomicU64::new(0),
             discarded_for_detached: AtomicU64::new(0),
+            globals: Globals::new(),
         })
+    }
+
+    /// Detached domains that still have an open session.
+    pub fn detached_domains(&self) -> Vec<Arc<Domain>> {
+        self.lock_detached()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|d| !d.sessions().is_empty())
+            .collect()
+    }
+
+    fn lock_detached(&self) -> MutexGuard<'_, Vec<Weak<Domain>>> {
+        self.detached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The metrics of a detached domain named `name` that is still alive.
+    fn metrics_of_detached(&self, name: &str) -> Option<Arc<DomainMetrics>> {
+        self.lock_detached()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|d| &*d.name == name)
+            .map(|d| d.metrics.clone())
     }
 
     pub fn settings(&self) -> Arc<Settings> {
@@ -167,7 +195,8 @@ impl Router {
     pub fn apply(&self, d: &Diff, settings: Settings) -> Vec<(String, usize)> {
         let mut table: Table = (**self.table.load()).clone();
         for c in &d.added {
-            table.insert(Arc::from(c.domain.as_str()), Domain::new(c));
+            let metrics = self.metrics_of_detached(&c.domain);
+            table.insert(Arc::from(c.domain.as_str()), Domain::new(c, metrics));
         }
         for c in &d.changed {
             if let Some(dom) = table.get(c.domain.as_str()) {
@@ -190,7 +219,7 @@ impl Router {
                 (dom.name.to_string(), open)
             })
             .collect();
-        let mut kept = self.detached.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self.lock_detached();
         kept.retain(|w| w.strong_count() > 0);
         kept.extend(detached.iter().map(Arc::downgrade));
         removed
@@ -202,7 +231,7 @@ impl Router {
     /// believe they are connected; `reset` makes them reconnect. Returns each
     /// such domain with the number of connections closed.
     pub fn reset_readded(&self, added: &[ComponentConfig]) -> Vec<(String, usize)> {
-        let mut kept = self.detached.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self.lock_detached();
         let mut reset = Vec::new();
         kept.retain(|w| {
             let Some(old) = w.upgrade() else {

@@ -2,8 +2,9 @@
 //! may do with it (queue a stanza, close it, make it reconnect), while the task
 //! in `crate::upstream` drives the connection behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -52,6 +53,28 @@ pub struct Link {
     /// The link's task has ended: its connection (if any) is closed.
     done: AtomicBool,
     done_notify: Notify,
+    /// What the task last said about the connection, for metrics and
+    /// `status` (read at scrape time; written only by the task).
+    state: LinkState,
+}
+
+/// The state of a link as a scrape sees it: authenticated or not, and while
+/// not, when the next attempt starts.
+struct LinkState {
+    /// The origin of `retry_at`.
+    born: Instant,
+    up: AtomicBool,
+    /// Milliseconds after `born` of the next attempt, plus one; 0: none
+    /// scheduled (an attempt is under way, or the link is up).
+    retry_at: AtomicU64,
+}
+
+/// What [`Link::status`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub up: bool,
+    /// While down and waiting: when the next attempt starts.
+    pub next_retry: Option<Instant>,
 }
 
 impl Link {
@@ -73,8 +96,39 @@ impl Link {
             queue,
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
+            state: LinkState {
+                born: Instant::now(),
+                up: AtomicBool::new(false),
+                retry_at: AtomicU64::new(0),
+            },
         });
         (link, rx)
+    }
+
+    /// The task: the link is authenticated (`true`), or an attempt starts or
+    /// the connection ended (`false`); no retry is scheduled.
+    pub fn set_up(&self, up: bool) {
+        self.state.retry_at.store(0, Ordering::Relaxed);
+        self.state.up.store(up, Ordering::Relaxed);
+    }
+
+    /// The task: the link is down and its next attempt starts after `delay`.
+    pub fn set_retry_in(&self, delay: Duration) {
+        let at = self.state.born.elapsed().saturating_add(delay);
+        let ms = u64::try_from(at.as_millis()).unwrap_or(u64::MAX - 1);
+        self.state.up.store(false, Ordering::Relaxed);
+        self.state.retry_at.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// Up or down, and the next attempt (for metrics and `status`).
+    pub fn status(&self) -> LinkStatus {
+        let ms = self.state.retry_at.load(Ordering::Relaxed);
+        LinkStatus {
+            up: self.state.up.load(Ordering::Relaxed),
+            next_retry: ms
+                .checked_sub(1)
+                .map(|ms| self.state.born + Duration::from_millis(ms)),
+        }
     }
 
     pub fn domain(&self) -> &Arc<str> {
@@ -204,6 +258,38 @@ impl Link {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn status_reports_up_and_the_next_retry() {
+        let limits = QueueLimits {
+            max_stanzas: 1,
+            max_bytes: 1,
+        };
+        let (link, _rx) = Link::new(Arc::from("a.example"), limits);
+        let none = LinkStatus {
+            up: false,
+            next_retry: None,
+        };
+        assert_eq!(link.status(), none);
+        let before = Instant::now();
+        link.set_retry_in(Duration::from_secs(24));
+        let st = link.status();
+        assert!(!st.up);
+        let at = st.next_retry.expect("a retry is scheduled");
+        assert!(at >= before + Duration::from_millis(23_999), "{at:?}");
+        assert!(at <= Instant::now() + Duration::from_secs(24));
+        // An attempt starts: nothing scheduled; it succeeds: up.
+        link.set_up(false);
+        assert_eq!(link.status(), none);
+        link.set_up(true);
+        assert_eq!(
+            link.status(),
+            LinkStatus {
+                up: true,
+                next_retry: None
+            }
+        );
+    }
 
     /// Every stanza offered while the gate closes is either refused to its
     /// sender or already in the queue when `close_gate` returns: the drain

@@ -13,10 +13,12 @@ pub mod link;
 pub mod outbox;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use tokio::sync::Notify;
+
+use crate::metrics::{ConnectionMetrics, ConnectionState, SessionMetrics};
 
 pub use control::Control;
 pub use gate::{Gate, Routing};
@@ -34,6 +36,22 @@ pub struct Session {
     pub outbox: Outbox,
     /// How to end it from elsewhere (a conflict).
     pub control: Arc<Control>,
+    /// Its counters: the connection's reader and writer count its stanzas,
+    /// routing its bounces; the domain's metrics sum them at scrape time.
+    pub metrics: SessionMetrics,
+    /// Its place in the `connections{state}` gauge (authenticated, or
+    /// detached once a reload removed its domain).
+    pub state: Mutex<ConnectionMetrics>,
+}
+
+impl Session {
+    /// A reload detached the session's domain.
+    pub fn mark_detached(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_state(ConnectionState::Detached);
+    }
 }
 
 /// Resolves once `cond` holds; whoever makes it hold calls

@@ -185,6 +185,13 @@ impl Drop for Reservation<'_> {
 }
 
 impl Outbox {
+    /// Items and bytes queued and not yet written (items taken by the writer
+    /// count in bytes until written): for metrics, read at scrape time.
+    pub fn depth(&self) -> (usize, usize) {
+        let items = self.tx.max_capacity() - self.tx.capacity();
+        (items, self.bytes.queued.load(Ordering::Relaxed))
+    }
+
     /// Count `cost` more in if the byte bound allows it.
     fn take_bytes(&self, cost: usize) -> bool {
         let max = self.max_bytes;

@@ -389,6 +389,7 @@ impl Reader<'_> {
         info!(domain = %domain, size = sk.size, "upstream link for {domain}: stanza from {from} skipped and bounced with policy-violation: {why}");
         match sk.head {
             Some(head) if head.name.is_stanza() => {
+                self.count_bounce(Bounce::TOO_LARGE);
                 if let Some(reply) = Bounce::TOO_LARGE.envelope(head.name, &sk.attrs) {
                     self.queue_upstream(Out::Stanza(reply)).await;
                 }
@@ -412,9 +413,18 @@ impl Reader<'_> {
     /// (never for `type='error'`/`'result'`). Waits for room in the link's
     /// queue unless the link is stopping.
     async fn bounce_upstream(&self, st: &Envelope, bounce: Bounce) {
+        self.count_bounce(bounce);
         if let Some(reply) = bounce.envelope(st.head.name, &st.attrs) {
             self.queue_upstream(Out::Stanza(reply)).await;
         }
+    }
+
+    /// A stanza from the server is refused: counted for the link's domain.
+    fn count_bounce(&self, bounce: Bounce) {
+        self.domain
+            .metrics
+            .counters()
+            .bounce(bounce.condition.into());
     }
 
     /// Queue a stanza of ours for the server: waits for room in the link's

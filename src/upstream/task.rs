@@ -124,6 +124,7 @@ impl LinkTask {
                 Attempt::Failed(e, unsent) => (e, unsent),
             };
             let delay = backoff.next_delay();
+            self.link.set_retry_in(delay);
             // The state change first, then its consequences.
             self.log_down(&upstream.address, failure, delay);
             self.first_wait = None;
@@ -147,6 +148,7 @@ impl LinkTask {
                 None => {}
             }
         }
+        self.link.set_up(false);
         self.link.close_gate().await;
         self.bounce(Vec::new()).await;
         let domain = &self.domain.name;
@@ -160,6 +162,7 @@ impl LinkTask {
             Err(a) => return a,
         };
         self.first_wait = None;
+        self.link.set_up(true);
         self.link.open_gate();
         if self.link.is_closing() {
             self.link.close_gate().await;
@@ -171,6 +174,7 @@ impl LinkTask {
         }
         let since = Instant::now();
         let (reason, unsent) = self.serve(conn).await;
+        self.link.set_up(false);
         self.link.close_gate().await;
         match reason {
             Reason::Close => {
@@ -203,6 +207,8 @@ impl LinkTask {
     ) -> Result<Conn, Attempt> {
         let secret = self.domain.settings().upstream_secret.clone();
         let (link, name) = (self.link.clone(), self.domain.name.clone());
+        self.link.set_up(false);
+        self.domain.metrics.upstream_attempt();
         let conn = connect(upstream, &name, secret.expose());
         tokio::pin!(conn);
         loop {
@@ -292,7 +298,9 @@ impl LinkTask {
             return;
         }
         let (mut n, mut lost) = (0usize, 0usize);
+        let counters = self.domain.metrics.counters();
         for st in &stanzas {
+            counters.bounce(Bounce::UPSTREAM_UNAVAILABLE.condition.into());
             let Some(reply) = Bounce::UPSTREAM_UNAVAILABLE.envelope(st.head.name, &st.attrs) else {
                 continue;
             };

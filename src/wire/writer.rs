@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::debug;
 
+use crate::metrics::SessionCounters;
 use crate::wire::out::Out;
 
 /// Most items one `writev` takes.
@@ -77,6 +79,8 @@ struct Pending {
     idx: usize,
     offset: usize,
     counted: bool,
+    /// Where completely written stanzas are counted (`out`), if anywhere.
+    metrics: Option<Arc<SessionCounters>>,
 }
 
 impl Pending {
@@ -131,6 +135,9 @@ impl Pending {
                 n -= rest;
                 if self.counted {
                     done += item.cost();
+                    if let (Some(m), Out::Stanza(e)) = (&self.metrics, item) {
+                        m.stanza_out(e.bytes.len());
+                    }
                 }
                 self.idx += 1;
                 self.offset = 0;
@@ -194,6 +201,13 @@ impl Writer {
             stall,
             last_write: None,
         }
+    }
+
+    /// Count every stanza from the queue once it is completely written
+    /// (a relaxed atomic add on counters only this writer updates).
+    pub fn counting(mut self, metrics: Arc<SessionCounters>) -> Self {
+        self.pending.metrics = Some(metrics);
+        self
     }
 
     /// Something was written already (e.g. a handshake, directly): the

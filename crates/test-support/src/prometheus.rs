@@ -55,6 +55,47 @@ pub fn require(tool: &str) -> bool {
     false
 }
 
+/// `promtool check metrics` on an exposition in the text format; `Err` with
+/// what promtool said (a clean exposition makes it print nothing at all).
+pub fn check_metrics(text: &str) -> Result<(), String> {
+    let mut child = Command::new(PROMTOOL_BIN)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {PROMTOOL_BIN}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, text.as_bytes())
+            .map_err(|e| format!("writing to promtool: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    promtool_result("check metrics", &out, true)
+}
+
+/// `promtool check rules` on the rules file `path`.
+pub fn check_rules(path: &Path) -> Result<(), String> {
+    let out = Command::new(PROMTOOL_BIN)
+        .args(["check", "rules"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run {PROMTOOL_BIN}: {e}"))?;
+    promtool_result("check rules", &out, false)
+}
+
+fn promtool_result(what: &str, out: &std::process::Output, silent: bool) -> Result<(), String> {
+    let quiet = out.stdout.is_empty() && out.stderr.is_empty();
+    if out.status.success() && (quiet || !silent) {
+        return Ok(());
+    }
+    Err(format!(
+        "promtool {what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
 /// A running Prometheus scraping one target. Dropping it stops the process.
 pub struct Prometheus {
     pub port: u16,
