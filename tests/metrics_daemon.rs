@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::comp::{round_trip, Comp, Got};
-use test_support::daemon::{component, free_port, router_bin, Daemon};
+use test_support::daemon::{component, down_line, free_port, router_bin, Daemon};
+use test_support::events::event;
 use test_support::inspect::stanza_error_condition;
 use test_support::prometheus;
 use test_support::prosody::{self, Prosody, ProsodyOptions};
@@ -41,7 +42,7 @@ impl Router {
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut d = Daemon::start(&config(port, metrics, body));
         d.port = port;
-        d.expect_log("metrics listener on", T);
+        d.expect_log(event("metrics.listening"), T);
         Router { d, metrics }
     }
 
@@ -416,7 +417,7 @@ async fn reload_moves_the_metrics_listener() {
         two_components()
     );
     r.d.reload(&text);
-    r.d.expect_log("metrics listener moved", T);
+    r.d.expect_log(event("metrics.moved"), T);
     assert_eq!(scrape(new).await.value("reloads_total{result=\"ok\"}"), 1.0);
     assert!(
         TcpStream::connect(r.metrics).await.is_err(),
@@ -701,7 +702,7 @@ async fn upstream_link_down_and_up_against_prosody() {
     assert_eq!(s.value(&retry), 0.0);
 
     p.stop();
-    r.d.expect_log("upstream link for comp.localhost down", T);
+    r.d.expect_log(down_line("comp.localhost"), T);
     let s = r.expect(&link_up, 0.0).await;
     let next = s.value(&retry);
     assert!(next > 0.0 && next <= 1.25, "first retry in {next} s");

@@ -88,7 +88,7 @@ impl Metrics {
                 let old = s.local_addr();
                 match s.rebind(addr).await {
                     Ok(()) if s.local_addr() != old => {
-                        info!(old = %old, new = %s.local_addr(), "reload: metrics listener moved");
+                        info!(event = "metrics.moved", old = %old, new = %s.local_addr(), "reload: metrics listener moved");
                     }
                     Ok(()) => {}
                     Err(e) => error!("reload: {e}; the metrics listener stays where it was"),

@@ -100,7 +100,7 @@ impl MetricsServer {
         });
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, shared, stopped));
-        info!("metrics listener on http://{local}/metrics");
+        info!(event = "metrics.listening", %local, "metrics listener on http://{local}/metrics");
         Ok(MetricsServer {
             requested: addr,
             local,

@@ -134,7 +134,7 @@ impl Daemon {
         }
         let port = free_port();
         let config_path = dir.path().join("config.toml");
-        let text = if body.contains("listen") {
+        let text = if sets_listen(body) {
             body.to_string()
         } else {
             format!("listen = [\"127.0.0.1:{port}\"]\n{body}")
@@ -164,7 +164,7 @@ impl Daemon {
             config_path,
             log,
         };
-        if !body.contains("listen") {
+        if !sets_listen(body) {
             d.wait_listening();
         } else {
             d.wait_for_log(event("ready"), Duration::from_secs(10));
@@ -204,7 +204,7 @@ impl Daemon {
     /// Rewrite the config (keeping our listen line), send SIGHUP and wait until
     /// the reload's outcome (summary or failure) is logged.
     pub fn reload(&self, body: &str) {
-        let text = if body.contains("listen") {
+        let text = if sets_listen(body) {
             body.to_string()
         } else {
             format!("listen = [\"127.0.0.1:{}\"]\n{body}", self.port)
@@ -374,4 +374,16 @@ impl RssPeak {
         }
         self.peak.load(Ordering::Relaxed)
     }
+}
+
+/// Whether a config body sets the top-level `listen` itself (a `listen` key
+/// inside a section, such as `[metrics] listen`, does not count).
+fn sets_listen(body: &str) -> bool {
+    body.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with('['))
+        .any(|l| {
+            l.strip_prefix("listen")
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
 }
