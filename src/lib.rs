@@ -2,6 +2,9 @@
 //!
 //! Layers, each importing only from the ones above it in this list (the README's
 //! code map has every file):
+//! - counters: [`metrics`] (per-connection and per-domain counters, Prometheus
+//!   exposition, the status document and client, the health check); it imports
+//!   nothing of the router, and every layer below counts into it.
 //! - vocabulary: [`proto`] (namespaces, error conditions, the XEP-0114 handshake
 //!   digest and stream ids, JIDs for routing); [`config`] and [`prosody_config`]
 //!   (the TOML config and the declarative subset of prosody.cfg.lua it can read).
@@ -11,15 +14,15 @@
 //!   writer for both kinds of socket, socket options.
 //! - sessions: `session`: the bounded outbox, a connection's control (kill with
 //!   a stream error), the detach gate, the upstream link's handle.
-//! - routing: `router`: the routing table, one served domain (its sessions and
-//!   its upstream link) and the one routing decision.
+//! - routing: `router`: the routing table, one served domain (its set of
+//!   sessions, its upstream link, its hold while its component restarts), how a
+//!   balanced set is shared, and the one routing decision.
 //! - protocol sides: `accept` (a component's connection, XEP-0114 server side)
 //!   and `upstream` (a domain's link to the XMPP server, client side).
 //! - daemon: [`daemon`]: listeners and admission, signals, reload (the one place
 //!   that changes the running daemon), shutdown.
-//! - beside them: [`cli`] (command line, exit codes, `--check`), [`logging`],
-//!   `systemd` (sd_notify), [`metrics`] (Prometheus exposition, the status
-//!   document and client, the health check; it imports nothing of the daemon).
+//! - beside them: [`cli`] (command line, exit codes, `--check`, `status`),
+//!   [`logging`], `systemd` (sd_notify).
 
 mod accept;
 pub mod cli;
