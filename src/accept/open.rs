@@ -137,24 +137,7 @@ impl Connection {
 
     /// Join the domain under its conflict policy and confirm the handshake.
     async fn attach(&mut self, domain: &Arc<Domain>) -> Result<Live, End> {
-        let since = SystemTime::now();
-        let mut state = self
-            .metrics
-            .take()
-            .unwrap_or_else(|| self.env.router.globals.connection_opened());
-        state.set_state(ConnectionState::Authenticated);
-        let session = Arc::new(Session {
-            id: self.id,
-            domain: domain.name.clone(),
-            peer: self.peer,
-            since,
-            outbox: self.out.clone(),
-            control: self.control.clone(),
-            metrics: domain
-                .metrics
-                .adopt_session(self.counters.clone(), self.peer, since),
-            state: Mutex::new(state),
-        });
+        let session = self.new_session(domain);
         // `<handshake/>` is queued only once the conflict policy accepted the
         // session (a connection refused with `conflict` must not be told it
         // authenticated; Prosody sends only the conflict too), and before the
@@ -184,27 +167,7 @@ impl Connection {
                 }
                 (link, drain)
             }
-            Attach::Conflict => {
-                info!(domain = %domain.name, peer = %self.peer, "conflict: component already connected, new connection refused");
-                return Err(End::Error(StreamError::with_text(
-                    StreamCondition::Conflict,
-                    "Component already connected",
-                )));
-            }
-            Attach::Full(max) => {
-                info!(domain = %domain.name, peer = %self.peer, max, "conflict: the component's set of connections is full (max_instances), new connection refused");
-                return Err(End::Error(StreamError::with_text(
-                    StreamCondition::Conflict,
-                    format!("Component already has {max} connections (max_instances)"),
-                )));
-            }
-            Attach::Detached => {
-                return Err(End::Error(StreamError::with_text(
-                    StreamCondition::HostUnknown,
-                    format!("{} is no longer served", domain.name),
-                )));
-            }
-            Attach::Gone => return Err(End::Gone),
+            refused => return Err(self.refusal(domain, refused)),
         };
         info!(event = "session.authenticated", peer = %self.peer, domain = %domain.name, "component authenticated");
         if let Some(new) = link {
@@ -223,5 +186,52 @@ impl Connection {
             domain: domain.clone(),
             session,
         })
+    }
+
+    /// The session this connection becomes, its counters joining the domain's.
+    fn new_session(&mut self, domain: &Domain) -> Arc<Session> {
+        let since = SystemTime::now();
+        let mut state = self
+            .metrics
+            .take()
+            .unwrap_or_else(|| self.env.router.globals.connection_opened());
+        state.set_state(ConnectionState::Authenticated);
+        Arc::new(Session {
+            id: self.id,
+            domain: domain.name.clone(),
+            peer: self.peer,
+            since,
+            outbox: self.out.clone(),
+            control: self.control.clone(),
+            metrics: domain
+                .metrics
+                .adopt_session(self.counters.clone(), self.peer, since),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Why the domain did not take this connection, as its end.
+    fn refusal(&self, domain: &Domain, refused: Attach) -> End {
+        match refused {
+            Attach::Conflict => {
+                info!(domain = %domain.name, peer = %self.peer, "conflict: component already connected, new connection refused");
+                End::Error(StreamError::with_text(
+                    StreamCondition::Conflict,
+                    "Component already connected",
+                ))
+            }
+            Attach::Full(max) => {
+                info!(domain = %domain.name, peer = %self.peer, max, "conflict: the component's set of connections is full (max_instances), new connection refused");
+                End::Error(StreamError::with_text(
+                    StreamCondition::Conflict,
+                    format!("Component already has {max} connections (max_instances)"),
+                ))
+            }
+            Attach::Detached => End::Error(StreamError::with_text(
+                StreamCondition::HostUnknown,
+                format!("{} is no longer served", domain.name),
+            )),
+            Attach::Attached { .. } | Attach::Gone => End::Gone,
+        }
     }
 }

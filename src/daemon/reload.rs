@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use super::listeners::Listeners;
 use super::scrape::Metrics;
 use crate::accept::Env;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Diff};
 use crate::metrics::Outcome;
 use crate::router::{Settings, READDED_TEXT};
 use crate::systemd;
@@ -32,28 +32,49 @@ pub async fn reload(
     let router = &env.router;
     systemd::reloading();
     info!(event = "reload.start", file = %current.path.display(), "SIGHUP: reloading config");
-    // Reading the files (includes and globs too) blocks: off the runtime.
+    let Some(new) = read(&current).await else {
+        router.globals.reload(Outcome::Failed, SystemTime::now());
+        systemd::ready("reload failed; serving the previous config");
+        return current;
+    };
+    let diff = config::diff(&current, &new);
+    let removed = router.apply(&diff, Settings::from_config(&new));
+    let reset = router.reset_readded(&diff.added);
+    apply_upstream(env, current.upstream.as_ref(), new.upstream.as_ref());
+    retry_down_links(env);
+    log_components(&diff, &removed, &reset);
+    let bind_errors = listeners.reconcile(&new.listen).await;
+    metrics
+        .reconcile(new.metrics.as_ref().map(|m| m.listen))
+        .await;
+    let summary = summarize(&diff, &removed, bind_errors.len());
+    if current.log_level != new.log_level {
+        warn!("log_level changes take effect at the next restart");
+    }
+    router.globals.reload(Outcome::Ok, SystemTime::now());
+    systemd::ready(&summary);
+    new
+}
+
+/// Read and validate the new config off the runtime (includes and globs
+/// read files too), with its warnings logged; `None` (logged) if it is invalid.
+async fn read(current: &Config) -> Option<Config> {
     let path = current.path.clone();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
-    let new = match loaded {
+    let new = match tokio::task::spawn_blocking(move || config::load(&path)).await {
         Ok(Ok(c)) => c,
         Err(e) => {
             error!(
                 event = "reload.failed",
                 "reload failed, keeping the running config: the config reader failed: {e}"
             );
-            router.globals.reload(Outcome::Failed, SystemTime::now());
-            systemd::ready("reload failed; serving the previous config");
-            return current;
+            return None;
         }
         Ok(Err(e)) => {
             error!(
                 event = "reload.failed",
                 "reload failed, keeping the running config: {e}"
             );
-            router.globals.reload(Outcome::Failed, SystemTime::now());
-            systemd::ready("reload failed; serving the previous config");
-            return current;
+            return None;
         }
     };
     for w in &new.warnings {
@@ -67,28 +88,30 @@ pub async fn reload(
             warn!("{w}");
         }
     }
-    let diff = config::diff(&current, &new);
-    let removed = router.apply(&diff, Settings::from_config(&new));
-    let reset = router.reset_readded(&diff.added);
-    apply_upstream(env, current.upstream.as_ref(), new.upstream.as_ref());
-    retry_down_links(env);
+    Some(new)
+}
+
+/// One line per component the reload added, re-added over detached
+/// connections, removed or changed.
+fn log_components(diff: &Diff, removed: &[(String, usize)], reset: &[(String, usize)]) {
+    let s = |n: usize| if n == 1 { "" } else { "s" };
     for c in &diff.added {
         info!(event = "reload.added", domain = %c.domain, "reload: component added, awaiting authentication");
     }
-    for (d, n) in &reset {
-        info!(event = "reload.reset", domain = %d, connections_reset = n, "reload: component {d} re-added: its {n} detached connection{} closed with reset (\"{READDED_TEXT}\"), so the component reconnects", if *n == 1 { "" } else { "s" });
+    for (d, n) in reset {
+        info!(event = "reload.reset", domain = %d, connections_reset = n, "reload: component {d} re-added: its {n} detached connection{} closed with reset (\"{READDED_TEXT}\"), so the component reconnects", s(*n));
     }
-    for (d, n) in &removed {
-        info!(event = "reload.removed", domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", if *n == 1 { "" } else { "s" });
+    for (d, n) in removed {
+        info!(event = "reload.removed", domain = %d, connections_detached = n, "reload: component removed ({n} connection{} detached)", s(*n));
     }
     for c in &diff.changed {
         info!(event = "reload.changed", domain = %c.domain, "reload: component changed; the next handshake uses the new settings");
     }
+}
+
+/// The summary line (also systemd's `STATUS=`), logged; returned for systemd.
+fn summarize(diff: &Diff, removed: &[(String, usize)], bind_errors: usize) -> String {
     let detached: usize = removed.iter().map(|(_, n)| n).sum();
-    let bind_errors = listeners.reconcile(&new.listen).await;
-    metrics
-        .reconcile(new.metrics.as_ref().map(|m| m.listen))
-        .await;
     let summary = format!(
         "reload: {} added, {} removed ({} connection{} detached), {} changed, {} unchanged{}",
         diff.added.len(),
@@ -97,10 +120,10 @@ pub async fn reload(
         if detached == 1 { "" } else { "s" },
         diff.changed.len(),
         diff.unchanged,
-        if bind_errors.is_empty() {
+        if bind_errors == 0 {
             String::new()
         } else {
-            format!(", {} listen address(es) failed", bind_errors.len())
+            format!(", {bind_errors} listen address(es) failed")
         }
     );
     info!(
@@ -111,12 +134,7 @@ pub async fn reload(
         unchanged = diff.unchanged,
         "{summary}"
     );
-    if current.log_level != new.log_level {
-        warn!("log_level changes take effect at the next restart");
-    }
-    router.globals.reload(Outcome::Ok, SystemTime::now());
-    systemd::ready(&summary);
-    new
+    summary
 }
 
 /// An operator's "try now": every link that is down and waiting for its next
