@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::outbox::{outbox, Outbox, OutboxReceiver, PushError, QueueLimits, Refused};
 use super::wait_until;
+use crate::wire::out::Out;
 
 /// Resolves once `flag` is set (by whoever then calls `notify_one`).
 async fn wait_until_flag(notify: &Notify, flag: &AtomicBool) {
@@ -17,7 +18,6 @@ async fn wait_until_flag(notify: &Notify, flag: &AtomicBool) {
         notify.notified().await;
     }
 }
-use crate::wire::out::Out;
 
 /// A request from outside the link task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +43,7 @@ pub struct Link {
     gate: AtomicUsize,
     closing: AtomicBool,
     reconfig: AtomicBool,
-    /// The task is waiting out its backoff after a failure.
-    backing_off: AtomicBool,
-    /// [`Link::retry_now`] was called while it was.
+    /// [`Link::retry_now`] was called while a retry was scheduled.
     retry: AtomicBool,
     retry_wake: Notify,
     wake: Notify,
@@ -89,7 +87,6 @@ impl Link {
             gate: AtomicUsize::new(OPEN),
             closing: AtomicBool::new(false),
             reconfig: AtomicBool::new(false),
-            backing_off: AtomicBool::new(false),
             retry: AtomicBool::new(false),
             retry_wake: Notify::new(),
             wake: Notify::new(),
@@ -106,8 +103,10 @@ impl Link {
     }
 
     /// The task: the link is authenticated (`true`), or an attempt starts or
-    /// the connection ended (`false`); no retry is scheduled.
+    /// the connection ended (`false`); no retry is scheduled (and a request
+    /// to retry now is used up).
     pub fn set_up(&self, up: bool) {
+        self.retry.store(false, Ordering::Release);
         self.state.retry_at.store(0, Ordering::Relaxed);
         self.state.up.store(up, Ordering::Relaxed);
     }
@@ -205,20 +204,13 @@ impl Link {
     /// A SIGHUP: if the link is down and waiting for its next attempt, make
     /// that attempt now. Returns whether it was waiting.
     pub fn retry_now(&self) -> bool {
-        if !self.backing_off.load(Ordering::Acquire) || self.is_closing() {
+        let scheduled = self.state.retry_at.load(Ordering::Relaxed) != 0;
+        if !scheduled || self.is_closing() {
             return false;
         }
         self.retry.store(true, Ordering::Release);
         self.retry_wake.notify_one();
         true
-    }
-
-    /// The task: waiting out the backoff (or not any more).
-    pub fn set_backing_off(&self, on: bool) {
-        // A request that came too late for the previous wait does not cut
-        // this one short.
-        self.retry.store(false, Ordering::Release);
-        self.backing_off.store(on, Ordering::Release);
     }
 
     /// Resolves when [`Link::retry_now`] was called during the backoff.

@@ -130,7 +130,6 @@ impl LinkTask {
             self.first_wait = None;
             self.link.close_gate().await;
             self.bounce(unsent).await;
-            self.link.set_backing_off(true);
             let ev = tokio::select! {
                 biased;
                 ev = self.link.event() => Some(ev),
@@ -141,7 +140,8 @@ impl LinkTask {
                 }
                 _ = sleep(delay) => None,
             };
-            self.link.set_backing_off(false);
+            // The next attempt starts: nothing is scheduled any more.
+            self.link.set_up(false);
             match ev {
                 Some(Event::Close) => break,
                 Some(Event::Reconfigure) => backoff.reset(),
