@@ -1403,13 +1403,8 @@ async fn sighup_retries_a_down_link_at_once() {
     if !prosody::require() {
         return;
     }
-    let mut p = start_prosody(&opts());
-    let d = Daemon::start(&router_config(
-        Some(p.component_addr()),
-        &[(COMP, SECRET, "")],
-    ));
-    let mut comp = Comp::login(d.addr(), COMP, SECRET).await;
-    d.expect_log_count(up_line(COMP), 1, T);
+    let (mut p, d, mut comp, _) =
+        gateway(&opts(), |a| router_config(Some(a), &[(COMP, SECRET, "")])).await;
     p.stop();
     // Wait until the backoff has grown to at least 5 s (1, 2, 4, 8 s ± 25 %).
     let deadline = Instant::now() + Duration::from_secs(30);
