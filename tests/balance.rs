@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use test_support::comp::{Comp, CompRx, Got};
 use test_support::daemon::{component, up_line, Daemon};
+use test_support::ejabberd::{self, Ejabberd, EjabberdOptions};
 use test_support::events::event;
 use test_support::inspect::{attr, element_name};
 use tokio::io::AsyncWriteExt;
@@ -782,6 +783,15 @@ async fn slixmpp_instances_share_a_domain() {
     }
 }
 
+/// A private ejabberd serving COMP (for the router's links) and SRC (a
+/// component attached to ejabberd itself, the senders).
+fn ejabberd_with_comp_and_src() -> Ejabberd {
+    let opts = EjabberdOptions::new("localhost")
+        .component(COMP, "sc")
+        .component(SRC, "ss");
+    Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"))
+}
+
 /// The same in front of a real ejabberd 23.01 (`global_routes: false`):
 /// three instances of comp.localhost on the router, one link; 3,000
 /// stanzas from 300 bare JIDs (a component attached to ejabberd sends them)
@@ -790,14 +800,10 @@ async fn slixmpp_instances_share_a_domain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_ejabberd_with_one_upstream_link() {
     use test_support::c2s::C2s;
-    use test_support::ejabberd::{self, Ejabberd, EjabberdOptions};
     if !ejabberd::require() {
         return;
     }
-    let opts = EjabberdOptions::new("localhost")
-        .component(COMP, "sc")
-        .component(SRC, "ss");
-    let e = Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"));
+    let e = ejabberd_with_comp_and_src();
     let (d, mut insts) = spread_through(e.service_addr(), "ejabberd").await;
     let mut users = Vec::new();
     for u in 0..10 {
@@ -818,14 +824,10 @@ async fn through_ejabberd_with_one_upstream_link() {
 /// nothing sent after the stop is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_routers_share_a_domain_in_front_of_ejabberd() {
-    use test_support::ejabberd::{self, Ejabberd, EjabberdOptions};
     if !ejabberd::require() {
         return;
     }
-    let opts = EjabberdOptions::new("localhost")
-        .component(COMP, "sc")
-        .component(SRC, "ss");
-    let e = Ejabberd::start(&opts).unwrap_or_else(|err| panic!("ejabberd failed to start: {err}"));
+    let e = ejabberd_with_comp_and_src();
     let body = format!(
         "log_level = \"info\"\n[upstream]\naddress = \"{}\"\n{}",
         e.service_addr(),
