@@ -167,6 +167,7 @@ impl Connection {
                 }
                 (link, drain)
             }
+            Attach::Gone => return Err(End::Gone),
             refused => return Err(self.refusal(domain, refused)),
         };
         info!(event = "session.authenticated", peer = %self.peer, domain = %domain.name, "component authenticated");
@@ -231,6 +232,7 @@ impl Connection {
                 StreamCondition::HostUnknown,
                 format!("{} is no longer served", domain.name),
             )),
+            // Not refusals: `attach` handles them itself.
             Attach::Attached { .. } | Attach::Gone => End::Gone,
         }
     }
